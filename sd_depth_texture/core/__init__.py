@@ -1,0 +1,1 @@
+"""Pure computation (geometry, depth, projection, generation): arrays in, arrays out, no ``bpy``."""
