@@ -1,0 +1,130 @@
+"""Arrays to Blender images and back, the texture's material, and where images are saved."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import bpy
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TEXTURE_FOLDER = "textures"
+
+
+def array_to_image(
+    name: str, pixels: np.ndarray, *, is_data: bool = False, float_buffer: bool = False
+) -> bpy.types.Image:
+    """Create or update the image ``name`` from an (H, W, C) array in [0, 1], row 0 at the top.
+
+    An existing image of another size is rescaled in place, so materials that use it keep it.
+    """
+    height, width = pixels.shape[:2]
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    source = pixels.reshape(height, width, channels)
+    rgba[..., :3] = source[..., :3] if channels >= 3 else source[..., :1]
+    if channels == 4:
+        rgba[..., 3] = source[..., 3]
+    image = bpy.data.images.get(name)
+    if image is not None and image.library is None and bool(image.is_float) == float_buffer:
+        if tuple(image.size) != (width, height):
+            image.scale(width, height)
+    else:
+        image = bpy.data.images.new(
+            name, width, height, alpha=True, float_buffer=float_buffer, is_data=is_data
+        )
+    image.colorspace_settings.name = "Non-Color" if is_data else "sRGB"
+    # Blender stores rows bottom first.
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
+    image.update()
+    return image
+
+
+def image_to_array(image: bpy.types.Image) -> np.ndarray:
+    """An image's pixels as (H, W, 4) float32, row 0 at the top, values as stored (sRGB for 8-bit)."""
+    width, height = image.size
+    flat = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(flat)
+    return flat.reshape(height, width, 4)[::-1].copy()
+
+
+def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene) -> str:
+    """Write a [0, 1] depth map as a 16-bit grayscale PNG (exact to 1/65535)."""
+    image = array_to_image("SD Depth (export)", depth, is_data=True, float_buffer=True)
+    settings = scene.render.image_settings
+    saved = (settings.file_format, settings.color_depth, settings.color_mode)
+    try:
+        settings.file_format = "PNG"
+        settings.color_depth = "16"
+        settings.color_mode = "BW"
+        image.save_render(path, scene=scene)
+    finally:
+        settings.file_format, settings.color_depth, settings.color_mode = saved
+        bpy.data.images.remove(image)
+    return path
+
+
+def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
+    """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
+
+    ``blend_path`` is the .blend about to be written (command line); default the open one.
+    """
+    image.file_format = "PNG"
+    blend_path = blend_path or bpy.data.filepath
+    if blend_path:
+        folder = os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER)
+        os.makedirs(folder, exist_ok=True)
+        filename = bpy.path.clean_name(image.name) + ".png"
+        image.filepath_raw = os.path.join(folder, filename)
+        image.save()
+        if image.packed_file is not None:
+            image.unpack(method="REMOVE")
+        if bpy.data.filepath and os.path.dirname(bpy.data.filepath) == os.path.dirname(
+            os.path.abspath(blend_path)
+        ):
+            image.filepath = "//" + TEXTURE_FOLDER + "/" + filename
+        else:
+            image.filepath = image.filepath_raw  # made relative when the .blend is saved there
+        return os.path.join(folder, filename)
+    image.pack()
+    return "packed in the .blend"
+
+
+def wire_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:
+    """Show ``image`` on ``obj`` through a material of its own (reused on every run).
+
+    The material is linked to the object's slots (link 'OBJECT'), which overrides the mesh's own
+    materials without changing them: switching a slot back to 'DATA' restores the original look.
+    """
+    name = f"{obj.name} SD Texture"
+    material = bpy.data.materials.get(name)
+    if material is None or material.library is not None:
+        material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    shader = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
+    if shader is None:
+        shader = nodes.new("ShaderNodeBsdfPrincipled")
+    output = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None)
+    if output is None:
+        output = nodes.new("ShaderNodeOutputMaterial")
+    texture = nodes.get("SD Texture") or nodes.new("ShaderNodeTexImage")
+    texture.name = texture.label = "SD Texture"
+    texture.image = image
+    texture.location = (-400, 300)
+    uv_node = nodes.get("SD UV Map") or nodes.new("ShaderNodeUVMap")
+    uv_node.name = uv_node.label = "SD UV Map"
+    uv_node.uv_map = uv_map
+    uv_node.location = (-650, 300)
+    links.new(uv_node.outputs["UV"], texture.inputs["Vector"])
+    links.new(texture.outputs["Color"], shader.inputs["Base Color"])
+    links.new(shader.outputs["BSDF"], output.inputs["Surface"])
+
+    if not obj.material_slots:
+        obj.data.materials.append(None)
+    for slot in obj.material_slots:
+        slot.link = "OBJECT"
+        slot.material = material
+    return material

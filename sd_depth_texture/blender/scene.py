@@ -1,0 +1,144 @@
+"""Blender scenes as arrays: evaluated meshes in world space, and views as matrices."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..core.errors import TextureError
+from ..core.views import View, fit_projection, generation_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MeshArrays:
+    """One evaluated mesh object (modifiers applied) in world space."""
+
+    name: str
+    vertices: np.ndarray  # (V, 3) float64, world space
+    triangles: np.ndarray  # (F, 3) int64 vertex indices
+    uv: np.ndarray | None  # (L, 2) float64 per-corner UVs of the active UV map
+    uv_triangles: np.ndarray  # (F, 3) int64 corner indices, same triangle order
+
+
+@dataclass
+class SceneGeometry:
+    """All visible meshes as one triangle soup, remembering which object each triangle is from."""
+
+    vertices: np.ndarray
+    triangles: np.ndarray
+    owner: np.ndarray  # (F,) index into ``names``
+    names: list[str]
+
+
+def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> MeshArrays:
+    """Read an object's evaluated mesh into arrays with ``foreach_get`` (no per-element loops)."""
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        mesh.calc_loop_triangles()
+        count = len(mesh.loop_triangles)
+        vertices = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", vertices)
+        triangles = np.empty(count * 3, dtype=np.int32)
+        mesh.loop_triangles.foreach_get("vertices", triangles)
+        corners = np.empty(count * 3, dtype=np.int32)
+        mesh.loop_triangles.foreach_get("loops", corners)
+        uv = None
+        if mesh.uv_layers.active is not None:
+            uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+            mesh.uv_layers.active.data.foreach_get("uv", uv)
+            uv = uv.reshape(-1, 2).astype(np.float64)
+        matrix = np.array(evaluated.matrix_world, dtype=np.float64)
+    finally:
+        evaluated.to_mesh_clear()
+    local = vertices.reshape(-1, 3).astype(np.float64)
+    world = local @ matrix[:3, :3].T + matrix[:3, 3]
+    return MeshArrays(
+        name=obj.name,
+        vertices=world,
+        triangles=triangles.reshape(-1, 3).astype(np.int64),
+        uv=uv,
+        uv_triangles=corners.reshape(-1, 3).astype(np.int64),
+    )
+
+
+def visible_meshes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> list:
+    """Mesh objects visible in the view layer (what the viewport and renders would show)."""
+    return [
+        obj
+        for obj in scene.objects
+        if obj.type == "MESH" and obj.visible_get(view_layer=view_layer)
+    ]
+
+
+def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
+    """Concatenate meshes into one soup so other objects occlude the target as they do on screen."""
+    offsets = np.cumsum([0] + [m.vertices.shape[0] for m in meshes])
+    empty = np.zeros((0, 3))
+    return SceneGeometry(
+        vertices=np.concatenate([m.vertices for m in meshes]) if meshes else empty,
+        triangles=np.concatenate(
+            [m.triangles + offset for m, offset in zip(meshes, offsets, strict=False)]
+        )
+        if meshes
+        else np.zeros((0, 3), dtype=np.int64),
+        owner=np.concatenate(
+            [np.full(m.triangles.shape[0], i, dtype=np.int32) for i, m in enumerate(meshes)]
+        )
+        if meshes
+        else np.zeros(0, dtype=np.int32),
+        names=[m.name for m in meshes],
+    )
+
+
+def find_camera(scene: bpy.types.Scene, name: str | None) -> bpy.types.Object:
+    """The named camera object, or the scene camera; a clear error if there is none."""
+    if name:
+        camera = bpy.data.objects.get(name)
+        if camera is None or camera.type != "CAMERA":
+            raise TextureError(f"There is no camera named '{name}' in the file.")
+        return camera
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        raise TextureError("The scene has no camera: add one or name one with --camera.")
+    return scene.camera
+
+
+def camera_view(
+    scene: bpy.types.Scene,
+    camera: bpy.types.Object,
+    depsgraph: bpy.types.Depsgraph,
+    short_side: int = 512,
+) -> View:
+    """The camera's view at generation size, with the render resolution's aspect and sensor fit."""
+    render = scene.render
+    aspect = (render.resolution_x * render.pixel_aspect_x) / (
+        render.resolution_y * render.pixel_aspect_y
+    )
+    width, height = generation_size(aspect, short_side)
+    evaluated = camera.evaluated_get(depsgraph)
+    projection = np.array(
+        evaluated.calc_matrix_camera(
+            depsgraph,
+            x=render.resolution_x,
+            y=render.resolution_y,
+            scale_x=render.pixel_aspect_x,
+            scale_y=render.pixel_aspect_y,
+        ),
+        dtype=np.float64,
+    )
+    world_to_view = np.linalg.inv(np.array(evaluated.matrix_world, dtype=np.float64))
+    return View(world_to_view, fit_projection(projection, aspect, width, height), width, height)
+
+
+def viewport_view(region: bpy.types.Region, region_3d, short_side: int = 512) -> View:
+    """The 3D viewport exactly as the user sees it: its own view and window matrices and aspect."""
+    aspect = region.width / max(region.height, 1)
+    width, height = generation_size(aspect, short_side)
+    projection = np.array(region_3d.window_matrix, dtype=np.float64)
+    world_to_view = np.array(region_3d.view_matrix, dtype=np.float64)
+    return View(world_to_view, fit_projection(projection, aspect, width, height), width, height)

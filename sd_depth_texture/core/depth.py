@@ -1,0 +1,92 @@
+"""The view's Z-buffer and the depth map SD2-depth expects.
+
+The model was trained on MiDaS relative inverse depth: near is bright, the background sits at
+the far end, and the pipeline min-max normalises whatever it gets. NDC depth is affine in 1/z
+for perspective views (and in z for orthographic ones), so normalising it over the foreground
+yields exactly that quantity for either kind of view, independent of clip distances.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TextureError
+from .raster import NO_TRIANGLE, Raster, rasterize
+from .views import View
+
+log = logging.getLogger(__name__)
+
+# Where the farthest foreground point lands; the background alone is 0, so silhouettes stay crisp.
+FAR_FOREGROUND = 0.1
+
+
+@dataclass
+class DepthCapture:
+    """What one view sees: the covering triangle per pixel and its depth."""
+
+    view: View
+    raster: Raster
+    view_depth: np.ndarray  # (H, W) float32, distance along the view axis; inf for background
+    ndc_z: np.ndarray  # (H, W) float32; inf for background
+
+    @property
+    def foreground(self) -> np.ndarray:
+        return self.raster.triangle != NO_TRIANGLE
+
+
+def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> DepthCapture:
+    """Z-buffer world-space triangles as ``view`` sees them (nearest surface per pixel).
+
+    Triangles with a vertex behind the eye or outside the clip range are left out, as the
+    camera's clip start and end would cut them.
+    """
+    triangles = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+    projected = view.project(vertices)
+    vertex_ok = projected.in_front & (np.abs(projected.ndc_z) <= 1.0)
+    # Keep the caller's triangle indices: an unusable triangle becomes degenerate (never drawn).
+    usable = vertex_ok[triangles].all(axis=1)
+    drawable = np.where(usable[:, None], triangles, 0)
+    raster = rasterize(projected.xy, drawable, view.width, view.height, projected.ndc_z)
+
+    covered = raster.covered
+    ndc_z = np.full((view.height, view.width), np.inf, dtype=np.float32)
+    view_depth = np.full((view.height, view.width), np.inf, dtype=np.float32)
+    ndc_z[covered] = raster.interpolate(projected.ndc_z[:, None], triangles)[:, 0]
+    # View depth is not affine in screen space under perspective; 1/depth is.
+    if view.is_orthographic:
+        view_depth[covered] = raster.interpolate(projected.view_depth[:, None], triangles)[:, 0]
+    else:
+        inverse = 1.0 / np.maximum(projected.view_depth, 1e-12)
+        view_depth[covered] = 1.0 / raster.interpolate(inverse[:, None], triangles)[:, 0]
+    return DepthCapture(view=view, raster=raster, view_depth=view_depth, ndc_z=ndc_z)
+
+
+def depth_for_model(capture: DepthCapture) -> np.ndarray:
+    """The (H, W) float32 map for SD2-depth: near = 1, farthest surface = 0.1, background = 0.
+
+    Raises :class:`TextureError` for a view that sees nothing, where the pipeline's own
+    normalisation would silently produce a NaN image.
+    """
+    foreground = capture.foreground
+    if not foreground.any():
+        raise TextureError("Nothing is visible in the view: there is no depth to texture from.")
+    near_is_high = -capture.ndc_z[foreground].astype(np.float64)
+    low, high = near_is_high.min(), near_is_high.max()
+    depth = np.zeros(foreground.shape, dtype=np.float32)
+    span = high - low
+    scaled = (near_is_high - low) / span if span > 0 else np.ones_like(near_is_high)
+    depth[foreground] = FAR_FOREGROUND + (1.0 - FAR_FOREGROUND) * scaled
+    if depth.min() == depth.max():
+        raise TextureError(
+            "The view sees one flat surface and nothing else, so its depth map is constant; "
+            "move the view so the object's outline is visible."
+        )
+    return depth
+
+
+def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
+    """Quantise a [0, 1] depth map to 16 bits for a lossless-enough PNG."""
+    return np.round(np.clip(depth, 0.0, 1.0) * 65535.0).astype(np.uint16)
