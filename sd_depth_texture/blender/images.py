@@ -43,7 +43,7 @@ def array_to_image(
 
 
 def image_to_array(image: bpy.types.Image) -> np.ndarray:
-    """An image's pixels as (H, W, 4) float32, row 0 at the top, values as stored (sRGB for 8-bit)."""
+    """An image's pixels as (H, W, 4) float32, row 0 at the top, as stored (sRGB for 8-bit)."""
     width, height = image.size
     flat = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(flat)
@@ -69,27 +69,23 @@ def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene) -> str:
 def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
     """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
 
-    ``blend_path`` is the .blend about to be written (command line); default the open one.
+    ``blend_path`` is the .blend about to be written (command line); default the open one. The
+    image's path is stored relative to it, so the .blend and its textures move together.
     """
     image.file_format = "PNG"
     blend_path = blend_path or bpy.data.filepath
-    if blend_path:
-        folder = os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER)
-        os.makedirs(folder, exist_ok=True)
-        filename = bpy.path.clean_name(image.name) + ".png"
-        image.filepath_raw = os.path.join(folder, filename)
-        image.save()
-        if image.packed_file is not None:
-            image.unpack(method="REMOVE")
-        if bpy.data.filepath and os.path.dirname(bpy.data.filepath) == os.path.dirname(
-            os.path.abspath(blend_path)
-        ):
-            image.filepath = "//" + TEXTURE_FOLDER + "/" + filename
-        else:
-            image.filepath = image.filepath_raw  # made relative when the .blend is saved there
-        return os.path.join(folder, filename)
-    image.pack()
-    return "packed in the .blend"
+    if not blend_path:
+        image.pack()
+        return "packed in the .blend"
+    filename = bpy.path.clean_name(image.name) + ".png"
+    path = os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER, filename)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    image.filepath_raw = path
+    image.save()
+    if image.packed_file is not None:
+        image.unpack(method="REMOVE")
+    image.filepath_raw = "//" + TEXTURE_FOLDER + "/" + filename
+    return path
 
 
 def wire_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:

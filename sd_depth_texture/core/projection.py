@@ -70,7 +70,10 @@ def texel_surface(
         "nk,nkc->nc", raster.barycentric[covered], vertices[triangles[triangle]]
     ).astype(np.float32)
     return TexelSurface(
-        size=size, texel=texel, position=position, normal=face_normals(vertices, triangles)[triangle]
+        size=size,
+        texel=texel,
+        position=position,
+        normal=face_normals(vertices, triangles)[triangle],
     )
 
 
@@ -142,9 +145,7 @@ def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
 def project_view(surface: TexelSurface, capture: DepthCapture, image: np.ndarray) -> ViewSamples:
     """Sample ``image`` (the view's picture, any size with the view's aspect) for visible texels."""
     index, xy, facing = visible_texels(surface, capture)
-    scale = np.array(
-        [image.shape[1] / capture.view.width, image.shape[0] / capture.view.height]
-    )
+    scale = np.array([image.shape[1] / capture.view.width, image.shape[0] / capture.view.height])
     color = sample_bilinear(np.asarray(image, dtype=np.float32), xy * scale)
     return ViewSamples(index=index, color=color, facing=facing)
 

@@ -95,9 +95,7 @@ def rasterize(
     y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
     y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
     area = (xs[1] - xs[0]) * (ys[2] - ys[0]) - (xs[2] - xs[0]) * (ys[1] - ys[0])
-    live_ids = np.flatnonzero(
-        (x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area)
-    )
+    live_ids = np.flatnonzero((x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area))
     keys = None
     if depth_key is not None:
         vertex_key = np.asarray(depth_key, dtype=np.float64)

@@ -68,12 +68,12 @@ class Projected:
 
 
 def generation_size(aspect: float, short_side: int = 512, multiple: int = 8) -> tuple[int, int]:
-    """Width and height for an aspect ratio: the short side given, both multiples of ``multiple``."""
+    """Width and height for an aspect: the short side given, both multiples of ``multiple``."""
     if not np.isfinite(aspect) or aspect <= 0:
         raise TextureError(f"The view has an invalid aspect ratio ({aspect}).")
     if short_side < multiple or short_side % multiple:
         raise TextureError(f"The resolution must be a multiple of {multiple}, got {short_side}.")
-    long_side = max(multiple, int(round(short_side * max(aspect, 1 / aspect) / multiple)) * multiple)
+    long_side = max(multiple, round(short_side * max(aspect, 1 / aspect) / multiple) * multiple)
     return (long_side, short_side) if aspect >= 1 else (short_side, long_side)
 
 

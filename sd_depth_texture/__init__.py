@@ -1,0 +1,39 @@
+"""SD Depth Texture: depth-guided texturing with Stable Diffusion 2 depth, inside Blender.
+
+Registration only; the work lives in :mod:`.core` (no bpy) and :mod:`.blender`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+_cli_handle = None
+
+
+def register() -> None:
+    import bpy
+
+    from . import cli, operators, panel, properties
+
+    global _cli_handle
+    properties.register()
+    operators.register()
+    panel.register()
+    if hasattr(bpy.utils, "register_cli_command"):
+        _cli_handle = bpy.utils.register_cli_command("sd_depth_texture", cli.main)
+
+
+def unregister() -> None:
+    import bpy
+
+    from . import operators, panel, properties
+
+    global _cli_handle
+    if _cli_handle is not None:
+        bpy.utils.unregister_cli_command(_cli_handle)
+        _cli_handle = None
+    panel.unregister()
+    operators.unregister()
+    properties.unregister()

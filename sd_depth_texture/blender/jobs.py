@@ -1,0 +1,208 @@
+"""Glue shared by the operators and the command line: views, targets, the model, pictures.
+
+The diffusion modules (torch, diffusers) are imported only when a model is actually needed, so
+depth capture and image projection work in a Blender without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+import bpy
+import numpy as np
+
+from ..core.errors import TextureError
+from ..core.views import View
+from . import engine, images, scene
+
+log = logging.getLogger(__name__)
+
+ADDON_ID = __package__.rpartition(".")[0]
+# An image whose aspect differs from the view's by more than this would be projected stretched.
+ASPECT_TOLERANCE = 0.01
+
+
+def camera_view(context, camera_name: str, resolution: int) -> View:
+    camera = scene.find_camera(context.scene, camera_name or None)
+    return scene.camera_view(context.scene, camera, context.evaluated_depsgraph_get(), resolution)
+
+
+def viewport_view(context, resolution: int) -> View:
+    region_3d = context.region_data
+    if region_3d.view_perspective == "CAMERA" and context.scene.camera is not None:
+        # Looking through the camera: the camera frame is what the user means, not the region.
+        return camera_view(context, "", resolution)
+    return scene.viewport_view(context.region, region_3d, resolution)
+
+
+def selected_targets(context) -> list[bpy.types.Object]:
+    """The selected objects, each checked; a clear error when nothing is selected."""
+    selected = list(context.selected_objects)
+    if not selected:
+        raise TextureError("Nothing is selected: select the mesh objects to texture.")
+    for obj in selected:
+        engine.check_target(obj)
+    return selected
+
+
+def preferences(context=None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+def default_cache_dir() -> str | None:
+    """Models live in the extension's own user folder, never inside the add-on."""
+    try:
+        return bpy.utils.extension_path_user(ADDON_ID, path="models", create=True)
+    except (ValueError, RuntimeError):  # loaded as a plain module, not as an extension
+        return None
+
+
+def model_spec(context=None, source: str | None = None):
+    """The model to use: the given source, else the add-on preferences, else the default."""
+    from ..core.generation import DEFAULT_MODEL, ModelSpec
+
+    prefs = preferences(context)
+    source = source or (prefs.model_source if prefs else "") or DEFAULT_MODEL
+    return ModelSpec(
+        source=bpy.path.abspath(source) if source.startswith("//") else source,
+        config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
+        device=prefs.device if prefs else "auto",
+        precision=prefs.precision if prefs else "auto",
+        cache_dir=(prefs.cache_dir if prefs and prefs.cache_dir else default_cache_dir()),
+        allow_online=bool(bpy.app.online_access),
+    )
+
+
+def generation_settings(values: dict):
+    from ..core.generation import GenerationSettings
+
+    if not str(values.get("prompt", "")).strip():
+        raise TextureError("The prompt is empty: describe the texture you want.")
+    return GenerationSettings(
+        prompt=values["prompt"],
+        negative_prompt=values.get("negative_prompt", ""),
+        seed=int(values.get("seed", 0)),
+        steps=int(values.get("steps", 20)),
+        guidance=float(values.get("guidance", 7.5)),
+        scheduler=values.get("scheduler", "dpmpp"),
+    )
+
+
+def diffusion_picture(
+    spec,
+    settings,
+    on_step: Callable[[int, int], None] | None = None,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+    on_load: Callable[[str, float], None] | None = None,
+) -> Callable[[engine.Prepared], np.ndarray]:
+    """A stage-2 function that runs SD2-depth on the prepared depth map (no Blender data used)."""
+    from ..core import generation
+
+    def make(prepared: engine.Prepared) -> np.ndarray:
+        pipe = generation.load_pipeline(spec, on_load)
+        return generation.generate(
+            pipe, prepared.depth, settings, on_step=on_step, should_cancel=should_cancel
+        )
+
+    return make
+
+
+def fixed_picture(picture: np.ndarray) -> Callable[[engine.Prepared], np.ndarray]:
+    """A stage-2 function for an image the user already has; its aspect must match the view's."""
+
+    def make(prepared: engine.Prepared) -> np.ndarray:
+        view_aspect = prepared.view.width / prepared.view.height
+        aspect = picture.shape[1] / picture.shape[0]
+        if abs(aspect / view_aspect - 1.0) > ASPECT_TOLERANCE:
+            raise TextureError(
+                f"The image's aspect ({aspect:.3f}) differs from the view's ({view_aspect:.3f}): "
+                "set the render resolution to the image's proportions."
+            )
+        return picture
+
+    return make
+
+
+def load_picture(path: str) -> np.ndarray:
+    """Read an image file as (H, W, 3) sRGB float32, leaving no image behind in the .blend."""
+    if not os.path.isfile(path):
+        raise TextureError(f"There is no image file at '{path}'.")
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError as error:
+        raise TextureError(
+            f"'{os.path.basename(path)}' is not an image Blender can read."
+        ) from error
+    try:
+        if image.size[0] == 0 or image.size[1] == 0 or not image.has_data:
+            raise TextureError(f"'{os.path.basename(path)}' is not an image Blender can read.")
+        pixels = images.image_to_array(image)[..., :3]
+        if image.is_float and image.colorspace_settings.name not in ("sRGB", "Non-Color"):
+            pixels = linear_to_srgb(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return np.clip(pixels, 0.0, 1.0)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function, so float images are blended in the same space as 8-bit ones."""
+    linear = np.clip(linear, 0.0, None)
+    return np.where(
+        linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055
+    ).astype(np.float32)
+
+
+def options(texture_size: int, blend_path: str | None = None) -> engine.Options:
+    return engine.Options(texture_size=texture_size, blend_path=blend_path)
+
+
+def free_model() -> bool:
+    if "torch" not in sys.modules:
+        return False
+    from ..core.generation import free_pipeline
+
+    return free_pipeline()
+
+
+def model_status() -> str:
+    if "torch" not in sys.modules:
+        return "not loaded"
+    from ..core.generation import pipeline_status
+
+    return pipeline_status()
+
+
+class TerminalProgress:
+    """One self-overwriting progress line on stderr, for blocking runs."""
+
+    width = 30
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def _write(self, text: str, done: bool) -> None:
+        sys.stderr.write("\r  " + text + ("\n" if done else ""))
+        sys.stderr.flush()
+        self.open = not done
+
+    def step(self, done: int, total: int) -> None:
+        filled = int(self.width * done / max(total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        self._write(f"[{bar}] step {done}/{total}", done >= total)
+
+    def message(self, text: str, fraction: float) -> None:
+        self._write(f"{text} ({fraction:.0%})".ljust(60), fraction >= 1.0)
+
+    def close(self) -> None:
+        """End an unfinished line so the next message starts on its own."""
+        if self.open:
+            self._write("", True)
+
+
+TERMINAL = TerminalProgress()

