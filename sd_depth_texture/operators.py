@@ -80,6 +80,11 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
     steps: IntProperty(name="Steps", default=20, min=1, max=150)
     guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
     scheduler: bpy.props.EnumProperty(name="Scheduler", items=SCHEDULER_ITEMS, default="dpmpp")
+    model: StringProperty(
+        name="Model",
+        description="Model source for this run (Hub id, folder, .safetensors, 'random'); "
+        "empty: the add-on preferences",
+    )
 
     _thread: threading.Thread | None = None
     _timer = None
@@ -104,7 +109,9 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
                 context.view_layer,
                 view,
                 targets,
-                jobs.diffusion_picture(jobs.model_spec(context), settings, jobs.TERMINAL.step),
+                jobs.diffusion_picture(
+                    jobs.model_spec(context, self.model or None), settings, jobs.TERMINAL.step
+                ),
                 jobs.options(self.setting(context, "texture_size")),
             )
         except TextureError as error:
@@ -124,7 +131,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self._spec = jobs.model_spec(context)
+        self._spec = jobs.model_spec(context, self.model or None)
         self._texture_size = self.setting(context, "texture_size")
         self._result: dict[str, object] = {}
         self._progress = [0.0, "Loading model"]
