@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny SD2-depth model saved to disk, the registered add-on, fresh scenes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# Nothing is ever downloaded during tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight pipeline saved with save_pretrained (safetensors), loaded by path."""
+    from sd_depth_texture.core.tiny_pipeline import build_tiny_pipeline
+
+    path = tmp_path_factory.mktemp("tiny_sd2_depth")
+    build_tiny_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def addon():
+    """The add-on registered from source into this process's Blender (once per session)."""
+    import bpy
+
+    import sd_depth_texture
+
+    if not hasattr(bpy.types.Scene, "sd_depth_texture"):
+        sd_depth_texture.register()
+    return sd_depth_texture
+
+
+@pytest.fixture
+def sample_scene(addon):
+    """A fresh sample scene with Suzanne selected; the generated model is freed afterwards."""
+    from sd_depth_texture.blender import sample
+
+    scene = sample.build_sample_scene()
+    yield scene
+
+
+def scene_fingerprint() -> dict:
+    """What a failed run must leave unchanged: datablocks, slots, UV maps and pixels."""
+    import bpy
+    import numpy as np
+
+    def pixels_hash(image) -> str:
+        if not image.has_data:
+            return ""
+        flat = np.empty(len(image.pixels), dtype=np.float32)
+        image.pixels.foreach_get(flat)
+        return hashlib.sha1(flat.tobytes()).hexdigest()
+
+    return {
+        "objects": sorted(
+            (
+                obj.name,
+                obj.type,
+                tuple(
+                    (slot.link, slot.material.name if slot.material else "")
+                    for slot in obj.material_slots
+                ),
+                tuple(uv.name for uv in obj.data.uv_layers) if obj.type == "MESH" else (),
+            )
+            for obj in bpy.data.objects
+        ),
+        "images": sorted((image.name, pixels_hash(image)) for image in bpy.data.images),
+        "materials": sorted(material.name for material in bpy.data.materials),
+        "meshes": sorted(
+            (mesh.name, len(mesh.uv_layers), len(mesh.materials)) for mesh in bpy.data.meshes
+        ),
+    }
+
+
+def folder_fingerprint(folder: Path) -> dict[str, str]:
+    """Every file below a folder with its content hash."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
