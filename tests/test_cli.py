@@ -1,0 +1,125 @@
+"""The command line (``cli.main``), as ``blender -b -c sd_depth_texture ...`` calls it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from conftest import folder_fingerprint
+
+from sd_depth_texture import cli
+from sd_depth_texture.blender import engine, images, sample
+
+
+@pytest.fixture
+def sample_blend(tmp_path, addon) -> Path:
+    sample.build_sample_scene()
+    path = tmp_path / "scene" / "sample.blend"
+    path.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return path
+
+
+def test_texture_writes_the_blend_with_its_textures_beside_it(sample_blend, tiny_model_dir, capsys):
+    output = sample_blend.parent.parent / "out" / "textured.blend"
+    output.parent.mkdir()
+    code = cli.main(
+        ["texture", str(sample_blend), "--prompt", "old brick", "--model", str(tiny_model_dir),
+         "--steps", "2", "--texture-size", "64", "--resolution", "256", "--object", "Suzanne",
+         "--output", str(output)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "Textured Suzanne" in capsys.readouterr().out
+    png = output.parent / "textures" / "Suzanne_SD_Texture.png"
+    assert png.is_file()
+
+    # The written file opens on its own and finds its texture by a relative path.
+    bpy.ops.wm.open_mainfile(filepath=str(output))
+    image = bpy.data.images[engine.texture_name("Suzanne")]
+    assert image.filepath.startswith("//")
+    assert Path(bpy.path.abspath(image.filepath)).resolve() == png.resolve()
+    texture = images.image_to_array(image)  # loads the PNG from disk
+    assert image.packed_file is None and image.has_data
+    assert texture[..., 3].max() > 0
+    assert bpy.data.objects["Suzanne"].material_slots[0].material.name == "Suzanne SD Texture"
+
+
+def test_texture_without_object_textures_what_the_camera_sees(sample_blend, tiny_model_dir):
+    code = cli.main(
+        ["texture", str(sample_blend), "--prompt", "clay", "--model", str(tiny_model_dir),
+         "--steps", "1", "--texture-size", "32", "--resolution", "256"]
+    )  # fmt: skip
+    assert code == 0
+    output = sample_blend.with_name("sample_textured.blend")
+    assert output.is_file()
+    textures = sorted(p.name for p in (sample_blend.parent / "textures").iterdir())
+    assert textures == ["Cube_SD_Texture.png", "Floor_SD_Texture.png", "Suzanne_SD_Texture.png"]
+
+
+def test_project_and_depth_commands(sample_blend, tmp_path):
+    picture_path = tmp_path / "blue.png"
+    picture = np.zeros((256, 384, 3), dtype=np.float32)
+    picture[..., 2] = 1.0
+    image = images.array_to_image("blue", picture)
+    image.filepath_raw, image.file_format = str(picture_path), "PNG"
+    image.save()
+
+    assert cli.main(["project", str(sample_blend), "--image", str(picture_path),
+                     "--object", "Cube", "--texture-size", "64"]) == 0  # fmt: skip
+    bpy.ops.wm.open_mainfile(filepath=str(sample_blend.with_name("sample_textured.blend")))
+    texture = images.image_to_array(bpy.data.images[engine.texture_name("Cube")])
+    painted = texture[..., 3] > 0.999
+    assert painted.any() and np.abs(texture[painted][:, :3] - [0, 0, 1]).max() < 1e-6
+
+    depth_path = tmp_path / "depth.png"
+    assert cli.main(["depth", str(sample_blend), "--output", str(depth_path)]) == 0
+    depth = bpy.data.images.load(str(depth_path))
+    assert tuple(depth.size) == (768, 512)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["texture", "{blend}", "--prompt", ""], "prompt is empty"),
+        (["texture", "{missing}", "--prompt", "x"], "no .blend file"),
+        (["texture", "{blend}", "--prompt", "x", "--camera", "Nope"], "no camera named 'Nope'"),
+        (["texture", "{blend}", "--prompt", "x", "--object", "Nope"], "no object named 'Nope'"),
+        (["texture", "{blend}", "--prompt", "x", "--object", "Camera"], "not a mesh"),
+        (["texture", "{blend}", "--prompt", "x", "--model", "{ckpt}"], "pickle"),
+        (["texture", "{blend}", "--prompt", "x", "--model", "{missing}"], "missing"),
+        (["texture", "{blend}", "--prompt", "x", "--output", "{nodir}"], "does not exist"),
+        (["project", "{blend}", "--image", "{missing}"], "no image file"),
+        (["project", "{blend}", "--image", "{ckpt}"], "not an image"),
+        (["depth", "{blend}", "--output", "{nodir}"], "does not exist"),
+    ],
+)
+def test_errors_exit_non_zero_with_one_line_and_touch_no_file(
+    arguments, message, sample_blend, tmp_path, capsys
+):
+    checkpoint = tmp_path / "weights.ckpt"
+    checkpoint.write_bytes(b"not a pickle")
+    values = {
+        "blend": str(sample_blend),
+        "missing": str(tmp_path / "missing.blend"),
+        "ckpt": str(checkpoint),
+        "nodir": str(tmp_path / "no" / "such" / "out.blend"),
+    }
+    before = folder_fingerprint(tmp_path)
+    capsys.readouterr()
+
+    code = cli.main([argument.format(**values) for argument in arguments])
+
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1
+    assert error_lines[-1].startswith("error: ")
+    assert message.lower() in error_lines[-1].lower()
+    assert "Traceback" not in "\n".join(error_lines)
+    assert folder_fingerprint(tmp_path) == before
+
+
+def test_malformed_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["texture"])
+    assert raised.value.code == 2
