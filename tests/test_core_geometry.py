@@ -1,0 +1,228 @@
+"""Pure geometry (no bpy): rasteriser, views, depth map, projection and margin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sd_depth_texture.core.depth import FAR_FOREGROUND, capture_depth, depth_for_model
+from sd_depth_texture.core.errors import TextureError
+from sd_depth_texture.core.projection import (
+    blend_into_texture,
+    dilate_margin,
+    project_view,
+    sample_bilinear,
+    texel_surface,
+)
+from sd_depth_texture.core.raster import NO_TRIANGLE, rasterize
+from sd_depth_texture.core.views import View, generation_size
+
+
+def perspective(fov_deg: float, aspect: float, near: float = 0.1, far: float = 100.0):
+    focal = 1.0 / np.tan(np.radians(fov_deg) / 2)
+    return np.array(
+        [
+            [focal / aspect, 0, 0, 0],
+            [0, focal, 0, 0],
+            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
+            [0, 0, -1, 0],
+        ]
+    )
+
+
+def orthographic(half_height: float, aspect: float, near: float = 0.1, far: float = 100.0):
+    return np.array(
+        [
+            [1 / (half_height * aspect), 0, 0, 0],
+            [0, 1 / half_height, 0, 0],
+            [0, 0, -2 / (far - near), -(far + near) / (far - near)],
+            [0, 0, 0, 1],
+        ]
+    )
+
+
+def eye_at(z: float) -> np.ndarray:
+    """World-to-view for an eye on +Z looking down -Z at the origin."""
+    world_to_view = np.eye(4)
+    world_to_view[2, 3] = -z
+    return world_to_view
+
+
+QUAD = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=float)
+QUAD_TRIANGLES = np.array([[0, 1, 2], [0, 2, 3]])
+QUAD_UV = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float)
+
+
+def brute_force(xy, triangles, z, width, height):
+    """Reference z-buffer: every pixel centre against every triangle."""
+    px, py = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    best_z = np.full((height, width), np.inf)
+    best = np.full((height, width), NO_TRIANGLE)
+    for index, (a, b, c) in enumerate(triangles):
+        (ax, ay), (bx, by), (cx, cy) = xy[a], xy[b], xy[c]
+        area = (bx - ax) * (cy - ay) - (cx - ax) * (by - ay)
+        if area == 0:
+            continue
+        w0 = ((bx - px) * (cy - py) - (cx - px) * (by - py)) / area
+        w1 = ((cx - px) * (ay - py) - (ax - px) * (cy - py)) / area
+        w2 = 1 - w0 - w1
+        depth = w0 * z[a] + w1 * z[b] + w2 * z[c]
+        closer = (w0 >= 0) & (w1 >= 0) & (w2 >= 0) & (depth < best_z)
+        best_z[closer], best[closer] = depth[closer], index
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rasterizer_matches_a_brute_force_z_buffer(seed):
+    rng = np.random.default_rng(seed)
+    xy = rng.random((200, 2)) * [48, 40] - 4  # some triangles stick out of the image
+    triangles = rng.integers(0, 200, (150, 3))
+    depth = rng.random(200)
+    raster = rasterize(xy, triangles, 40, 32, depth)
+    expected = brute_force(xy, triangles, depth, 40, 32)
+    assert (raster.triangle != NO_TRIANGLE).sum() > 300
+    assert np.mean(raster.triangle != expected) < 0.002  # ties on shared edges may differ
+    covered = raster.covered
+    bary = raster.barycentric[covered]
+    assert np.all(bary > -1e-4) and np.allclose(bary.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_rasterizer_covers_a_shared_edge_without_cracks():
+    xy = QUAD[:, :2] * 10 + 16
+    raster = rasterize(xy, QUAD_TRIANGLES, 32, 32)
+    assert raster.covered.sum() == 20 * 20  # a 20x20-pixel square, every centre covered once
+
+
+def test_generation_size_keeps_the_aspect_in_multiples_of_8():
+    assert generation_size(1.5) == (768, 512)
+    assert generation_size(9 / 16) == (512, 912)
+    width, height = generation_size(1.777)
+    assert width % 8 == 0 and height == 512
+    with pytest.raises(TextureError):
+        generation_size(0.0)
+
+
+def test_depth_of_a_plane_is_planar_view_distance_and_near_is_bright():
+    view = View(eye_at(5.0), perspective(40, 1.5), 96, 64)
+    tilted = QUAD.copy()
+    tilted[:, 2] = [0.0, 0.0, 1.0, 1.0]  # top edge (y = 1) leans towards the eye
+    capture = capture_depth(view, tilted, QUAD_TRIANGLES)
+    foreground = capture.foreground
+    assert foreground.any() and not foreground.all()
+    # Exact planar depth: each foreground pixel's view ray hits the plane at this distance.
+    rows, cols = np.nonzero(foreground)
+    ray_y = (1 - (rows + 0.5) / 64 * 2) / view.projection[1, 1]
+    # Plane z = (y + 1) / 2; the ray's point at view depth d is (., ray_y d, 5 - d).
+    distance = 9.0 / (2.0 + ray_y)
+    np.testing.assert_allclose(capture.view_depth[foreground], distance, rtol=1e-4)
+
+    depth = depth_for_model(capture)
+    assert depth.dtype == np.float32 and np.isfinite(depth).all()
+    assert depth[~foreground].max() == 0.0
+    assert depth[foreground].min() == pytest.approx(FAR_FOREGROUND)
+    assert depth[foreground].max() == pytest.approx(1.0)
+    top, bottom = rows.min(), rows.max()
+    column = int(np.median(cols))
+    assert depth[top, column] > depth[bottom, column]  # the top leans nearer: brighter
+    # Inverse depth (affine in 1/z), as MiDaS gives: 1/distance maps linearly onto the map.
+    inverse = 1.0 / capture.view_depth[foreground]
+    fit = np.polyfit(inverse, depth[foreground], 1)
+    assert np.abs(np.polyval(fit, inverse) - depth[foreground]).max() < 1e-4
+
+
+def test_orthographic_depth_is_linear_in_distance():
+    view = View(eye_at(5.0), orthographic(1.5, 1.0), 64, 64)
+    tilted = QUAD.copy()
+    tilted[:, 2] = [0.0, 0.0, 1.0, 1.0]
+    capture = capture_depth(view, tilted, QUAD_TRIANGLES)
+    depth = depth_for_model(capture)
+    foreground = capture.foreground
+    fit = np.polyfit(capture.view_depth[foreground], depth[foreground], 1)
+    assert fit[0] < 0  # farther is darker
+    residual = np.polyval(fit, capture.view_depth[foreground]) - depth[foreground]
+    assert np.abs(residual).max() < 1e-4
+
+
+def test_an_empty_view_or_a_constant_depth_is_an_error():
+    view = View(eye_at(5.0), perspective(40, 1.0), 32, 32)
+    behind = QUAD + np.array([0.0, 0.0, 10.0])  # behind the eye
+    with pytest.raises(TextureError, match="Nothing is visible"):
+        depth_for_model(capture_depth(view, behind, QUAD_TRIANGLES))
+    wall = View(eye_at(5.0), orthographic(0.5, 1.0), 32, 32)  # the quad fills the whole view
+    with pytest.raises(TextureError, match="constant"):
+        depth_for_model(capture_depth(wall, QUAD, QUAD_TRIANGLES))
+
+
+def test_projection_round_trip_reproduces_the_texture_on_a_facing_quad():
+    """An orthographic view of a UV-mapped quad is the texture itself, resampled."""
+    size = 64
+    u = (np.arange(size) + 0.5) / size
+    texture = np.zeros((size, size, 3), dtype=np.float32)
+    texture[..., 0] = u[None, :]  # red grows with u
+    texture[..., 1] = u[::-1, None]  # green grows with v (row 0 is v = 1)
+    view = View(eye_at(5.0), orthographic(1.25, 1.0), 80, 80)
+    capture = capture_depth(view, QUAD, QUAD_TRIANGLES)
+    # What the view shows: the quad spans pixels 8..72, texels map 1.25 pixels each.
+    picture = np.zeros((80, 80, 3), dtype=np.float32)
+    x = (np.arange(80) + 0.5 - 8) / 64  # u at each pixel centre
+    picture[..., 0] = np.clip(x, 0, 1)[None, :]
+    picture[..., 1] = np.clip(x, 0, 1)[::-1][:, None]
+
+    surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, size)
+    assert surface.texel.size == size * size
+    samples = project_view(surface, capture, picture)
+    assert samples.index.size == size * size
+    start = np.zeros((size, size, 4), dtype=np.float32)
+    result, written = blend_into_texture(start, surface, samples)
+    assert written.all()
+    np.testing.assert_allclose(result[..., :3], texture, atol=1e-4)
+    np.testing.assert_allclose(result[..., 3], 1.0)
+
+
+def test_hidden_and_grazing_texels_are_not_written():
+    view = View(eye_at(5.0), perspective(40, 1.0), 64, 64)
+    blocker = np.array([[-0.5, -0.5, 1], [0.5, -0.5, 1], [0.5, 0.5, 1], [-0.5, 0.5, 1.0]])
+    scene_vertices = np.concatenate([QUAD, blocker])
+    scene_triangles = np.concatenate([QUAD_TRIANGLES, QUAD_TRIANGLES + 4])
+    capture = capture_depth(view, scene_vertices, scene_triangles)
+    surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 32)
+    samples = project_view(surface, capture, np.ones((64, 64, 3), dtype=np.float32))
+    seen = np.zeros(surface.texel.size, dtype=bool)
+    seen[samples.index] = True
+    centre = np.abs(surface.position[:, :2]).max(axis=1) < 0.4
+    assert not seen[centre].any()  # behind the blocker
+    assert seen[np.abs(surface.position[:, :2]).max(axis=1) > 0.9].all()  # rim in plain view
+
+    edge_on = View(np.array([[0, 0, -1, 0], [0, 1, 0, 0], [1, 0, 0, -5], [0, 0, 0, 1.0]]),
+                   perspective(40, 1.0), 64, 64)  # fmt: skip
+    grazing = capture_depth(edge_on, QUAD, QUAD_TRIANGLES)
+    assert project_view(surface, grazing, np.ones((64, 64, 3), np.float32)).index.size == 0
+
+
+def test_texels_outside_the_view_keep_the_old_texture():
+    view = View(eye_at(5.0), perspective(15, 1.0), 64, 64)  # sees only the quad's middle
+    capture = capture_depth(view, QUAD, QUAD_TRIANGLES)
+    surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 32)
+    samples = project_view(surface, capture, np.ones((64, 64, 3), dtype=np.float32))
+    old = np.full((32, 32, 4), 0.25, dtype=np.float32)
+    new, written = blend_into_texture(old, surface, samples)
+    assert 0 < written.mean() < 1
+    np.testing.assert_array_equal(new[~written], old[~written])
+    assert np.all(new[written][:, :3] > 0.25)
+
+
+def test_bilinear_sampling_interpolates_between_pixel_centres():
+    image = np.array([[[0.0], [1.0]], [[2.0], [3.0]]], dtype=np.float32)
+    xy = np.array([[0.5, 0.5], [1.5, 1.5], [1.0, 1.0], [1.0, 0.5]])
+    np.testing.assert_allclose(sample_bilinear(image, xy)[:, 0], [0, 3, 1.5, 0.5])
+
+
+def test_margin_pads_islands_with_their_edge_colours_only_so_far():
+    texture = np.zeros((16, 16, 4), dtype=np.float32)
+    filled = np.zeros((16, 16), dtype=bool)
+    filled[4:8, 4:8] = True
+    texture[4:8, 4:8] = [1, 0.5, 0.25, 1]
+    padded = dilate_margin(texture, filled, 2)
+    np.testing.assert_allclose(padded[2:10, 2:10], np.broadcast_to([1, 0.5, 0.25, 1], (8, 8, 4)))
+    assert np.all(padded[:1] == 0) and np.all(padded[11:] == 0)  # beyond the margin: unchanged
+    np.testing.assert_array_equal(dilate_margin(texture, filled, 0), texture)
