@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     texture.add_argument("--config", help="diffusers config folder for a single .safetensors file")
     texture.add_argument("--device", default=None, help="auto, cuda, mps or cpu")
+    texture.add_argument(
+        "--online",
+        action="store_true",
+        help="allow downloading the model for this run (as Blender's --online-mode does)",
+    )
     texture.add_argument("--seed", type=int, default=0)
     texture.add_argument("--steps", type=int, default=20)
     texture.add_argument("--guidance", type=float, default=7.5)
@@ -139,7 +144,7 @@ def _run(args: argparse.Namespace) -> str:
         raise TextureError(f"The folder for '{output}' does not exist.")
     if args.command == "texture":
         spec = jobs.model_spec(context, args.model)
-        overrides = {"config": args.config, "device": args.device}
+        overrides = {"config": args.config, "device": args.device, "allow_online": args.online}
         spec = dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
         make_picture = jobs.diffusion_picture(
             spec, settings, jobs.TERMINAL.step, on_load=jobs.TERMINAL.message

@@ -92,6 +92,10 @@ _OFFLINE_FIX = (
 ProgressCallback = Callable[[str, float], None]
 
 
+class _IncompleteModelError(TextureError):
+    """A model folder lacks files or holds damaged ones (re-downloading would fix it)."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which model to load and where to run it; equal specs share one cached pipeline."""
@@ -197,8 +201,7 @@ def _empty_device_caches() -> None:
 
 def _oom_error(doing: str, error: BaseException) -> TextureError:
     _empty_device_caches()
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    logger.error("Out of memory while %s: %s", doing, first_line)
+    logger.error("Out of memory while %s: %s", doing, _first_line(error))
     return TextureError(f"Out of memory while {doing}: {_OOM_ADVICE}")
 
 
@@ -306,7 +309,15 @@ def _load_any(
         raise TextureError(f"Model folder not found: {path}")
     if _HUB_ID.fullmatch(source):
         folder = _hub_snapshot(spec, source, device, dtype, progress)
-        return _load_folder(folder, dtype)
+        try:
+            return _load_folder(folder, dtype)
+        except _IncompleteModelError as error:
+            if spec.allow_online:
+                raise
+            raise TextureError(
+                f"The cached copy of {source} is unusable ({error}) and online access is off. "
+                f"{_OFFLINE_FIX}"
+            ) from error
     raise TextureError(
         f"Model '{source}' is not a folder, a .safetensors file or a Hugging Face id (owner/name)"
     )
@@ -327,7 +338,7 @@ def _check_safetensors(path: Path) -> None:
         with safe_open(str(path), framework="pt") as handle:
             handle.keys()
     except Exception as error:
-        raise TextureError(
+        raise _IncompleteModelError(
             f"Weights file {path} is corrupt or truncated ({_first_line(error)}); "
             "delete it and download or copy it again"
         ) from error
@@ -337,14 +348,14 @@ def _component_weights(folder: Path, component: str) -> list[Path]:
     """The component's safetensors files; refuses folders whose weights are only pickles."""
     directory = folder / component
     if not directory.is_dir():
-        raise TextureError(f"Model folder {folder} has no '{component}' folder")
+        raise _IncompleteModelError(f"Model folder {folder} has no '{component}' folder")
     files = [p for p in directory.iterdir() if p.is_file()]
     weights = sorted(p for p in files if p.name.endswith(".safetensors"))
     if not weights:
         pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
             raise _pickle_refusal(pickles[0])
-        raise TextureError(f"Model folder {folder} has no weights in '{component}'")
+        raise _IncompleteModelError(f"Model folder {folder} has no weights in '{component}'")
     return weights
 
 
@@ -361,11 +372,15 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> StableDiffusionDepth2ImgPi
     """Load a diffusers-layout folder from disk only, after checking it is safe and complete."""
     index = folder / "model_index.json"
     if not index.is_file():
-        raise TextureError(f"{folder} is not a diffusers model folder (no model_index.json)")
+        raise _IncompleteModelError(
+            f"{folder} is not a diffusers model folder (no model_index.json)"
+        )
     try:
         unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise TextureError(f"Model folder {folder} has no readable unet/config.json") from error
+        raise _IncompleteModelError(
+            f"Model folder {folder} has no readable unet/config.json"
+        ) from error
     if unet_config.get("in_channels") != 5:
         raise TextureError(
             f"{folder} is not a Stable Diffusion 2 depth model (its UNet takes "
@@ -390,7 +405,7 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> StableDiffusionDepth2ImgPi
     except Exception as error:
         if _is_oom(error):
             raise _oom_error("loading the model", error) from error
-        logger.exception("Loading %s failed", folder)
+        logger.debug("Loading %s failed", folder, exc_info=True)
         raise TextureError(f"Could not load the model in {folder}: {_first_line(error)}") from error
     return pipe
 
@@ -457,13 +472,16 @@ def _hub_snapshot(
     ]
     where = spec.cache_dir or "the default Hugging Face cache"
     if not spec.allow_online:
+        # Ask only for model_index.json: a previous download fetched a subset (one weight
+        # variant), and the hub would call the snapshot incomplete against the full listing.
+        # _load_folder then checks that what the pipeline needs is present and intact.
         try:
             folder = snapshot_download(
                 repo_id,
                 revision=revision,
                 cache_dir=spec.cache_dir,
                 local_files_only=True,
-                ignore_patterns=ignore,
+                allow_patterns=["model_index.json"],
             )
         except Exception as error:
             logger.info("Cache lookup for %s failed: %s", repo_id, _first_line(error))
@@ -486,7 +504,7 @@ def _hub_snapshot(
     except TextureError:
         raise
     except Exception as error:
-        logger.exception("Downloading %s failed", repo_id)
+        logger.debug("Downloading %s failed", repo_id, exc_info=True)
         raise TextureError(f"Could not download {repo_id}: {_first_line(error)}") from error
     return Path(folder)
 
@@ -510,11 +528,8 @@ def _read_ldm_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return {
-                key: handle.get_tensor(key)
-                for key in handle.keys()
-                if key.startswith(_LDM_PREFIXES)
-            }
+            names = [key for key in handle.keys() if key.startswith(_LDM_PREFIXES)]  # noqa: SIM118
+            return {key: handle.get_tensor(key) for key in names}
     except Exception as error:
         if _is_oom(error) or isinstance(error, MemoryError):
             raise TextureError(f"Not enough memory to read {path}") from error
@@ -648,7 +663,7 @@ def validate_settings(settings: GenerationSettings, *, has_init_image: bool) -> 
     """Reject settings the pipeline would fail on (or silently misuse) with a clear message."""
     if not isinstance(settings.prompt, str) or not settings.prompt.strip():
         raise TextureError("The prompt is empty: describe the texture you want")
-    if not isinstance(settings.steps, int) or settings.steps < 1:
+    if not isinstance(settings.steps, (int, np.integer)) or settings.steps < 1:
         raise TextureError(f"Steps must be at least 1, got {settings.steps}")
     if not math.isfinite(settings.guidance) or settings.guidance < 0:
         raise TextureError(f"Guidance must be 0 or more, got {settings.guidance}")
@@ -656,7 +671,7 @@ def validate_settings(settings: GenerationSettings, *, has_init_image: bool) -> 
         raise TextureError(
             f"Unknown scheduler '{settings.scheduler}' (use one of {', '.join(SCHEDULERS)})"
         )
-    if not isinstance(settings.seed, int) or not -(2**63) <= settings.seed < 2**64:
+    if not isinstance(settings.seed, (int, np.integer)) or not -(2**63) <= settings.seed < 2**64:
         raise TextureError(f"Seed must be an integer that fits in 64 bits, got {settings.seed}")
     if not math.isfinite(settings.strength) or not 0.0 < settings.strength <= 1.0:
         raise TextureError(f"Strength must be in (0, 1], got {settings.strength}")
@@ -811,14 +826,14 @@ def generate(
 
     pipe.scheduler = make_scheduler(pipe, settings.scheduler)
     pipe.set_progress_bar_config(disable=True)
-    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+    generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
     call = {
         "prompt": settings.prompt,
         "negative_prompt": settings.negative_prompt or None,
         "image": image_tensor,
         "depth_map": torch.from_numpy(depth[None].copy()),
         "strength": strength,
-        "num_inference_steps": settings.steps,
+        "num_inference_steps": int(settings.steps),
         "guidance_scale": float(settings.guidance),
         "generator": generator,
         "output_type": "np",

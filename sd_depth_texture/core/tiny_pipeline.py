@@ -61,7 +61,7 @@ def build_tiny_tokenizer() -> CLIPTokenizer:
 
 
 def build_tiny_pipeline(seed: int = 0) -> StableDiffusionDepth2ImgPipeline:
-    """Build a random-weight ``StableDiffusionDepth2ImgPipeline`` (fp32, CPU) in well under a second.
+    """Build a random-weight ``StableDiffusionDepth2ImgPipeline`` (fp32, CPU) in ~0.1 s.
 
     ``seed`` fixes the weights, so two calls with the same seed give identical pipelines.
     """
