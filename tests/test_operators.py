@@ -61,7 +61,9 @@ def test_generate_bakes_into_the_uv_texture_and_wires_a_material(sample_scene, t
     assert nodes["SD UV Map"].uv_map == suzanne.data.uv_layers.active.name
     base_color = next(n for n in nodes if n.type == "BSDF_PRINCIPLED").inputs["Base Color"]
     assert base_color.links[0].from_node == nodes["SD Texture"]
-    assert bpy.data.images[engine.texture_name("Suzanne")].colorspace_settings.name == "sRGB"
+    image = bpy.data.images[engine.texture_name("Suzanne")]
+    assert image.colorspace_settings.name == "sRGB"
+    assert image.alpha_mode == "CHANNEL_PACKED"  # coverage in alpha never shows as holes
     # Other objects were not selected, so they were not touched.
     assert engine.texture_name("Cube") not in bpy.data.images
 

@@ -36,6 +36,8 @@ def array_to_image(
             name, width, height, alpha=True, float_buffer=float_buffer, is_data=is_data
         )
     image.colorspace_settings.name = "Non-Color" if is_data else "sRGB"
+    # Alpha records coverage, not transparency: it must not cut holes in the shaded colour.
+    image.alpha_mode = "CHANNEL_PACKED"
     # Blender stores rows bottom first.
     image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
     image.update()
