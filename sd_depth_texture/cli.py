@@ -22,12 +22,41 @@ from .core.errors import TextureError
 log = logging.getLogger(__name__)
 
 
-def _add_view_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("blend", metavar="FILE.blend", help="the .blend file to read")
+def add_view_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", help="camera to work from (default: the scene camera)")
     parser.add_argument(
         "--resolution", type=int, default=512, help="generation size of the short side"
     )
+
+
+def add_texture_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--texture-size", type=int, default=2048, help="texture width and height")
+
+
+def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
+    """The options of ``texture``; other commands that generate (batch) share them."""
+    parser.add_argument("--prompt", required=prompt_required, help="what the texture should show")
+    parser.add_argument("--negative-prompt", default="", help="what to avoid")
+    parser.add_argument(
+        "--model",
+        help="Hugging Face id, local diffusers folder, single .safetensors file, or 'random'",
+    )
+    parser.add_argument("--config", help="diffusers config folder for a single .safetensors file")
+    parser.add_argument("--device", default=None, help="auto, cuda, mps or cpu")
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="allow downloading the model for this run (as Blender's --online-mode does)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--scheduler", default="dpmpp", help="dpmpp, euler_a, ddim or pndm")
+
+
+def _add_file_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("blend", metavar="FILE.blend", help="the .blend file to read")
+    add_view_options(parser)
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +67,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="mesh object to texture (repeatable; default: every mesh the camera sees)",
     )
-    parser.add_argument("--texture-size", type=int, default=2048, help="texture width and height")
+    add_texture_options(parser)
     parser.add_argument(
         "--output", help="the .blend to write (default: FILE_textured.blend beside FILE)"
     )
@@ -52,33 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     texture = commands.add_parser("texture", help="generate a texture from a prompt and bake it")
-    _add_view_options(texture)
+    _add_file_options(texture)
     _add_target_options(texture)
-    texture.add_argument("--prompt", required=True, help="what the texture should show")
-    texture.add_argument("--negative-prompt", default="", help="what to avoid")
-    texture.add_argument(
-        "--model",
-        help="Hugging Face id, local diffusers folder, single .safetensors file, or 'random'",
-    )
-    texture.add_argument("--config", help="diffusers config folder for a single .safetensors file")
-    texture.add_argument("--device", default=None, help="auto, cuda, mps or cpu")
-    texture.add_argument(
-        "--online",
-        action="store_true",
-        help="allow downloading the model for this run (as Blender's --online-mode does)",
-    )
-    texture.add_argument("--seed", type=int, default=0)
-    texture.add_argument("--steps", type=int, default=20)
-    texture.add_argument("--guidance", type=float, default=7.5)
-    texture.add_argument("--scheduler", default="dpmpp", help="dpmpp, euler_a, ddim or pndm")
+    add_generation_options(texture)
 
     project = commands.add_parser("project", help="project an existing image from the camera")
-    _add_view_options(project)
+    _add_file_options(project)
     _add_target_options(project)
     project.add_argument("--image", required=True, help="the image to project")
 
     depth = commands.add_parser("depth", help="write the camera's depth map as a 16-bit PNG")
-    _add_view_options(depth)
+    _add_file_options(depth)
     depth.add_argument("--output", help="the PNG to write (default: FILE_depth.png beside FILE)")
     return parser
 
@@ -117,49 +130,76 @@ def _save_blend(path: str) -> None:
     bpy.ops.wm.save_as_mainfile(filepath=path, check_existing=False, relative_remap=False)
 
 
-def _run(args: argparse.Namespace) -> str:
-    """Carry out one command; returns the line to print on success."""
-    if args.command == "texture":
-        # Checked before the file is opened, so a bad prompt costs nothing.
-        settings = jobs.generation_settings(vars(args))
-    if args.command == "project":
-        picture = jobs.load_picture(os.path.abspath(args.image))
-    _open_blend(args.blend)
+def model_spec_from_args(args: argparse.Namespace):
+    """The add-on's model choice with this run's --model/--config/--device/--online on top."""
+    spec = jobs.model_spec(bpy.context, args.model)
+    overrides = {"config": args.config, "device": args.device, "allow_online": args.online}
+    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
+
+
+def current_camera_view(args: argparse.Namespace):
+    """The --camera (or scene camera) view of the open file at --resolution."""
     context = bpy.context
     camera = scene.find_camera(context.scene, args.camera)
-    view = scene.camera_view(
+    return scene.camera_view(
         context.scene, camera, context.evaluated_depsgraph_get(), args.resolution
     )
 
-    if args.command == "depth":
-        output = os.path.abspath(args.output or _default_output(args.blend, "_depth.png"))
-        if not os.path.isdir(os.path.dirname(output)):
-            raise TextureError(f"The folder for '{output}' does not exist.")
-        prepared = engine.prepare(context.scene, context.view_layer, view, None)
-        images.save_depth_png(prepared.depth, output, context.scene)
-        return f"Depth map written to {output}"
 
-    output = os.path.abspath(args.output or _default_output(args.blend, "_textured.blend"))
-    if not os.path.isdir(os.path.dirname(output)):
-        raise TextureError(f"The folder for '{output}' does not exist.")
-    if args.command == "texture":
-        spec = jobs.model_spec(context, args.model)
-        overrides = {"config": args.config, "device": args.device, "allow_online": args.online}
-        spec = dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
-        make_picture = jobs.diffusion_picture(
-            spec, settings, jobs.TERMINAL.step, on_load=jobs.TERMINAL.message
-        )
-    else:
-        make_picture = jobs.fixed_picture(picture)
+def texture_open_file(
+    args: argparse.Namespace,
+    make_picture,
+    objects: list[bpy.types.Object] | None,
+    output: str,
+) -> engine.Outcome:
+    """Texture the open file from its camera and write it to ``output`` with its textures."""
+    context = bpy.context
     outcome = engine.run(
         context.scene,
         context.view_layer,
-        view,
-        _named_objects(args.objects),
+        current_camera_view(args),
+        objects,
         make_picture,
         jobs.options(args.texture_size, blend_path=output),
     )
     _save_blend(output)
+    return outcome
+
+
+def _checked_output(path: str) -> str:
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise TextureError(f"The folder for '{path}' does not exist.")
+    return path
+
+
+def _run(args: argparse.Namespace) -> str:
+    """Carry out one command; returns the line to print on success."""
+    # Inputs that need no scene are checked before the file is opened.
+    if args.command == "texture":
+        settings = jobs.generation_settings(vars(args))
+    if args.command == "project":
+        picture = jobs.load_picture(os.path.abspath(args.image))
+    if args.command == "depth":
+        output = _checked_output(args.output or _default_output(args.blend, "_depth.png"))
+    else:
+        output = _checked_output(args.output or _default_output(args.blend, "_textured.blend"))
+    _open_blend(args.blend)
+
+    if args.command == "depth":
+        context = bpy.context
+        prepared = engine.prepare(
+            context.scene, context.view_layer, current_camera_view(args), None
+        )
+        images.save_depth_png(prepared.depth, output, context.scene)
+        return f"Depth map written to {output}"
+    if args.command == "texture":
+        make_picture = jobs.diffusion_picture(
+            model_spec_from_args(args), settings, jobs.TERMINAL.step, on_load=jobs.TERMINAL.message
+        )
+    else:
+        make_picture = jobs.fixed_picture(picture)
+    outcome = texture_open_file(args, make_picture, _named_objects(args.objects), output)
     return f"{outcome.summary()}. Written {output}"
 
 
