@@ -1,0 +1,62 @@
+"""The built zip, installed by Blender's own installer, textures a scene as a user would."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from blender_install import describe, install_and_run
+from conftest import REPO
+
+
+def build_zip(output_dir: Path) -> Path:
+    build = runpy.run_path(str(REPO / "build.py"), run_name="build_for_test")
+    assert build["main"](["--output-dir", str(output_dir)]) == 0
+    return next(output_dir.glob("*.zip"))
+
+
+def test_installed_extension_textures_through_operator_preferences_and_cli(
+    tmp_path, tiny_model_dir
+):
+    zip_path = build_zip(tmp_path / "dist")
+    output = tmp_path / "out" / "textured.blend"
+    output.parent.mkdir()
+    script = f"""
+        import importlib
+        import os
+
+        sample = importlib.import_module(ADDON_MODULE + ".blender.sample")
+        engine = importlib.import_module(ADDON_MODULE + ".blender.engine")
+        cli = importlib.import_module(ADDON_MODULE + ".cli")
+
+        # A user points the preferences at a local model folder; nothing else names it.
+        prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+        prefs.model_source = {str(tiny_model_dir)!r}
+
+        sample.build_sample_scene()
+        result = bpy.ops.sd_depth_texture.generate(
+            prompt="green moss", steps=2, texture_size=64, resolution=256
+        )
+        assert result == {{"FINISHED"}}, result
+        texture = bpy.data.images[engine.texture_name("Suzanne")]
+        assert tuple(texture.size) == (64, 64)
+        material = bpy.data.objects["Suzanne"].material_slots[0].material
+        assert material.node_tree.nodes["SD Texture"].image == texture
+        # The model cache defaults to the extension's own user folder.
+        jobs = importlib.import_module(ADDON_MODULE + ".blender.jobs")
+        assert jobs.default_cache_dir().startswith(USER_DIR), jobs.default_cache_dir()
+
+        scene_file = os.path.join(USER_DIR, "scene.blend")
+        bpy.ops.wm.save_as_mainfile(filepath=scene_file)
+        code = cli.main(["texture", scene_file, "--prompt", "rust", "--steps", "2",
+                         "--texture-size", "64", "--resolution", "256", "--object", "Cube",
+                         "--output", {str(output)!r}])
+        assert code == 0, code
+        assert os.path.isfile(os.path.join({str(output.parent)!r}, "textures",
+                                           "Cube_SD_Texture.png"))
+        assert "sd_depth_texture" not in sys.modules, "a second, absolute copy was imported"
+        print("E2E_TEXTURE_OK")
+    """
+    process = install_and_run(zip_path, script, tmp_path)
+    assert process.returncode == 0 and "E2E_TEXTURE_OK" in process.stdout, describe(process)
+    assert output.is_file()
