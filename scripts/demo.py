@@ -1,7 +1,8 @@
 """The README's main job: build the sample scene and texture it with the default model.
 
 Writes to out/demo/ (or --out): sample.blend, sample_textured.blend with textures/ beside it,
-depth.png (16-bit, what the model saw) and preview.png (a render of the textured scene).
+depth.png (16-bit, what the model saw), and renders of the scene before and after
+(preview_before.png, preview.png).
 Where the default model cannot be had (not cached, no network), it says so in one line and
 runs with the built-in random model so the whole path still runs; its textures are noise.
 """
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     code = cli.main(["depth", str(source), "--output", str(out / "depth.png")])
     if code:
         return code
+    render_preview(source, out / "preview_before.png")
     render_preview(textured, out / "preview.png")
     print(f"Demo written to {out}: sample_textured.blend, textures/, depth.png, preview.png")
     return 0
