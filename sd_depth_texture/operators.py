@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 
 import bpy
-from bpy.props import FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from .blender import engine, images, jobs
+from .blender import engine, images, jobs, whole
 from .core.errors import CancelledError, TextureError
 from .properties import SCHEDULER_ITEMS
 
@@ -30,6 +29,8 @@ _SETTING_NAMES = (
     "scheduler",
     "resolution",
     "texture_size",
+    "views",
+    "view_prompts",
 )
 
 
@@ -86,6 +87,27 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         "empty: the add-on preferences",
     )
 
+    views: IntProperty(
+        name="Views",
+        default=1,
+        min=1,
+        max=26,
+        description="1: the view only; more: that many views all around each object "
+        "(a ring plus top and bottom), one consistent texture, every texel filled",
+    )
+    view_prompts: BoolProperty(
+        name="View Prompts",
+        default=True,
+        description="Append the view's direction to the prompt ('..., back view')",
+    )
+    camera_collection: StringProperty(
+        name="Camera Collection",
+        description="Paint from every camera in this collection instead of automatic views",
+    )
+    report_path: StringProperty(
+        name="Report", subtype="FILE_PATH", description="Write a JSON report of the run here"
+    )
+
     _thread: threading.Thread | None = None
     _timer = None
 
@@ -100,23 +122,48 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         values = {name: self.setting(context, name) for name in _SETTING_NAMES}
         return jobs.generation_settings(values)
 
+    def collection_name(self, context) -> str:
+        if self.camera_collection or self.properties.is_property_set("camera_collection"):
+            return self.camera_collection
+        chosen = _scene_settings(context).camera_collection
+        return chosen.name if chosen is not None else ""
+
+    def build_work(self, context, on_step, *, should_cancel=None, on_load=None, on_view=None):
+        """The run the operator's settings ask for, prepared (reads the scene, writes nothing
+        except a UV map for a whole-object run on an object without one)."""
+        settings = self.generation_settings(context)
+        spec = jobs.model_spec(context, self.model or None)
+        options = jobs.options(self.setting(context, "texture_size"))
+        targets = jobs.selected_targets(context)
+        views = self.setting(context, "views")
+        collection = self.collection_name(context)
+        resolution = self.setting(context, "resolution")
+        if views > 1 or collection:
+            make = jobs.diffusion_views(
+                spec, settings, self.setting(context, "view_prompts"), on_step,
+                should_cancel=should_cancel, on_load=on_load,
+            )  # fmt: skip
+            return whole.whole_object_work(
+                context.scene, context.view_layer, targets,
+                jobs.views_for(context.scene, views, collection, resolution), make, options,
+                report_path=bpy.path.abspath(self.report_path) or None, on_view=on_view,
+            )  # fmt: skip
+        make = jobs.diffusion_picture(
+            spec, settings, on_step, should_cancel=should_cancel, on_load=on_load
+        )
+        return engine.single_view_work(
+            context.scene, context.view_layer, self.current_view(context), targets, make, options
+        )
+
     def execute(self, context):
         try:
-            view, targets = self.current_view(context), jobs.selected_targets(context)
-            settings = self.generation_settings(context)
-            outcome = engine.run(
-                context.scene,
-                context.view_layer,
-                view,
-                targets,
-                jobs.diffusion_picture(
-                    jobs.model_spec(context, self.model or None), settings, jobs.TERMINAL.step
-                ),
-                jobs.options(self.setting(context, "texture_size")),
-            )
+            outcome = self.build_work(
+                context, jobs.TERMINAL.step, on_load=jobs.TERMINAL.message
+            ).run()
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
+        _run_state(context).coverage = min(outcome.coverage.values(), default=0.0)
         self.report({"INFO"}, outcome.summary())
         return {"FINISHED"}
 
@@ -124,41 +171,38 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         if bpy.app.background or context.window is None:
             return self.execute(context)
         state = _run_state(context)
+        self._progress = [0.0, "Loading model", ""]
+
+        def on_step(done: int, total: int) -> None:
+            self._progress[:2] = [done / total, f"{self._progress[2]}Step {done}/{total}"]
+
+        def on_load(message: str, fraction: float) -> None:
+            self._progress[:2] = [fraction * 0.05, message]
+
+        def on_view(number: int, total: int, label: str) -> None:
+            self._progress[2] = f"View {number + 1}/{total} ({label}): "
+
         try:
-            view, targets = self.current_view(context), jobs.selected_targets(context)
-            settings = self.generation_settings(context)
-            self._prepared = engine.prepare(context.scene, context.view_layer, view, targets)
+            self._work = self.build_work(
+                context, on_step, should_cancel=lambda: state.cancel_requested,
+                on_load=on_load, on_view=on_view,
+            )  # fmt: skip
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self._spec = jobs.model_spec(context, self.model or None)
-        self._texture_size = self.setting(context, "texture_size")
         self._result: dict[str, object] = {}
-        self._progress = [0.0, "Loading model"]
         state.running, state.cancel_requested, state.progress = True, False, 0.0
         state.status = "Loading model"
-        self._thread = threading.Thread(
-            target=self._work, args=(settings, lambda: state.cancel_requested), daemon=True
-        )
+        self._thread = threading.Thread(target=self._compute, daemon=True)
         self._thread.start()
         self._timer = context.window_manager.event_timer_add(0.2, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def _work(self, settings, should_cancel: Callable[[], bool]) -> None:
-        """Worker thread: load and run the model. Reads no Blender data and writes none."""
-
-        def on_step(done: int, total: int) -> None:
-            self._progress[:] = [done / total, f"Step {done}/{total}"]
-
-        def on_load(message: str, fraction: float) -> None:
-            self._progress[:] = [fraction * 0.05, message]
-
+    def _compute(self) -> None:
+        """Worker thread: the model and the painting. Reads no Blender data and writes none."""
         try:
-            make = jobs.diffusion_picture(
-                self._spec, settings, on_step, should_cancel=should_cancel, on_load=on_load
-            )
-            self._result["picture"] = make(self._prepared)
+            self._result["value"] = self._work.compute()
         except TextureError as error:
             self._result["error"] = error
         except Exception as error:  # the thread must always hand something back
@@ -171,7 +215,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             state.cancel_requested = True
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        state.progress, state.status = self._progress
+        state.progress, state.status = self._progress[0], self._progress[1]
         if self._thread is not None and self._thread.is_alive():
             return {"RUNNING_MODAL"}
         return self._finish(context)
@@ -181,21 +225,18 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         context.window_manager.event_timer_remove(self._timer)
         state.running, state.progress = False, 0.0
         error = self._result.get("error")
-        if isinstance(error, CancelledError):
-            state.status = "Cancelled; nothing was changed"
-            self.report({"WARNING"}, state.status)
-            return {"CANCELLED"}
         if error is not None:
-            state.status = str(error)
-            self.report({"ERROR"}, str(error))
+            self._work.abort()
+            cancelled = isinstance(error, CancelledError)
+            state.status = "Cancelled; nothing was changed" if cancelled else str(error)
+            self.report({"WARNING" if cancelled else "ERROR"}, state.status)
             return {"CANCELLED"}
         try:
-            outcome = engine.apply(
-                self._prepared, self._result["picture"], jobs.options(self._texture_size)
-            )
+            outcome = self._work.finish(self._result["value"])
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
+        state.coverage = min(outcome.coverage.values(), default=0.0)
         state.status = outcome.summary()
         self.report({"INFO"}, outcome.summary())
         return {"FINISHED"}

@@ -33,6 +33,11 @@ class SDT_PT_main(bpy.types.Panel):
         row.prop(settings, "view_source", expand=True)
         if settings.view_source == "CAMERA":
             layout.prop(settings, "camera", text="")
+        box = layout.box()
+        box.prop(settings, "views", text="Views (1 = this view only)")
+        if settings.views > 1:
+            box.prop(settings, "view_prompts")
+            box.prop(settings, "camera_collection")
 
         if state.running:
             layout.progress(factor=state.progress, text=state.status or "Working")
@@ -41,6 +46,8 @@ class SDT_PT_main(bpy.types.Panel):
             layout.operator("sd_depth_texture.generate", icon="TEXTURE")
             if state.status:
                 layout.label(text=state.status)
+            if state.coverage > 0:
+                layout.label(text=f"Coverage: {state.coverage:.0%} of texels seen by a view")
         row = layout.row(align=True)
         row.operator("sd_depth_texture.capture_depth", icon="IMAGE_ZDEPTH")
         row.operator("sd_depth_texture.project_image", icon="IMAGE_DATA")

@@ -55,6 +55,22 @@ class SDT_SceneSettings(bpy.types.PropertyGroup):
         name="Texture Size", default=2048, min=64, max=8192, description="Texture width and height"
     )
     view_source: EnumProperty(name="View", items=VIEW_SOURCE_ITEMS, default="VIEWPORT")
+    views: IntProperty(
+        name="Views",
+        default=1,
+        min=1,
+        max=26,
+        description="1: paint what the view sees; more: texture the whole object from that "
+        "many views around it (a ring plus top and bottom)",
+    )
+    view_prompts: BoolProperty(
+        name="View Prompts", default=True, description="Append 'front view', 'back view', ..."
+    )
+    camera_collection: PointerProperty(
+        name="Cameras",
+        type=bpy.types.Collection,
+        description="Paint from every camera in this collection instead of automatic views",
+    )
     camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera)
 
 
@@ -64,6 +80,7 @@ class SDT_RunState(bpy.types.PropertyGroup):
     running: BoolProperty(default=False)
     cancel_requested: BoolProperty(default=False)
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", update=_redraw_panels)
+    coverage: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty(default="", update=_redraw_panels)
 
 

@@ -6,6 +6,10 @@ array here has row 0 at the top; Blender stores image rows bottom first, so each
 
 They change the scene they are given (engine, resolution, passes, compositor); callers build a
 fresh scene per test, as the tests here do.
+
+Not named ``cycles.py``: ``import bpy`` imports Blender's Cycles add-on as the top-level module
+``cycles``, so a ``tests/cycles.py`` on ``sys.path`` (pytest puts ``tests/`` there) would shadow
+the add-on, and the 'CYCLES' render engine would not exist, or be shadowed by it.
 """
 
 from __future__ import annotations
@@ -175,7 +179,8 @@ def emission_material(
     Unlit, so a render of the object reproduces the texture's colours with no shading at all.
     """
     material = bpy.data.materials.new(f"{obj.name} emission")
-    material.use_nodes = True
+    if material.node_tree is None:  # 5.0 gives new materials nodes (use_nodes is deprecated)
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     uv = nodes.new("ShaderNodeUVMap")

@@ -67,6 +67,7 @@ class Outcome:
     coverage: dict[str, float]  # object name -> fraction of island texels that got colour
     notes: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
+    reports: list = field(default_factory=list)  # per-object records of whole-object runs
 
     def summary(self) -> str:
         parts = [f"{name}: {self.coverage[name]:.0%} of texels" for name in self.textures]
@@ -211,6 +212,46 @@ def store_depth_preview(depth: np.ndarray) -> bpy.types.Image:
     return image
 
 
+@dataclass
+class Work:
+    """A run split for a UI: ``compute`` is safe on a worker thread (no Blender data);
+    ``finish`` writes the result and ``abort`` undoes preparation, both on the main thread."""
+
+    compute: Callable[[], object]
+    finish: Callable[[object], Outcome]
+    abort: Callable[[], None] = lambda: None
+
+    def run(self) -> Outcome:
+        """All of it, blocking: for scripts, ``--background`` and the command line."""
+        start = time.perf_counter()
+        try:
+            result = self.compute()
+        except BaseException:
+            self.abort()
+            raise
+        computed = time.perf_counter() - start
+        outcome = self.finish(result)
+        outcome.seconds = {"compute": computed, **outcome.seconds}
+        log.info("%s (%s)", outcome.summary(), outcome.seconds)
+        return outcome
+
+
+def single_view_work(
+    context_scene: bpy.types.Scene,
+    view_layer: bpy.types.ViewLayer,
+    view: View,
+    objects: list[bpy.types.Object] | None,
+    make_picture: Callable[[Prepared], np.ndarray],
+    options: Options,
+) -> Work:
+    """Prepare a one-view run now (reads the scene); the picture is made by ``compute``."""
+    prepared = prepare(context_scene, view_layer, view, objects)
+    return Work(
+        compute=lambda: make_picture(prepared),
+        finish=lambda picture: apply(prepared, picture, options),
+    )
+
+
 def run(
     context_scene: bpy.types.Scene,
     view_layer: bpy.types.ViewLayer,
@@ -219,17 +260,6 @@ def run(
     make_picture: Callable[[Prepared], np.ndarray],
     options: Options,
 ) -> Outcome:
-    """All three stages, blocking: for scripts, ``--background`` and the command line."""
-    start = time.perf_counter()
-    prepared = prepare(context_scene, view_layer, view, objects)
-    prepared_at = time.perf_counter()
-    picture = make_picture(prepared)
-    pictured_at = time.perf_counter()
-    outcome = apply(prepared, picture, options)
-    outcome.seconds = {
-        "depth": prepared_at - start,
-        "picture": pictured_at - prepared_at,
-        **outcome.seconds,
-    }
-    log.info("%s (%s)", outcome.summary(), outcome.seconds)
-    return outcome
+    """A one-view run, blocking."""
+    work = single_view_work(context_scene, view_layer, view, objects, make_picture, options)
+    return work.run()

@@ -28,16 +28,17 @@ def array_to_image(
     if channels == 4:
         rgba[..., 3] = source[..., 3]
     image = bpy.data.images.get(name)
-    if image is not None and image.library is None and bool(image.is_float) == float_buffer:
-        if tuple(image.size) != (width, height):
-            image.scale(width, height)
-    else:
+    reusable = image is not None and image.library is None and bool(image.is_float) == float_buffer
+    if not reusable:
         image = bpy.data.images.new(
             name, width, height, alpha=True, float_buffer=float_buffer, is_data=is_data
         )
+    # Settings first: changing the colour space reloads the buffer (at its old size).
     image.colorspace_settings.name = "Non-Color" if is_data else "sRGB"
     # Alpha records coverage, not transparency: it must not cut holes in the shaded colour.
     image.alpha_mode = "CHANNEL_PACKED"
+    if tuple(image.size) != (width, height):
+        image.scale(width, height)
     # Blender stores rows bottom first.
     image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
     image.update()

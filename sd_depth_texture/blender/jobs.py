@@ -113,6 +113,63 @@ def diffusion_picture(
     return make
 
 
+def diffusion_views(
+    spec,
+    settings,
+    view_prompts: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+    on_load: Callable[[str, float], None] | None = None,
+):
+    """A whole-object picture maker: SD2-depth per view, holding what earlier views painted.
+
+    Each view gets its own seed (base seed + view number) and, with ``view_prompts``, its
+    direction appended to the prompt ("..., back view").
+    """
+    import dataclasses
+
+    from ..core import generation
+    from ..core.consistency import keep_regions_hook
+
+    def make(request) -> np.ndarray:
+        pipe = generation.load_pipeline(spec, on_load)
+        prompt = settings.prompt
+        if view_prompts and request.prompt_hint:
+            prompt = f"{prompt}, {request.prompt_hint}"
+        view_settings = dataclasses.replace(
+            settings, prompt=prompt, seed=settings.seed + request.index
+        )
+        hook = None
+        if request.keep.any():
+            hook = keep_regions_hook(pipe, request.known, request.keep, view_settings.seed)
+        return generation.generate(
+            pipe, request.depth, view_settings, on_step=on_step, should_cancel=should_cancel,
+            on_latents=hook,
+        )  # fmt: skip
+
+    return make
+
+
+def views_for(context_scene, count: int, collection: str, resolution: int):
+    """Where a whole-object run paints from: the collection's cameras, or an orbit per object."""
+    from . import whole
+
+    if collection:
+        cameras = whole.camera_views(collection, context_scene, resolution)
+        return lambda _obj: cameras
+    return lambda obj: whole.orbit_for(obj, count, resolution)
+
+
+def fixed_pictures(pictures: list[np.ndarray]):
+    """A whole-object picture maker for images the user has, one per view, in view order."""
+
+    def make(request) -> np.ndarray:
+        return pictures[request.index]
+
+    return make
+
+
 def fixed_picture(picture: np.ndarray) -> Callable[[engine.Prepared], np.ndarray]:
     """A stage-2 function for an image the user already has; its aspect must match the view's."""
 

@@ -46,7 +46,7 @@ def build_sample_scene(resolution: tuple[int, int] = (768, 512)) -> bpy.types.Sc
     monkey.name = "Suzanne"
     monkey.rotation_euler = (0.0, 0.0, math.radians(20))
     subdivision = monkey.modifiers.new("Subdivision", "SUBSURF")
-    subdivision.levels = 1
+    subdivision.levels = subdivision.render_levels = 1  # renders match what is textured
     bpy.ops.object.shade_smooth()
 
     bpy.ops.mesh.primitive_cube_add(size=1.0, location=(1.8, 0.8, 0.5), calc_uvs=True)

@@ -31,6 +31,35 @@ class DepthCapture:
     raster: Raster
     view_depth: np.ndarray  # (H, W) float32, distance along the view axis; inf for background
     ndc_z: np.ndarray  # (H, W) float32; inf for background
+    vertex_xy: np.ndarray  # (V, 2) the scene's vertices in pixel coordinates
+    vertex_depth: np.ndarray  # (V,) their view depths
+    triangles: np.ndarray  # (F, 3) the scene's triangles (indices in ``raster.triangle``)
+
+    def surface_depth_at(self, xy: np.ndarray) -> np.ndarray:
+        """View depth of the visible surface at sub-pixel points (inf over background).
+
+        The covering triangle of each point's pixel is evaluated at the point itself rather
+        than at the pixel centre, so a slanted surface compares exactly with itself.
+        """
+        col = np.clip(xy[:, 0].astype(np.int64), 0, self.view.width - 1)
+        row = np.clip(xy[:, 1].astype(np.int64), 0, self.view.height - 1)
+        triangle = self.raster.triangle[row, col].astype(np.int64)
+        depth = np.full(xy.shape[0], np.inf)
+        hit = triangle >= 0
+        corners = self.triangles[triangle[hit]]
+        (x0, y0), (x1, y1), (x2, y2) = (self.vertex_xy[corners[:, k]].T for k in range(3))
+        px, py = xy[hit, 0], xy[hit, 1]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        b0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) / area
+        b1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) / area
+        weights = np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
+        corner_depth = self.vertex_depth[corners]
+        if self.view.is_orthographic:
+            depth[hit] = np.einsum("nk,nk->n", weights, corner_depth)
+        else:  # 1/depth is affine in screen space
+            inverse = np.einsum("nk,nk->n", weights, 1.0 / np.maximum(corner_depth, 1e-12))
+            depth[hit] = 1.0 / np.maximum(inverse, 1e-12)
+        return depth
 
     @property
     def foreground(self) -> np.ndarray:
@@ -61,7 +90,15 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
     else:
         inverse = 1.0 / np.maximum(projected.view_depth, 1e-12)
         view_depth[covered] = 1.0 / raster.interpolate(inverse[:, None], triangles)[:, 0]
-    return DepthCapture(view=view, raster=raster, view_depth=view_depth, ndc_z=ndc_z)
+    return DepthCapture(
+        view=view,
+        raster=raster,
+        view_depth=view_depth,
+        ndc_z=ndc_z,
+        vertex_xy=projected.xy,
+        vertex_depth=projected.view_depth,
+        triangles=triangles,
+    )
 
 
 def depth_for_model(capture: DepthCapture) -> np.ndarray:

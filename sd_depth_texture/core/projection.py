@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 # Surfaces seen more obliquely than this are rejected; up to FULL_ANGLE they are fully written.
 GRAZING_ANGLE_DEG = 75.0
 FULL_ANGLE_DEG = 60.0
-# A texel is visible when it is at most this much (relative) behind the Z-buffer's surface.
-DEPTH_TOLERANCE = 0.01
+# A texel is visible when it lies at most this far (relative to its distance) behind the
+# Z-buffer's surface, plus the depth a slanted surface spans across one pixel.
+DEPTH_TOLERANCE = 0.001
+# ...and this many pixels' worth of depth, for the neighbouring triangles of a curved surface.
+SURFACE_SLACK = 0.5
 DEFAULT_MARGIN = 16
 
 
@@ -35,6 +38,8 @@ class TexelSurface:
     texel: np.ndarray  # (N,) flat indices into the (size, size) texture, row 0 at the top (v = 1)
     position: np.ndarray  # (N, 3) float32 world-space points
     normal: np.ndarray  # (N, 3) float32 unit face normals
+    triangle: np.ndarray  # (N,) the mesh triangle under each texel
+    barycentric: np.ndarray  # (N, 3) float32 position within that triangle
 
     @property
     def mask(self) -> np.ndarray:
@@ -66,14 +71,15 @@ def texel_surface(
     covered = raster.covered
     texel = np.flatnonzero(covered)
     triangle = raster.triangle[covered]
-    position = np.einsum(
-        "nk,nkc->nc", raster.barycentric[covered], vertices[triangles[triangle]]
-    ).astype(np.float32)
+    barycentric = raster.barycentric[covered]
+    position = np.einsum("nk,nkc->nc", barycentric, vertices[triangles[triangle]])
     return TexelSurface(
         size=size,
         texel=texel,
-        position=position,
+        position=position.astype(np.float32),
         normal=face_normals(vertices, triangles)[triangle],
+        triangle=triangle,
+        barycentric=barycentric,
     )
 
 
@@ -94,11 +100,32 @@ class ViewSamples:
     facing: np.ndarray  # (M,) float32 cosine between the surface normal and the view ray
 
 
-def visible_texels(surface: TexelSurface, capture: DepthCapture) -> tuple[np.ndarray, ...]:
-    """Texels visible in the view: (indices, pixel xy, facing cosine), grazing ones rejected.
+@dataclass
+class SeenTexels:
+    """Texels a view sees: surface indices, where they land, how squarely, and their depth."""
+
+    index: np.ndarray  # (M,) indices into the surface's arrays
+    xy: np.ndarray  # (M, 2) pixel coordinates in the view
+    facing: np.ndarray  # (M,) float32 |cosine| between surface normal and view ray
+    depth: np.ndarray  # (M,) view depth of the texel's surface point
+    tolerance: np.ndarray  # (M,) how far behind the Z-buffer it may lie and still be seen
+
+    def subset(self, keep: np.ndarray) -> SeenTexels:
+        return SeenTexels(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+
+
+def pixel_footprint(view, depth: np.ndarray) -> np.ndarray:
+    """World size of one pixel at a view depth (vertically; square pixels)."""
+    size = 2.0 / (view.projection[1, 1] * view.height)
+    return np.full(depth.shape, size) if view.is_orthographic else depth * size
+
+
+def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
+    """Texels the view sees: inside the image, not grazing, and not behind the Z-buffer.
 
     Sidedness is ignored (|cos|): Blender shows both sides of a face with one texture, and the
-    depth test already hides the far side of closed meshes.
+    depth test already hides the far side of closed meshes. The Z-buffer's surface is evaluated at
+    each texel's exact sub-pixel position, so the test needs only a tight tolerance.
     """
     view = capture.view
     projected = view.project(surface.position)
@@ -119,35 +146,82 @@ def visible_texels(surface: TexelSurface, capture: DepthCapture) -> tuple[np.nda
         & (facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
     )
     index = np.flatnonzero(inside)
-    col = x[index].astype(np.int64)
-    row = y[index].astype(np.int64)
-    surface_depth = capture.view_depth[row, col]
-    seen = projected.view_depth[index] <= surface_depth * (1.0 + DEPTH_TOLERANCE)
-    index = index[seen]
-    return index, projected.xy[index], facing[index].astype(np.float32)
+    depth = projected.view_depth[index]
+    cosine = facing[index]
+    tolerance = DEPTH_TOLERANCE * depth + pixel_footprint(view, depth) * SURFACE_SLACK
+    surface_depth = capture.surface_depth_at(projected.xy[index])
+    seen = np.isfinite(surface_depth) & (depth <= surface_depth + tolerance)
+    return SeenTexels(
+        index=index[seen],
+        xy=projected.xy[index[seen]],
+        facing=cosine[seen].astype(np.float32),
+        depth=depth[seen],
+        tolerance=tolerance[seen],
+    )
 
 
-def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Sample an (H, W, C) image at pixel coordinates (centres at i + 0.5), edges clamped."""
+def sample_bilinear(
+    image: np.ndarray, xy: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Sample an (H, W, C) image at pixel coordinates (centres at i + 0.5), edges clamped.
+
+    ``weights`` (M, 4), if given, scales the four neighbours (top-left, top-right, bottom-left,
+    bottom-right) before renormalising, e.g. to leave out pixels of another surface.
+    """
     height, width = image.shape[:2]
     x = np.clip(xy[:, 0] - 0.5, 0, width - 1)
     y = np.clip(xy[:, 1] - 0.5, 0, height - 1)
-    x0 = np.minimum(x.astype(np.int64), width - 2) if width > 1 else np.zeros(x.shape, np.int64)
-    y0 = np.minimum(y.astype(np.int64), height - 2) if height > 1 else np.zeros(y.shape, np.int64)
+    x0 = np.minimum(x.astype(np.int64), max(width - 2, 0))
+    y0 = np.minimum(y.astype(np.int64), max(height - 2, 0))
     x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-    fx = (x - x0).astype(np.float32)[:, None]
-    fy = (y - y0).astype(np.float32)[:, None]
-    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
-    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    corner = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
+    if weights is not None:
+        masked = corner * weights
+        total = masked.sum(axis=1, keepdims=True)
+        corner = np.where(total > 1e-6, masked / np.maximum(total, 1e-6), corner)
+    return (
+        image[y0, x0] * corner[:, 0:1]
+        + image[y0, x1] * corner[:, 1:2]
+        + image[y1, x0] * corner[:, 2:3]
+        + image[y1, x1] * corner[:, 3:4]
+    ).astype(np.float32)
+
+
+def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> np.ndarray:
+    """Colours of seen texels from the view's picture, never mixing in another surface.
+
+    At the capture's own size, neighbour pixels whose depth is not the texel's surface are left
+    out of the bilinear weights; a picture of another size is sampled plainly, scaled.
+    """
+    view = capture.view
+    image = np.asarray(image, dtype=np.float32)
+    if image.shape[:2] != (view.height, view.width):
+        scale = np.array([image.shape[1] / view.width, image.shape[0] / view.height])
+        return sample_bilinear(image, seen.xy * scale)
+    x = np.clip(seen.xy[:, 0] - 0.5, 0, view.width - 1)
+    y = np.clip(seen.xy[:, 1] - 0.5, 0, view.height - 1)
+    x0 = np.minimum(x.astype(np.int64), max(view.width - 2, 0))
+    y0 = np.minimum(y.astype(np.int64), max(view.height - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, view.width - 1), np.minimum(y0 + 1, view.height - 1)
+    depths = np.stack(
+        [capture.view_depth[y0, x0], capture.view_depth[y0, x1],
+         capture.view_depth[y1, x0], capture.view_depth[y1, x1]], axis=1,
+    )  # fmt: skip
+    # Neighbour centres lie up to ~1.5 pixels away: allow what the slanted surface spans there.
+    cosine = np.maximum(seen.facing, 1e-6)
+    slope = np.sqrt(np.maximum(1.0 - cosine**2, 0.0)) / cosine
+    allowance = seen.tolerance + 1.5 * slope * pixel_footprint(view, seen.depth)
+    same_surface = np.abs(depths - seen.depth[:, None]) <= allowance[:, None]
+    return sample_bilinear(image, seen.xy, same_surface.astype(np.float32))
 
 
 def project_view(surface: TexelSurface, capture: DepthCapture, image: np.ndarray) -> ViewSamples:
     """Sample ``image`` (the view's picture, any size with the view's aspect) for visible texels."""
-    index, xy, facing = visible_texels(surface, capture)
-    scale = np.array([image.shape[1] / capture.view.width, image.shape[0] / capture.view.height])
-    color = sample_bilinear(np.asarray(image, dtype=np.float32), xy * scale)
-    return ViewSamples(index=index, color=color, facing=facing)
+    seen = seen_texels(surface, capture)
+    return ViewSamples(
+        index=seen.index, color=sample_seen(image, seen, capture), facing=seen.facing
+    )
 
 
 def facing_weight(facing: np.ndarray) -> np.ndarray:
