@@ -16,8 +16,10 @@ from collections.abc import Sequence
 
 import bpy
 
-from .blender import engine, images, jobs, scene
+from . import batch
+from .blender import engine, images, jobs, scene, whole
 from .core.errors import TextureError
+from .core.multiview import NamedView
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,25 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         help="allow downloading the model for this run (as Blender's --online-mode does)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="1: the camera's view only; N > 1: texture each object all around from N views "
+        "(a ring of N - 2 plus top and bottom)",
+    )
+    parser.add_argument(
+        "--camera-collection",
+        metavar="NAME",
+        help="paint from every camera in this collection instead of automatic views",
+    )
+    parser.add_argument(
+        "--no-view-prompts",
+        dest="view_prompts",
+        action="store_false",
+        help="do not append 'front view', 'back view', ... to the prompt",
+    )
+    parser.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--scheduler", default="dpmpp", help="dpmpp, euler_a, ddim or pndm")
@@ -85,14 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(texture)
     add_generation_options(texture)
 
-    project = commands.add_parser("project", help="project an existing image from the camera")
-    _add_file_options(project)
+    project = commands.add_parser(
+        "project", help="project images you have, from the camera or from --camera per --image"
+    )
+    project.add_argument("blend", metavar="FILE.blend", help="the .blend file to read")
+    project.add_argument("--resolution", type=int, default=512, help="depth size of the short side")
+    project.add_argument(
+        "--image", action="append", required=True, help="an image to project (repeatable)"
+    )
+    project.add_argument(
+        "--camera",
+        action="append",
+        help="the camera each --image was seen from, in the same order (default: scene camera)",
+    )
+    project.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     _add_target_options(project)
-    project.add_argument("--image", required=True, help="the image to project")
 
     depth = commands.add_parser("depth", help="write the camera's depth map as a 16-bit PNG")
     _add_file_options(depth)
     depth.add_argument("--output", help="the PNG to write (default: FILE_depth.png beside FILE)")
+
+    batch.add_parser(commands)
     return parser
 
 
@@ -146,24 +180,81 @@ def current_camera_view(args: argparse.Namespace):
     )
 
 
-def texture_open_file(
-    args: argparse.Namespace,
-    make_picture,
-    objects: list[bpy.types.Object] | None,
-    output: str,
-) -> engine.Outcome:
-    """Texture the open file from its camera and write it to ``output`` with its textures."""
-    context = bpy.context
-    outcome = engine.run(
-        context.scene,
-        context.view_layer,
-        current_camera_view(args),
-        objects,
-        make_picture,
-        jobs.options(args.texture_size, blend_path=output),
-    )
+def texture_open_file(args: argparse.Namespace, work: engine.Work, output: str) -> engine.Outcome:
+    """Run prepared work on the open file and write it to ``output`` with its textures."""
+    outcome = work.run()
     _save_blend(output)
     return outcome
+
+
+def _whole_object_targets(args: argparse.Namespace) -> list[bpy.types.Object] | None:
+    """--object, else what the scene camera sees, else (no camera) every visible mesh."""
+    named = _named_objects(args.objects)
+    if named is not None or bpy.context.scene.camera is None:
+        return named
+    context = bpy.context
+    prepared = engine.prepare(context.scene, context.view_layer, current_camera_view(args), None)
+    return [bpy.data.objects[name] for name in prepared.targets]
+
+
+def texture_work(args: argparse.Namespace, settings, output: str) -> engine.Work:
+    """The ``texture`` command's run on the open file (one view or whole objects)."""
+    context = bpy.context
+    whole_object = args.views > 1 or bool(args.camera_collection)
+    return jobs.texture_work(
+        context.scene,
+        context.view_layer,
+        _whole_object_targets(args) if whole_object else _named_objects(args.objects),
+        spec=model_spec_from_args(args),
+        settings=settings,
+        options=jobs.options(args.texture_size, blend_path=output),
+        view=None if whole_object else current_camera_view(args),
+        views=args.views,
+        camera_collection=args.camera_collection or "",
+        view_prompts=args.view_prompts,
+        resolution=args.resolution,
+        report_path=os.path.abspath(args.report) if args.report else None,
+        on_step=jobs.TERMINAL.step,
+        on_load=jobs.TERMINAL.message,
+        on_view=lambda number, total, label: jobs.TERMINAL.message(
+            f"view {number + 1}/{total}: {label}", 1.0
+        ),
+    )
+
+
+def project_work(args: argparse.Namespace, pictures: list, output: str) -> engine.Work:
+    """The ``project`` command's run: one image from one camera, or several blended."""
+    context = bpy.context
+    options = jobs.options(args.texture_size, blend_path=output)
+    cameras = args.camera or []
+    if len(pictures) == 1 and len(cameras) <= 1:
+        args.camera = cameras[0] if cameras else None
+        view = current_camera_view(args)
+        return engine.single_view_work(
+            context.scene, context.view_layer, view, _named_objects(args.objects),
+            jobs.fixed_picture(pictures[0]), options,
+        )  # fmt: skip
+    if len(cameras) != len(pictures):
+        raise TextureError(
+            f"{len(pictures)} images need {len(pictures)} cameras: give one --camera per --image."
+        )
+    views = [
+        NamedView(name, scene.camera_view(
+            context.scene, scene.find_camera(context.scene, name),
+            context.evaluated_depsgraph_get(), args.resolution,
+        ))
+        for name in cameras
+    ]  # fmt: skip
+    for named, picture in zip(views, pictures, strict=True):
+        jobs.check_aspect(picture, named.view)
+    targets = _named_objects(args.objects) or scene.visible_meshes(
+        context.scene, context.view_layer
+    )
+    return whole.whole_object_work(
+        context.scene, context.view_layer, targets, lambda _obj: views,
+        jobs.fixed_pictures(pictures), options,
+        report_path=os.path.abspath(args.report) if args.report else None,
+    )  # fmt: skip
 
 
 def _checked_output(path: str) -> str:
@@ -178,12 +269,16 @@ def _run(args: argparse.Namespace) -> str:
     # Inputs that need no scene are checked before the file is opened.
     if args.command == "texture":
         settings = jobs.generation_settings(vars(args))
+        if args.views < 1:
+            raise TextureError("--views must be 1 or more.")
     if args.command == "project":
-        picture = jobs.load_picture(os.path.abspath(args.image))
+        pictures = [jobs.load_picture(os.path.abspath(path)) for path in args.image]
     if args.command == "depth":
         output = _checked_output(args.output or _default_output(args.blend, "_depth.png"))
     else:
         output = _checked_output(args.output or _default_output(args.blend, "_textured.blend"))
+    if getattr(args, "report", None):
+        _checked_output(args.report)
     _open_blend(args.blend)
 
     if args.command == "depth":
@@ -194,18 +289,18 @@ def _run(args: argparse.Namespace) -> str:
         images.save_depth_png(prepared.depth, output, context.scene)
         return f"Depth map written to {output}"
     if args.command == "texture":
-        make_picture = jobs.diffusion_picture(
-            model_spec_from_args(args), settings, jobs.TERMINAL.step, on_load=jobs.TERMINAL.message
-        )
+        work = texture_work(args, settings, output)
     else:
-        make_picture = jobs.fixed_picture(picture)
-    outcome = texture_open_file(args, make_picture, _named_objects(args.objects), output)
+        work = project_work(args, pictures, output)
+    outcome = texture_open_file(args, work, output)
     return f"{outcome.summary()}. Written {output}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (without the program name) and run the command; returns the exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command == "batch":
+        return batch.main(args)
     try:
         print(_run(args))
     except TextureError as error:

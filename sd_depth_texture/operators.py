@@ -14,7 +14,7 @@ import threading
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from .blender import engine, images, jobs, whole
+from .blender import engine, images, jobs
 from .core.errors import CancelledError, TextureError
 from .properties import SCHEDULER_ITEMS
 
@@ -131,28 +131,26 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
     def build_work(self, context, on_step, *, should_cancel=None, on_load=None, on_view=None):
         """The run the operator's settings ask for, prepared (reads the scene, writes nothing
         except a UV map for a whole-object run on an object without one)."""
-        settings = self.generation_settings(context)
-        spec = jobs.model_spec(context, self.model or None)
-        options = jobs.options(self.setting(context, "texture_size"))
-        targets = jobs.selected_targets(context)
         views = self.setting(context, "views")
         collection = self.collection_name(context)
-        resolution = self.setting(context, "resolution")
-        if views > 1 or collection:
-            make = jobs.diffusion_views(
-                spec, settings, self.setting(context, "view_prompts"), on_step,
-                should_cancel=should_cancel, on_load=on_load,
-            )  # fmt: skip
-            return whole.whole_object_work(
-                context.scene, context.view_layer, targets,
-                jobs.views_for(context.scene, views, collection, resolution), make, options,
-                report_path=bpy.path.abspath(self.report_path) or None, on_view=on_view,
-            )  # fmt: skip
-        make = jobs.diffusion_picture(
-            spec, settings, on_step, should_cancel=should_cancel, on_load=on_load
-        )
-        return engine.single_view_work(
-            context.scene, context.view_layer, self.current_view(context), targets, make, options
+        single = views == 1 and not collection
+        return jobs.texture_work(
+            context.scene,
+            context.view_layer,
+            jobs.selected_targets(context),
+            spec=jobs.model_spec(context, self.model or None),
+            settings=self.generation_settings(context),
+            options=jobs.options(self.setting(context, "texture_size")),
+            view=self.current_view(context) if single else None,
+            views=views,
+            camera_collection=collection,
+            view_prompts=self.setting(context, "view_prompts"),
+            resolution=self.setting(context, "resolution"),
+            report_path=bpy.path.abspath(self.report_path) or None,
+            on_step=on_step,
+            should_cancel=should_cancel,
+            on_load=on_load,
+            on_view=on_view,
         )
 
     def execute(self, context):

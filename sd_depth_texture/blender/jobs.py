@@ -151,6 +151,49 @@ def diffusion_views(
     return make
 
 
+def texture_work(
+    context_scene,
+    view_layer,
+    objects: list | None,
+    *,
+    spec,
+    settings,
+    options: engine.Options,
+    view: View | None = None,
+    views: int = 1,
+    camera_collection: str = "",
+    view_prompts: bool = True,
+    resolution: int = 512,
+    report_path: str | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_load: Callable[[str, float], None] | None = None,
+    on_view: Callable[[int, int, str], None] | None = None,
+) -> engine.Work:
+    """A prepared diffusion run, one view or whole objects: what every door asks for.
+
+    With ``views`` > 1 or a camera collection, each object is painted all around (``objects``
+    None: every visible mesh); otherwise ``view`` paints what it sees.
+    """
+    from . import whole
+
+    if views > 1 or camera_collection:
+        make = diffusion_views(
+            spec, settings, view_prompts, on_step, should_cancel=should_cancel, on_load=on_load
+        )
+        if objects is None:
+            objects = scene.visible_meshes(context_scene, view_layer)
+        return whole.whole_object_work(
+            context_scene, view_layer, objects,
+            views_for(context_scene, views, camera_collection, resolution), make, options,
+            report_path=report_path, on_view=on_view,
+        )  # fmt: skip
+    if view is None:
+        raise TextureError("A single-view run needs a view: a camera or the viewport.")
+    make = diffusion_picture(spec, settings, on_step, should_cancel=should_cancel, on_load=on_load)
+    return engine.single_view_work(context_scene, view_layer, view, objects, make, options)
+
+
 def views_for(context_scene, count: int, collection: str, resolution: int):
     """Where a whole-object run paints from: the collection's cameras, or an orbit per object."""
     from . import whole
@@ -170,17 +213,22 @@ def fixed_pictures(pictures: list[np.ndarray]):
     return make
 
 
+def check_aspect(picture: np.ndarray, view: View) -> None:
+    """Refuse a picture whose proportions differ from the view's: it would land stretched."""
+    view_aspect = view.width / view.height
+    aspect = picture.shape[1] / picture.shape[0]
+    if abs(aspect / view_aspect - 1.0) > ASPECT_TOLERANCE:
+        raise TextureError(
+            f"The image's aspect ({aspect:.3f}) differs from the view's ({view_aspect:.3f}): "
+            "set the render resolution to the image's proportions."
+        )
+
+
 def fixed_picture(picture: np.ndarray) -> Callable[[engine.Prepared], np.ndarray]:
     """A stage-2 function for an image the user already has; its aspect must match the view's."""
 
     def make(prepared: engine.Prepared) -> np.ndarray:
-        view_aspect = prepared.view.width / prepared.view.height
-        aspect = picture.shape[1] / picture.shape[0]
-        if abs(aspect / view_aspect - 1.0) > ASPECT_TOLERANCE:
-            raise TextureError(
-                f"The image's aspect ({aspect:.3f}) differs from the view's ({view_aspect:.3f}): "
-                "set the render resolution to the image's proportions."
-            )
+        check_aspect(picture, prepared.view)
         return picture
 
     return make
