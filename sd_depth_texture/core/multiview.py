@@ -115,9 +115,9 @@ def orbit_views(
             [np.sin(a) * np.cos(elevation), -np.cos(a) * np.cos(elevation), np.sin(elevation)]
         )
         world_to_view = look_at(center + direction * distance, center, np.array([0.0, 0, 1]))
-        views.append(
-            NamedView(_azimuth_label(azimuth), View(world_to_view, projection, size, size))
-        )
+        label = _azimuth_label(azimuth)
+        view = View(world_to_view, projection, size, size)
+        views.append(NamedView(label, view, f"{label} view"))
     if count >= 4:
         for label, sign in (("top", 1.0), ("bottom", -1.0)):
             if sign < 0 and not include_bottom:
