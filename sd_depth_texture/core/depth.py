@@ -32,8 +32,26 @@ class DepthCapture:
     view_depth: np.ndarray  # (H, W) float32, distance along the view axis; inf for background
     ndc_z: np.ndarray  # (H, W) float32; inf for background
     vertex_xy: np.ndarray  # (V, 2) the scene's vertices in pixel coordinates
-    vertex_depth: np.ndarray  # (V,) their view depths
+    vertex_ndc_z: np.ndarray  # (V,) their NDC depths (affine in screen space per triangle)
     triangles: np.ndarray  # (F, 3) the scene's triangles (indices in ``raster.triangle``)
+    _ndc_planes: np.ndarray | None = None
+
+    @property
+    def foreground(self) -> np.ndarray:
+        return self.raster.triangle != NO_TRIANGLE
+
+    def ndc_planes(self) -> np.ndarray:
+        """(F, 3) float32 planes a, b, c with ndc_z = a x + b y + c over each triangle."""
+        if self._ndc_planes is None:
+            xy, z = self.vertex_xy[self.triangles], self.vertex_ndc_z[self.triangles]
+            (x0, x1, x2), (y0, y1, y2) = xy[..., 0].T, xy[..., 1].T
+            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = ((z[:, 1] - z[:, 0]) * (y2 - y0) - (z[:, 2] - z[:, 0]) * (y1 - y0)) / area
+                b = ((x1 - x0) * (z[:, 2] - z[:, 0]) - (x2 - x0) * (z[:, 1] - z[:, 0])) / area
+            c = z[:, 0] - a * x0 - b * y0
+            self._ndc_planes = np.nan_to_num(np.stack([a, b, c], axis=1)).astype(np.float64)
+        return self._ndc_planes
 
     def surface_depth_at(self, xy: np.ndarray) -> np.ndarray:
         """View depth of the visible surface at sub-pixel points (inf over background).
@@ -43,27 +61,21 @@ class DepthCapture:
         """
         col = np.clip(xy[:, 0].astype(np.int64), 0, self.view.width - 1)
         row = np.clip(xy[:, 1].astype(np.int64), 0, self.view.height - 1)
-        triangle = self.raster.triangle[row, col].astype(np.int64)
+        triangle = self.raster.triangle.ravel()[row * self.view.width + col].astype(np.int64)
         depth = np.full(xy.shape[0], np.inf)
-        hit = triangle >= 0
-        corners = self.triangles[triangle[hit]]
-        (x0, y0), (x1, y1), (x2, y2) = (self.vertex_xy[corners[:, k]].T for k in range(3))
-        px, py = xy[hit, 0], xy[hit, 1]
-        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        b0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) / area
-        b1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) / area
-        weights = np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
-        corner_depth = self.vertex_depth[corners]
-        if self.view.is_orthographic:
-            depth[hit] = np.einsum("nk,nk->n", weights, corner_depth)
-        else:  # 1/depth is affine in screen space
-            inverse = np.einsum("nk,nk->n", weights, 1.0 / np.maximum(corner_depth, 1e-12))
-            depth[hit] = 1.0 / np.maximum(inverse, 1e-12)
+        hit = np.flatnonzero(triangle >= 0)
+        plane = np.take(self.ndc_planes(), triangle[hit], axis=0)
+        ndc = plane[:, 0] * xy[hit, 0] + plane[:, 1] * xy[hit, 1] + plane[:, 2]
+        depth[hit] = ndc_to_view_depth(self.view, ndc)
         return depth
 
-    @property
-    def foreground(self) -> np.ndarray:
-        return self.raster.triangle != NO_TRIANGLE
+
+def ndc_to_view_depth(view: View, ndc_z: np.ndarray) -> np.ndarray:
+    """Invert the projection's depth mapping (either kind of view)."""
+    p22, p23 = view.projection[2, 2], view.projection[2, 3]
+    if view.is_orthographic:
+        return (p23 - ndc_z) / p22
+    return p23 / (ndc_z + p22)
 
 
 def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> DepthCapture:
@@ -96,7 +108,7 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
         view_depth=view_depth,
         ndc_z=ndc_z,
         vertex_xy=projected.xy,
-        vertex_depth=projected.view_depth,
+        vertex_ndc_z=projected.ndc_z,
         triangles=triangles,
     )
 

@@ -120,6 +120,15 @@ def pixel_footprint(view, depth: np.ndarray) -> np.ndarray:
     return np.full(depth.shape, size) if view.is_orthographic else depth * size
 
 
+def surface_facing(view, position: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """|cosine| between surface normals and the rays from the eye to their points."""
+    if view.is_orthographic:
+        return np.abs(normal @ (-view.forward).astype(normal.dtype))
+    to_eye = view.eye.astype(position.dtype) - position
+    along = np.abs(np.einsum("nc,nc->n", normal, to_eye))
+    return along / np.maximum(np.sqrt(np.einsum("nc,nc->n", to_eye, to_eye)), 1e-12)
+
+
 def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     """Texels the view sees: inside the image, not grazing, and not behind the Z-buffer.
 
@@ -129,13 +138,7 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     """
     view = capture.view
     projected = view.project(surface.position)
-    if view.is_orthographic:
-        to_eye = np.broadcast_to(-view.forward, surface.position.shape)
-    else:
-        to_eye = view.eye - surface.position
-        to_eye = to_eye / np.maximum(np.linalg.norm(to_eye, axis=1, keepdims=True), 1e-12)
-    facing = np.abs(np.einsum("nc,nc->n", surface.normal, to_eye))
-
+    facing = surface_facing(view, surface.position, surface.normal)
     x, y = projected.xy[:, 0], projected.xy[:, 1]
     inside = (
         projected.in_front
@@ -169,23 +172,25 @@ def sample_bilinear(
     bottom-right) before renormalising, e.g. to leave out pixels of another surface.
     """
     height, width = image.shape[:2]
+    flat = image.reshape(height * width, -1)
     x = np.clip(xy[:, 0] - 0.5, 0, width - 1)
     y = np.clip(xy[:, 1] - 0.5, 0, height - 1)
     x0 = np.minimum(x.astype(np.int64), max(width - 2, 0))
     y0 = np.minimum(y.astype(np.int64), max(height - 2, 0))
-    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    step_x = (x0 + 1 < width).astype(np.int64)
+    step_y = np.where(y0 + 1 < height, width, 0)
     fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
     corner = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
     if weights is not None:
         masked = corner * weights
         total = masked.sum(axis=1, keepdims=True)
         corner = np.where(total > 1e-6, masked / np.maximum(total, 1e-6), corner)
-    return (
-        image[y0, x0] * corner[:, 0:1]
-        + image[y0, x1] * corner[:, 1:2]
-        + image[y1, x0] * corner[:, 2:3]
-        + image[y1, x1] * corner[:, 3:4]
-    ).astype(np.float32)
+    top_left = y0 * width + x0
+    result = np.take(flat, top_left, axis=0) * corner[:, 0:1]
+    result += np.take(flat, top_left + step_x, axis=0) * corner[:, 1:2]
+    result += np.take(flat, top_left + step_y, axis=0) * corner[:, 2:3]
+    result += np.take(flat, top_left + step_x + step_y, axis=0) * corner[:, 3:4]
+    return result.astype(np.float32).reshape((-1, *image.shape[2:]))
 
 
 def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> np.ndarray:
@@ -204,10 +209,13 @@ def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> n
     x0 = np.minimum(x.astype(np.int64), max(view.width - 2, 0))
     y0 = np.minimum(y.astype(np.int64), max(view.height - 2, 0))
     x1, y1 = np.minimum(x0 + 1, view.width - 1), np.minimum(y0 + 1, view.height - 1)
+    flat_depth = capture.view_depth.ravel()
     depths = np.stack(
-        [capture.view_depth[y0, x0], capture.view_depth[y0, x1],
-         capture.view_depth[y1, x0], capture.view_depth[y1, x1]], axis=1,
+        [np.take(flat_depth, y0 * view.width + x0), np.take(flat_depth, y0 * view.width + x1),
+         np.take(flat_depth, y1 * view.width + x0), np.take(flat_depth, y1 * view.width + x1)],
+        axis=1,
     )  # fmt: skip
+
     # Neighbour centres lie up to ~1.5 pixels away: allow what the slanted surface spans there.
     cosine = np.maximum(seen.facing, 1e-6)
     slope = np.sqrt(np.maximum(1.0 - cosine**2, 0.0)) / cosine

@@ -1,0 +1,84 @@
+"""Per-view overhead of a whole-object run, everything but the diffusion itself.
+
+Runs a 10-view whole-object texturing of the Spot cow (../shared/assets/spot_cow; a subdivided
+Suzanne where that is absent) at 2048x2048 with a picture maker that returns a ready picture, so
+what is timed is depth, rendering the current texture, masks, projection, fill and the report.
+
+    .venv/bin/python benchmarks/bench_multiview.py [--views 10] [--texture-size 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sd_depth_texture.blender import engine, sample, whole  # noqa: E402
+
+COW = REPO.parent / "shared" / "assets" / "spot_cow" / "cow.obj"
+
+
+def load_subject() -> bpy.types.Object:
+    bpy.ops.wm.read_homefile(use_empty=True)
+    if COW.is_file():
+        bpy.ops.wm.obj_import(filepath=str(COW))
+        return bpy.context.selected_objects[0]
+    sample.build_sample_scene()
+    for name in ("Floor", "Cube"):
+        bpy.data.objects.remove(bpy.data.objects[name])
+    suzanne = bpy.data.objects["Suzanne"]
+    suzanne.modifiers["Subdivision"].levels = 2
+    return suzanne
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", type=int, default=10)
+    parser.add_argument("--texture-size", type=int, default=2048)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    subject = load_subject()
+    rng = np.random.default_rng(0)
+    picture = rng.random((args.resolution, args.resolution, 3)).astype(np.float32)
+    print(f"{subject.name}: {len(subject.data.polygons)} faces, {args.views} views, "
+          f"texture {args.texture_size}^2, views {args.resolution}^2")  # fmt: skip
+    for attempt in range(args.repeat):
+        start = time.perf_counter()
+        views = whole.orbit_for(subject, args.views, args.resolution)
+        job = whole.read_object(
+            bpy.context.scene, bpy.context.view_layer, subject, views,
+            engine.Options(texture_size=args.texture_size),
+        )  # fmt: skip
+        read = time.perf_counter() - start
+        start = time.perf_counter()
+        whole.paint(job, lambda _request: picture)
+        painted = time.perf_counter() - start
+        report = job.report
+        per_view = {
+            key: float(np.mean([v["seconds"][key] for v in report.views]))
+            for key in ("views", "projection")
+        }
+        used = len(report.views)
+        print(
+            f"run {attempt + 1}: read+UV raster {read:.2f} s; painting {painted:.2f} s for "
+            f"{used} views (per view: depth/render/masks {per_view['views'] * 1000:.0f} ms, "
+            f"projection {per_view['projection'] * 1000:.0f} ms); fill+margin "
+            f"{report.seconds['fill']:.2f} s; report {report.seconds['report']:.2f} s; "
+            f"total non-diffusion per view {(read + painted) / used * 1000:.0f} ms; "
+            f"coverage before fill {report.coverage_before_fill:.3f}"
+        )
+        report.views.clear()
+        report.notes.clear()
+
+
+if __name__ == "__main__":
+    main()
