@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sd_depth_texture.core import multiview
 from sd_depth_texture.core.depth import FAR_FOREGROUND, capture_depth, depth_for_model
 from sd_depth_texture.core.errors import TextureError
 from sd_depth_texture.core.projection import (
@@ -19,15 +20,7 @@ from sd_depth_texture.core.views import View, generation_size
 
 
 def perspective(fov_deg: float, aspect: float, near: float = 0.1, far: float = 100.0):
-    focal = 1.0 / np.tan(np.radians(fov_deg) / 2)
-    return np.array(
-        [
-            [focal / aspect, 0, 0, 0],
-            [0, focal, 0, 0],
-            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
-            [0, 0, -1, 0],
-        ]
-    )
+    return multiview.perspective(fov_deg, aspect, near, far)
 
 
 def orthographic(half_height: float, aspect: float, near: float = 0.1, far: float = 100.0):

@@ -252,14 +252,6 @@ def single_view_work(
     )
 
 
-def run(
-    context_scene: bpy.types.Scene,
-    view_layer: bpy.types.ViewLayer,
-    view: View,
-    objects: list[bpy.types.Object] | None,
-    make_picture: Callable[[Prepared], np.ndarray],
-    options: Options,
-) -> Outcome:
-    """A one-view run, blocking."""
-    work = single_view_work(context_scene, view_layer, view, objects, make_picture, options)
-    return work.run()
+def run(*args, **kwargs) -> Outcome:
+    """A one-view run, blocking (the arguments of :func:`single_view_work`)."""
+    return single_view_work(*args, **kwargs).run()
