@@ -68,18 +68,15 @@ def texel_surface(
     pixel_uv[:, 0] = uv[:, 0] * size
     pixel_uv[:, 1] = (1.0 - uv[:, 1]) * size
     raster = rasterize(pixel_uv, uv_triangles, size, size)
-    covered = raster.covered
-    texel = np.flatnonzero(covered)
-    triangle = raster.triangle[covered]
-    barycentric = raster.barycentric[covered]
-    position = np.einsum("nk,nkc->nc", barycentric, vertices[triangles[triangle]])
+    triangle = raster.pixel_triangle
+    position = raster.interpolate(vertices.astype(np.float32), triangles)
     return TexelSurface(
         size=size,
-        texel=texel,
-        position=position.astype(np.float32),
-        normal=face_normals(vertices, triangles)[triangle],
+        texel=raster.pixel,
+        position=position.astype(np.float32, copy=False),
+        normal=np.take(face_normals(vertices, triangles), triangle, axis=0),
         triangle=triangle,
-        barycentric=barycentric,
+        barycentric=raster.pixel_barycentric,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -24,24 +25,44 @@ _EMPTY_KEY = np.iinfo(np.int64).max
 
 @dataclass
 class Raster:
-    """Per-pixel coverage of a rasterised triangle set.
+    """Which triangle covers each pixel centre, and where within it.
 
-    ``triangle`` holds the covering triangle's index or ``NO_TRIANGLE``; ``barycentric`` the
-    screen-space barycentric weights of the pixel centre within it (zero where uncovered).
+    Kept sparse (the covered pixels only, in ascending pixel order), which is what texture-size
+    work needs; the dense per-pixel images are built on first use.
     """
 
-    triangle: np.ndarray  # (H, W) int32
-    barycentric: np.ndarray  # (H, W, 3) float32
+    width: int
+    height: int
+    pixel: np.ndarray  # (N,) flat indices of the covered pixels, ascending
+    pixel_triangle: np.ndarray  # (N,) int32 covering triangle
+    pixel_barycentric: np.ndarray  # (N, 3) float32 screen-space barycentrics
+
+    @cached_property
+    def triangle(self) -> np.ndarray:
+        """(H, W) int32 covering triangle, ``NO_TRIANGLE`` where none."""
+        dense = np.full(self.width * self.height, NO_TRIANGLE, dtype=np.int32)
+        dense[self.pixel] = self.pixel_triangle
+        return dense.reshape(self.height, self.width)
+
+    @cached_property
+    def barycentric(self) -> np.ndarray:
+        """(H, W, 3) float32 barycentrics, zero where uncovered."""
+        dense = np.zeros((self.width * self.height, 3), dtype=np.float32)
+        dense[self.pixel] = self.pixel_barycentric
+        return dense.reshape(self.height, self.width, 3)
 
     @property
     def covered(self) -> np.ndarray:
         return self.triangle != NO_TRIANGLE
 
     def interpolate(self, vertex_values: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-        """Screen-linear interpolation of per-vertex values at the covered pixels, shape (N, C)."""
-        mask = self.covered
-        corner_values = vertex_values[triangles[self.triangle[mask]]]  # (N, 3, C)
-        return np.einsum("nk,nkc->nc", self.barycentric[mask], corner_values)
+        """Screen-linear interpolation of per-vertex values at the covered pixels, (N, C)."""
+        corners = triangles[self.pixel_triangle]
+        values = np.asarray(vertex_values)
+        result = self.pixel_barycentric[:, 0:1] * np.take(values, corners[:, 0], axis=0)
+        result += self.pixel_barycentric[:, 1:2] * np.take(values, corners[:, 1], axis=0)
+        result += self.pixel_barycentric[:, 2:3] * np.take(values, corners[:, 2], axis=0)
+        return result
 
 
 def _order_key(values: np.ndarray) -> np.ndarray:
@@ -119,17 +140,19 @@ def rasterize(
 
     covered = np.flatnonzero(best != _EMPTY_KEY)
     live_index = best[covered] & 0xFFFFFFFF
-    triangle = np.full(width * height, NO_TRIANGLE, dtype=np.int32)
-    triangle[covered] = live_ids[live_index]
     px = (covered % width).astype(np.float32) + 0.5
     py = (covered // width).astype(np.float32) + 0.5
-    b0 = _plane_at(planes[0:3], live_index, px, py)
-    b1 = _plane_at(planes[3:6], live_index, px, py)
-    barycentric = np.zeros((width * height, 3), dtype=np.float32)
-    barycentric[covered, 0] = b0
-    barycentric[covered, 1] = b1
-    barycentric[covered, 2] = 1.0 - b0 - b1
-    return Raster(triangle.reshape(height, width), barycentric.reshape(height, width, 3))
+    barycentric = np.empty((covered.size, 3), dtype=np.float32)
+    barycentric[:, 0] = _plane_at(planes[0:3], live_index, px, py)
+    barycentric[:, 1] = _plane_at(planes[3:6], live_index, px, py)
+    barycentric[:, 2] = 1.0 - barycentric[:, 0] - barycentric[:, 1]
+    return Raster(
+        width=width,
+        height=height,
+        pixel=covered,
+        pixel_triangle=live_ids[live_index].astype(np.int32),
+        pixel_barycentric=barycentric,
+    )
 
 
 def _plane_at(
