@@ -56,6 +56,7 @@ class Prepared:
     capture: DepthCapture
     depth: np.ndarray  # (H, W) float32, what the model receives
     targets: list[str]  # object names
+    meshes: dict[str, scene.MeshArrays] = field(default_factory=dict)  # the targets' arrays
     notes: list[str] = field(default_factory=list)
 
 
@@ -121,7 +122,14 @@ def prepare(
             raise TextureError(
                 f"'{hidden[0]}' is not visible from this view: frame it in the view or camera."
             )
-    return Prepared(view=view, capture=capture, depth=depth, targets=targets)
+    meshes_by_name = {mesh.name: mesh for mesh in meshes}
+    return Prepared(
+        view=view,
+        capture=capture,
+        depth=depth,
+        targets=targets,
+        meshes={name: meshes_by_name[name] for name in targets},
+    )
 
 
 def ensure_uv_map(obj: bpy.types.Object) -> str | None:
@@ -165,10 +173,9 @@ def bake_picture(
 
     Returns object name -> (texture array, coverage of its UV islands).
     """
-    depsgraph = bpy.context.evaluated_depsgraph_get()
     results = {}
     for name in prepared.targets:
-        mesh = scene.mesh_arrays(bpy.data.objects[name], depsgraph)
+        mesh = prepared.meshes[name]
         surface = texel_surface(
             mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, options.texture_size
         )
@@ -188,8 +195,10 @@ def apply(prepared: Prepared, picture: np.ndarray, options: Options) -> Outcome:
     notes = list(prepared.notes)
     for name in prepared.targets:
         note = ensure_uv_map(bpy.data.objects[name])
-        if note:
+        if note:  # the mesh read in stage 1 had no UVs
             notes.append(note)
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            prepared.meshes[name] = scene.mesh_arrays(bpy.data.objects[name], depsgraph)
     baked = bake_picture(prepared, picture, options)
     timings["projection"] = time.perf_counter() - start
 
