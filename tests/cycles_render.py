@@ -19,6 +19,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 # Cycles writes this (1e10) where a camera ray hits nothing; anything this far is background.
 BACKGROUND_DEPTH = 1e9
@@ -224,3 +225,36 @@ def bake_emission(obj: bpy.types.Object, target: bpy.types.Image, margin: int = 
     obj.select_set(True)
     bpy.context.view_layer.objects.active = obj
     bpy.ops.object.bake(type="EMIT")
+
+
+def camera_from_view(
+    name: str, world_to_view: np.ndarray, projection: np.ndarray
+) -> bpy.types.Object:
+    """A camera object (linked to the scene) that renders exactly the given matrices.
+
+    The placement is the inverse of ``world_to_view``; the vertical field of view (or, for an
+    orthographic projection, the vertical extent) and the clip range are read off the OpenGL
+    ``projection``. The sensor fits vertically, so the horizontal extent follows the render's
+    aspect: set the render resolution to the view's width and height. Off-centre projections
+    (lens shift) are refused.
+    """
+    projection = np.asarray(projection, dtype=np.float64)
+    if abs(projection[0, 2]) > 1e-9 or abs(projection[1, 2]) > 1e-9:
+        raise ValueError("camera_from_view handles centred projections only (no lens shift)")
+    data = bpy.data.cameras.new(name)
+    data.sensor_fit = "VERTICAL"
+    a, b = projection[2, 2], projection[2, 3]
+    if abs(projection[3, 3] - 1.0) < 1e-9:  # orthographic: z_ndc = a z + b
+        data.type = "ORTHO"
+        data.ortho_scale = 2.0 / projection[1, 1]
+        data.clip_start, data.clip_end = (b + 1.0) / a, (b - 1.0) / a
+    else:  # perspective: z_ndc = (a z + b) / -z
+        data.type = "PERSP"
+        data.lens = projection[1, 1] * data.sensor_height / 2.0
+        data.clip_start, data.clip_end = b / (a - 1.0), b / (a + 1.0)
+    camera = bpy.data.objects.new(name, data)
+    bpy.context.scene.collection.objects.link(camera)
+    camera.matrix_world = Matrix(
+        np.linalg.inv(np.asarray(world_to_view, dtype=np.float64)).tolist()
+    )
+    return camera

@@ -101,7 +101,8 @@ def wire_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) ->
     material = bpy.data.materials.get(name)
     if material is None or material.library is not None:
         material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender < 5 makes node-less materials
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     shader = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
     if shader is None:
