@@ -78,6 +78,7 @@ NON_PIXEL_OPTIONS = frozenset(
         "prompts",
         "negative_prompt",
         "seed",
+        "report",  # batch: each asset's report is in its manifest line
     }
 )
 
@@ -1019,19 +1020,29 @@ class RayWorker:
         return worker_name()
 
 
-def _ray_connect(ray: Any, address: str) -> bool:
-    """Join the cluster at ``address`` (or an existing local one for 'auto'), else start one.
+def _ray_connect(ray: Any, address: str, runtime_env: dict[str, Any]) -> bool:
+    """Join the cluster at ``address`` (or a running local one for 'auto'), else start one.
 
-    Returns whether this call started Ray (and so should shut it down)."""
+    The package travels to the workers in the job's runtime environment (``py_modules``), the
+    only place Ray accepts a local folder. A Ray the caller initialised already is used as it
+    is: its job must make ``sd_depth_texture`` importable itself. Returns whether this call
+    started Ray (and so shuts it down afterwards).
+    """
     if ray.is_initialized():
+        log.info("Using the Ray connection this process already has")
         return False
+    settings = {
+        "runtime_env": runtime_env,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
     if address != "auto":
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, **settings)
         return True
     try:
-        ray.init(address="auto", logging_level=logging.WARNING)
+        ray.init(address="auto", **settings)
     except ConnectionError:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(include_dashboard=False, **settings)
     return True
 
 
@@ -1065,7 +1076,10 @@ def run_ray(
         )
     if not tasks:
         return
-    started = _ray_connect(ray, address)
+    runtime_env: dict[str, Any] = {"py_modules": [os.path.dirname(os.path.abspath(__file__))]}
+    if python:
+        runtime_env["py_executable"] = python
+    started = _ray_connect(ray, address, runtime_env)
     actors: dict[Any, dict[str, Any]] = {}
     try:
         resources = ray.cluster_resources()
@@ -1073,12 +1087,13 @@ def run_ray(
         cpus = max(1, int(threads or 1))
         count = workers or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // cpus))
         count = max(1, min(count, len(tasks)))
-        runtime_env: dict[str, Any] = {"py_modules": [os.path.dirname(os.path.abspath(__file__))]}
-        if python:
-            runtime_env["py_executable"] = python
-        actor_class = ray.remote(RayWorker).options(
-            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else cpus, runtime_env=runtime_env
-        )
+        actor_options: dict[str, Any] = {
+            "num_gpus": 1 if gpus else 0,
+            "num_cpus": 0 if gpus else cpus,
+        }
+        if python and not started:
+            actor_options["runtime_env"] = {"py_executable": python}
+        actor_class = ray.remote(RayWorker).options(**actor_options)
         log.info("Ray: %d worker(s), %s", count, "one GPU each" if gpus else f"{cpus} CPU each")
 
         def new_actor() -> Any:
@@ -1214,6 +1229,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
             action.help = "base seed; each asset's seed is derived from it and its identity"
         elif action.dest == "prompt":
             action.help = "one prompt for every asset (else --prompt-template or --prompts)"
+        elif action.dest == "report":
+            action.help = "not used by batch: each asset's report is in its manifest line"
     return parser
 
 
@@ -1235,8 +1252,10 @@ def _check_options(options: Mapping[str, Any]) -> None:
     generation_size(1.0, options["resolution"])
     if options["texture_size"] < 8:
         raise TextureError(f"The texture size must be at least 8, got {options['texture_size']}.")
-    if options["preview_size"] < 8 or options["preview_size"] % 8:
-        raise TextureError("The preview size must be a multiple of 8.")
+    if options["preview_size"] < 16:
+        raise TextureError(f"The preview size must be at least 16, got {options['preview_size']}.")
+    if options.get("views", 1) < 1:
+        raise TextureError("--views must be 1 or more.")
     for name in ("ray_workers", "cpu_threads"):
         if options.get(name) is not None and options[name] < 1:
             raise TextureError(f"--{name.replace('_', '-')} must be at least 1.")
@@ -1253,10 +1272,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         _check_options(options)
         os.makedirs(options["out"], exist_ok=True)
-        plan = make_plan(
-            options, assets.library_paths(), lambda path: assets.scan_file(path, args.all_meshes)
-        )
         spec = cli.model_spec_from_args(args)
+        # The model as resolved (preferences included) decides pixels, not only --model.
+        model = {"model": spec.source, "config": spec.config, "precision": spec.precision}
+        plan = make_plan(
+            {**options, **model},
+            assets.library_paths(),
+            lambda path: assets.scan_file(path, args.all_meshes),
+        )
         progress = Progress(
             plan.to_run + plan.skipped_done + plan.skipped_failed + len(plan.file_failures),
             done=plan.skipped_done,
@@ -1288,6 +1311,9 @@ def main(args: argparse.Namespace) -> int:
         jobs.TERMINAL.close()
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nerror: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
     finally:
         if previous_threads is not None:
             import torch

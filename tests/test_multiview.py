@@ -57,6 +57,26 @@ def test_orbit_views_frame_the_object_from_the_named_sides():
     assert len(orbit_views(center, radius, 10, include_bottom=False)) == 9
 
 
+def test_orbit_follows_the_objects_own_front(lone_suzanne):
+    """Turn Suzanne to face +X: the front view must look at her face from +X."""
+    import math
+
+    lone_suzanne.rotation_euler = (0.0, 0.0, math.radians(90))
+    bpy.context.view_layer.update()
+    assert np.allclose(whole.object_front(lone_suzanne), [1.0, 0.0, 0.0], atol=1e-6)
+    views = whole.orbit_for(lone_suzanne, 10, 64)
+    front, back, top = views[0].view, views[7].view, views[8].view
+    center = np.array(lone_suzanne.location)
+    assert front.eye[0] > center[0] + 1 and abs(front.eye[1] - center[1]) < 1e-6
+    assert back.eye[0] < center[0] - 1
+    # From above, the face (front) is at the bottom of the picture.
+    face = top.project(center[None] + [[1.0, 0.0, 0.0]]).xy[0]
+    assert face[1] > 32
+    lone_suzanne.rotation_euler = (math.radians(90), 0.0, 0.0)  # tilted by an importer
+    bpy.context.view_layer.update()
+    assert np.allclose(whole.object_front(lone_suzanne), [0.0, -1.0, 0.0])
+
+
 # ----------------------------------------------------------------------------------------------
 # Integration rules
 

@@ -9,6 +9,7 @@ framed on the asset's bounds unless ``--camera`` names one; nothing of that set-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -34,10 +35,10 @@ from ..batch import (
 )
 from ..core.depth import capture_depth
 from ..core.errors import TextureError
-from ..core.multiview import look_at, orbit_views, perspective, render_texture
+from ..core.multiview import look_at, perspective, render_texture
 from ..core.projection import face_normals
 from ..core.views import View
-from . import engine, images, jobs, scene
+from . import engine, images, jobs, scene, whole
 
 log = logging.getLogger(__name__)
 
@@ -157,22 +158,10 @@ def isolated(obj: bpy.types.Object) -> Iterator[None]:
         view_layer.update()
 
 
-def bounds(vertices: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre of the bounding box and the radius of the sphere around it that holds the mesh."""
-    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2.0
-    radius = float(np.linalg.norm(vertices - center, axis=1).max()) if len(vertices) else 0.0
-    return center, max(radius, 1e-6)
-
-
-def framed_view(obj: bpy.types.Object, resolution: int) -> View:
-    """The asset from its front (-Y) at a moderate elevation, framed on its bounds (square)."""
-    mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
-    center, radius = bounds(mesh.vertices)
-    return orbit_views(center, radius, 1, size=resolution)[0].view
-
-
 def preview_view(vertices: np.ndarray, size: int) -> View:
-    center, radius = bounds(vertices)
+    """The textured asset from the front right, framed like the texturing views."""
+    center, radius = whole.object_bounds(vertices)
+    radius = max(radius, 1e-6)
     azimuth, elevation = np.radians(PREVIEW_AZIMUTH_DEG), np.radians(PREVIEW_ELEVATION_DEG)
     direction = np.array(
         [
@@ -288,14 +277,19 @@ class FileWorker:
         self.current = task.file
         self.open_seconds = time.perf_counter() - started
 
-    def _view(self, obj: bpy.types.Object) -> View:
+    def _view(self, obj: bpy.types.Object) -> View | None:
+        """The one view of a single-view run: --camera, else framed on the asset's bounds from
+        its front (-Y) at a moderate elevation. Whole-object runs (--views N, a camera
+        collection) choose their own views around the asset."""
+        if self.args.views > 1 or self.args.camera_collection:
+            return None
         if self.args.camera:
             context = bpy.context
             camera = scene.find_camera(context.scene, self.args.camera)
             return scene.camera_view(
                 context.scene, camera, context.evaluated_depsgraph_get(), self.args.resolution
             )
-        return framed_view(obj, self.args.resolution)
+        return whole.orbit_for(obj, 1, self.args.resolution)[0].view
 
     def _texture(self, task: FileTask, job: AssetJob, started: float) -> dict[str, Any]:
         seconds = {"open": self.open_seconds}
@@ -307,24 +301,30 @@ class FileWorker:
         values = {**vars(self.args), "prompt": job.prompt, "negative_prompt": job.negative_prompt}
         settings = jobs.generation_settings({**values, "seed": job.seed})
         loads: list[str] = []
-        make_picture = jobs.diffusion_picture(
-            self.spec, settings, on_load=lambda message, _fraction: loads.append(message)
-        )
         staging = os.path.join(task.texture_dir, STAGING)
         preview = os.path.join(task.preview_dir, bpy.path.clean_name(job.asset) + ".png")
         with isolated(obj):
-            outcome = engine.run(
+            stage = time.perf_counter()
+            work = jobs.texture_work(
                 bpy.context.scene,
                 bpy.context.view_layer,
-                self._view(obj),
                 [obj],
-                make_picture,
-                jobs.options(self.args.texture_size, blend_path=os.path.join(staging, "x.blend")),
+                spec=self.spec,
+                settings=settings,
+                options=jobs.options(self.args.texture_size, os.path.join(staging, "x.blend")),
+                view=self._view(obj),
+                views=self.args.views,
+                camera_collection=self.args.camera_collection or "",
+                view_prompts=self.args.view_prompts,
+                resolution=self.args.resolution,
+                on_load=lambda message, _fraction: loads.append(message),
             )
+            seconds["prepare"] = time.perf_counter() - stage
+            outcome = work.run()
+            seconds.update(outcome.seconds)  # compute (the diffusion), projection/write or fill
             stage = time.perf_counter()
             save_png(render_preview(obj, self.args.preview_size), preview)
             seconds["preview"] = time.perf_counter() - stage
-        seconds.update(outcome.seconds)
 
         # Staged PNGs move into the file's own texture folder whole (rename), never half-written.
         textures = {}
@@ -343,6 +343,7 @@ class FileWorker:
             "coverage": round(float(outcome.coverage.get(obj.name, 0.0)), 4),
             "notes": outcome.notes,
             "model_loaded": bool(loads),
+            "report": [dataclasses.asdict(report) for report in outcome.reports] or None,
             "worker": worker_name(),
             "error": None,
         }

@@ -246,11 +246,22 @@ def _rerender_psnr(capture, picture, target, first_triangle, texture, normals) -
     return psnr(rendered[accepted], picture[..., :3][accepted])
 
 
+def object_front(obj: bpy.types.Object) -> np.ndarray:
+    """The object's own front: its local -Y turned by its rotation, flattened onto the ground.
+
+    Falls back to the world's -Y when the local axis points mostly up or down (importers that
+    tilt the object transform to convert axes).
+    """
+    local = np.array(obj.matrix_world.to_3x3().normalized(), dtype=np.float64) @ [0.0, -1.0, 0.0]
+    flat = np.array([local[0], local[1], 0.0])
+    return flat / np.linalg.norm(flat) if np.linalg.norm(flat) > 0.5 else np.array([0, -1.0, 0])
+
+
 def orbit_for(obj: bpy.types.Object, count: int, resolution: int) -> list[NamedView]:
-    """Automatic views framed on the object's evaluated bounds."""
+    """Automatic views framed on the object's evaluated bounds, from its own front."""
     mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     center, radius = object_bounds(mesh.vertices)
-    return orbit_views(center, radius, count, size=resolution)
+    return orbit_views(center, radius, count, size=resolution, front=object_front(obj))
 
 
 def prepare(

@@ -93,6 +93,7 @@ def orbit_views(
     elevation_deg: float = DEFAULT_ELEVATION_DEG,
     fov_deg: float = DEFAULT_FOV_DEG,
     include_bottom: bool = True,
+    front: np.ndarray | None = None,
 ) -> list[NamedView]:
     """Views around a bounding sphere: a ring at a moderate elevation, then top and bottom.
 
@@ -109,8 +110,11 @@ def orbit_views(
     ring = count - 2 if count >= 4 else count
     views = []
     elevation = np.radians(elevation_deg)
+    facing = np.array([0.0, -1.0]) if front is None else np.asarray(front, float)[:2]
+    facing = facing / np.linalg.norm(facing)
+    yaw = np.arctan2(facing[0], -facing[1])
     for azimuth in ring_azimuths(ring):
-        a = np.radians(azimuth)
+        a = np.radians(azimuth) + yaw
         direction = np.array(
             [np.sin(a) * np.cos(elevation), -np.cos(a) * np.cos(elevation), np.sin(elevation)]
         )
@@ -123,7 +127,8 @@ def orbit_views(
             if sign < 0 and not include_bottom:
                 continue
             eye = center + np.array([0.0, 0.0, sign * distance])
-            world_to_view = look_at(eye, center, np.array([0.0, 1.0, 0.0]))
+            # The front at the bottom of the picture, as seen from above or below.
+            world_to_view = look_at(eye, center, np.array([-facing[0], -facing[1], 0.0]))
             view = View(world_to_view, projection, size, size)
             views.append(NamedView(label, view, f"{label} view"))
     return views
