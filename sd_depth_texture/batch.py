@@ -1085,8 +1085,11 @@ def run_ray(
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = max(1, int(threads or 1))
-        count = workers or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // cpus))
-        count = max(1, min(count, len(tasks)))
+        available = gpus if gpus else max(1, int(resources.get("CPU", 1)) // cpus)
+        if workers and workers > available:
+            log.warning("The cluster has room for %d worker(s), not %d", available, workers)
+        # More workers than the cluster can hold would wait forever; more than files idle.
+        count = max(1, min(workers or available, available, len(tasks)))
         actor_options: dict[str, Any] = {
             "num_gpus": 1 if gpus else 0,
             "num_cpus": 0 if gpus else cpus,

@@ -157,11 +157,8 @@ def _default_output(blend: str, suffix: str) -> str:
 
 
 def _save_blend(path: str) -> None:
-    """Write the .blend; Blender writes a temporary file and renames it, so no half-written file.
-
-    Texture paths are already relative to ``path``; remapping would bend them to the source.
-    """
-    bpy.ops.wm.save_as_mainfile(filepath=path, check_existing=False, relative_remap=False)
+    """Write the output .blend atomically, its relative paths remapped to its folder."""
+    images.save_blend_copy(path)
 
 
 def model_spec_from_args(args: argparse.Namespace):

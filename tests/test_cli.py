@@ -123,3 +123,38 @@ def test_malformed_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as raised:
         cli.main(["texture"])
     assert raised.value.code == 2
+
+
+def test_output_elsewhere_keeps_the_files_own_relative_paths_and_leaves_no_backup(
+    sample_blend, tmp_path
+):
+    """The source's //maps/wood.png must still resolve from the output's folder."""
+    maps = sample_blend.parent / "maps"
+    maps.mkdir()
+    wood = images.array_to_image("wood", np.full((8, 8, 3), 0.3, np.float32))
+    wood.filepath_raw, wood.file_format = str(maps / "wood.png"), "PNG"
+    wood.save()
+    wood.filepath = "//maps/wood.png"
+    wood.use_fake_user = True  # kept in the file without a material using it
+    bpy.ops.wm.save_mainfile()
+    picture = tmp_path / "grey.png"
+    grey = images.array_to_image("grey", np.full((256, 384, 3), 0.5, np.float32))
+    grey.filepath_raw, grey.file_format = str(picture), "PNG"
+    grey.save()
+    output = tmp_path / "elsewhere" / "out.blend"
+    output.parent.mkdir()
+    arguments = ["project", str(sample_blend), "--image", str(picture), "--object", "Cube",
+                 "--texture-size", "32", "--output", str(output)]  # fmt: skip
+
+    assert cli.main(arguments) == 0
+    assert cli.main(arguments) == 0  # overwriting the output
+
+    assert sorted(p.name for p in output.parent.iterdir()) == ["out.blend", "textures"]
+    bpy.ops.wm.open_mainfile(filepath=str(output))
+    assert Path(bpy.path.abspath(bpy.data.images["wood"].filepath)).resolve() == (
+        (maps / "wood.png").resolve()
+    )
+    texture = bpy.data.images[engine.texture_name("Cube")]
+    assert Path(bpy.path.abspath(texture.filepath)).resolve() == (
+        (output.parent / "textures" / "Cube_SD_Texture.png").resolve()
+    )

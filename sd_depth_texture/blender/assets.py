@@ -210,21 +210,6 @@ def save_png(pixels: np.ndarray, path: str) -> None:
     os.replace(temporary, path)
 
 
-def _blend_relative(path: str) -> str:
-    """``path`` relative to the open file's folder; saving with relative_remap carries it over
-    to the output's folder, as it does for the file's own relative paths."""
-    try:
-        relative = os.path.relpath(path, os.path.dirname(bpy.data.filepath))
-    except ValueError:  # another drive: stays absolute
-        return path
-    return "//" + relative.replace(os.sep, "/")
-
-
-def _fsync(path: str) -> None:
-    with open(path, "rb") as stream:
-        os.fsync(stream.fileno())
-
-
 class FileWorker:
     """Textures assets of one open file at a time and commits the file after each asset."""
 
@@ -245,6 +230,11 @@ class FileWorker:
             if previous is not None and previous.get("request") == job.request:
                 # Committed by a run that died before its manifest line: report, don't redo.
                 return {**previous, "recovered": True, "worker": worker_name()}
+            if previous is not None:
+                raise TextureError(
+                    f"{task.output} holds this asset made with another prompt, seed or settings: "
+                    "write to a new --out folder."
+                )
             return self._texture(task, job, started)
         except TextureError as error:
             message = str(error)
@@ -331,7 +321,9 @@ class FileWorker:
         for name, staged in outcome.textures.items():
             final = os.path.join(task.texture_dir, os.path.basename(staged))
             os.replace(staged, final)
-            bpy.data.images[engine.texture_name(name)].filepath_raw = _blend_relative(final)
+            bpy.data.images[engine.texture_name(name)].filepath_raw = images.relative_to_open_file(
+                final
+            )
             textures[name] = final
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -367,14 +359,6 @@ class FileWorker:
             os.makedirs(os.path.dirname(task.backup), exist_ok=True)
             partial = task.backup + ".partial"
             shutil.copy2(task.source, partial)
-            _fsync(partial)
+            images.fsync(partial)
             os.replace(partial, task.backup)
-        folder = os.path.dirname(task.output)
-        os.makedirs(folder, exist_ok=True)
-        stem = os.path.splitext(os.path.basename(task.output))[0]
-        partial = os.path.join(folder, f".{stem}.partial.blend")
-        bpy.ops.wm.save_as_mainfile(
-            filepath=partial, copy=True, relative_remap=True, check_existing=False
-        )
-        _fsync(partial)
-        os.replace(partial, task.output)
+        images.save_blend_copy(task.output)

@@ -229,6 +229,7 @@ class Work:
     compute: Callable[[], object]
     finish: Callable[[object], Outcome]
     abort: Callable[[], None] = lambda: None
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent preparing
 
     def run(self) -> Outcome:
         """All of it, blocking: for scripts, ``--background`` and the command line."""
@@ -240,7 +241,7 @@ class Work:
             raise
         computed = time.perf_counter() - start
         outcome = self.finish(result)
-        outcome.seconds = {"compute": computed, **outcome.seconds}
+        outcome.seconds = {**self.seconds, "compute": computed, **outcome.seconds}
         log.info("%s (%s)", outcome.summary(), outcome.seconds)
         return outcome
 
@@ -254,10 +255,12 @@ def single_view_work(
     options: Options,
 ) -> Work:
     """Prepare a one-view run now (reads the scene); the picture is made by ``compute``."""
+    start = time.perf_counter()
     prepared = prepare(context_scene, view_layer, view, objects)
     return Work(
         compute=lambda: make_picture(prepared),
         finish=lambda picture: apply(prepared, picture, options),
+        seconds={"depth": time.perf_counter() - start},
     )
 
 

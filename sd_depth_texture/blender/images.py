@@ -69,11 +69,49 @@ def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene) -> str:
     return path
 
 
+def relative_to_open_file(path: str) -> str:
+    """``path`` as a ``//`` path relative to the open .blend (absolute if there is none).
+
+    Saving elsewhere with ``relative_remap`` then carries it to the new folder, exactly as it
+    does the file's own relative paths.
+    """
+    if not bpy.data.filepath:
+        return path
+    try:
+        relative = os.path.relpath(path, os.path.dirname(bpy.data.filepath))
+    except ValueError:  # another drive: stays absolute
+        return path
+    return "//" + relative.replace(os.sep, "/")
+
+
+def fsync(path: str) -> None:
+    """Flush a written file to disk before it is renamed into place."""
+    with open(path, "rb") as stream:
+        os.fsync(stream.fileno())
+
+
+def save_blend_copy(path: str) -> None:
+    """Write the open file to ``path`` atomically: a temporary name, fsync, then rename.
+
+    A crash never leaves a half-written .blend, no ``.blend1`` backup is made, the open file
+    keeps its own path, and relative paths are remapped to the new folder.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    partial = os.path.join(folder, f".{stem}.partial.blend")
+    bpy.ops.wm.save_as_mainfile(
+        filepath=partial, copy=True, relative_remap=True, check_existing=False
+    )
+    fsync(partial)
+    os.replace(partial, path)
+
+
 def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
     """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
 
     ``blend_path`` is the .blend about to be written (command line); default the open one. The
-    image's path is stored relative to it, so the .blend and its textures move together.
+    image's path is relative, so the .blend and its textures move together.
     """
     image.file_format = "PNG"
     blend_path = blend_path or bpy.data.filepath
@@ -87,7 +125,7 @@ def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
     image.save()
     if image.packed_file is not None:
         image.unpack(method="REMOVE")
-    image.filepath_raw = "//" + TEXTURE_FOLDER + "/" + filename
+    image.filepath_raw = relative_to_open_file(path)
     return path
 
 
