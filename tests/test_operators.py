@@ -270,3 +270,25 @@ def test_out_of_memory_is_reported_and_changes_nothing(sample_scene, tiny_model_
     finally:
         hook.remove()
     assert scene_fingerprint() == before
+
+
+def test_viewport_view_uses_the_regions_matrices_and_aspect(sample_scene):
+    """The viewport path reads a region's size and its view/window matrices; given the ones a
+    viewport has while looking through the camera, it must reproduce the camera's view."""
+    from types import SimpleNamespace
+
+    from sd_depth_texture.blender import scene
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    camera = bpy.data.objects["Camera"]
+    expected = scene.camera_view(sample_scene, camera, depsgraph, 256)
+    region = SimpleNamespace(width=1200, height=800)  # 3:2 like the render
+    window = camera.calc_matrix_camera(depsgraph, x=1200, y=800)
+    region_3d = SimpleNamespace(window_matrix=window, view_matrix=camera.matrix_world.inverted())
+    view = scene.viewport_view(region, region_3d, 256)
+    assert (view.width, view.height) == (expected.width, expected.height) == (384, 256)
+    np.testing.assert_allclose(view.projection, expected.projection, atol=1e-6)
+    np.testing.assert_allclose(view.world_to_view, expected.world_to_view, atol=1e-6)
+    # A wider region keeps its aspect: the same vertical field of view, more to the sides.
+    wide = scene.viewport_view(SimpleNamespace(width=1600, height=800), region_3d, 256)
+    assert (wide.width, wide.height) == (512, 256)
