@@ -10,6 +10,7 @@ from sd_depth_texture.core.depth import FAR_FOREGROUND, capture_depth, depth_for
 from sd_depth_texture.core.errors import TextureError
 from sd_depth_texture.core.projection import (
     blend_into_texture,
+    cached_texel_surface,
     dilate_margin,
     project_view,
     sample_bilinear,
@@ -219,3 +220,15 @@ def test_margin_pads_islands_with_their_edge_colours_only_so_far():
     np.testing.assert_allclose(padded[2:10, 2:10], np.broadcast_to([1, 0.5, 0.25, 1], (8, 8, 4)))
     assert np.all(padded[:1] == 0) and np.all(padded[11:] == 0)  # beyond the margin: unchanged
     np.testing.assert_array_equal(dilate_margin(texture, filled, 0), texture)
+
+
+def test_texel_surfaces_are_reused_only_while_mesh_uvs_and_size_are_unchanged():
+    first = cached_texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 16)
+    assert cached_texel_surface(QUAD.copy(), QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 16) is first
+    moved_uv = QUAD_UV * 0.5
+    other = cached_texel_surface(QUAD, QUAD_TRIANGLES, moved_uv, QUAD_TRIANGLES, 16)
+    assert other is not first and other.texel.size < first.texel.size
+    assert cached_texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 32) is not first
+    np.testing.assert_array_equal(
+        first.texel, texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 16).texel
+    )

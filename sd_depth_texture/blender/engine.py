@@ -26,9 +26,9 @@ from ..core.errors import TextureError
 from ..core.projection import (
     DEFAULT_MARGIN,
     blend_into_texture,
+    cached_texel_surface,
     dilate_margin,
     project_view,
-    texel_surface,
 )
 from ..core.views import View
 from . import images, scene
@@ -176,7 +176,7 @@ def bake_picture(
     results = {}
     for name in prepared.targets:
         mesh = prepared.meshes[name]
-        surface = texel_surface(
+        surface = cached_texel_surface(
             mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, options.texture_size
         )
         samples = project_view(surface, prepared.capture, picture[..., :3])

@@ -35,7 +35,7 @@ from ..core.multiview import (
     reliable_texels,
     render_texture,
 )
-from ..core.projection import GRAZING_ANGLE_DEG, dilate_margin, face_normals, texel_surface
+from ..core.projection import GRAZING_ANGLE_DEG, cached_texel_surface, dilate_margin, face_normals
 from . import engine, images, scene
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,9 @@ def read_object(
     position = [m.name for m in meshes].index(obj.name)
     target = meshes[position]
     size = options.texture_size
-    surface = texel_surface(target.vertices, target.triangles, target.uv, target.uv_triangles, size)
+    surface = cached_texel_surface(
+        target.vertices, target.triangles, target.uv, target.uv_triangles, size
+    )
     report = ObjectReport(name=obj.name)
     report.seconds["setup"] = time.perf_counter() - clock
     return ObjectJob(

@@ -9,7 +9,9 @@ the model produced them and as the texture stores them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +80,38 @@ def texel_surface(
         triangle=triangle,
         barycentric=raster.pixel_barycentric,
     )
+
+
+_SURFACE_CACHE: OrderedDict[str, TexelSurface] = OrderedDict()
+_SURFACE_CACHE_SIZE = 2  # a 2048^2 surface of a dense mesh holds ~200 MB
+
+
+def cached_texel_surface(
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    uv: np.ndarray,
+    uv_triangles: np.ndarray,
+    size: int,
+) -> TexelSurface:
+    """:func:`texel_surface`, reused while the mesh, its UVs and the size are unchanged.
+
+    Keyed by the arrays' content (hashing is ~100x cheaper than rasterising the layout), so
+    running again on the same object skips the UV rasterisation.
+    """
+    digest = hashlib.sha1(str(size).encode())
+    for array in (vertices, triangles, uv, uv_triangles):
+        contiguous = np.ascontiguousarray(array)
+        digest.update(str((contiguous.dtype, contiguous.shape)).encode())
+        digest.update(contiguous.view(np.uint8))
+    key = digest.hexdigest()
+    if key in _SURFACE_CACHE:
+        _SURFACE_CACHE.move_to_end(key)
+        return _SURFACE_CACHE[key]
+    surface = texel_surface(vertices, triangles, uv, uv_triangles, size)
+    _SURFACE_CACHE[key] = surface
+    while len(_SURFACE_CACHE) > _SURFACE_CACHE_SIZE:
+        _SURFACE_CACHE.popitem(last=False)
+    return surface
 
 
 def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
