@@ -14,7 +14,6 @@ CPU cores: small resolutions, Cycles on the CPU, few samples.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +23,6 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 TESTS_DIR = Path(__file__).resolve().parent
-try:
-    import sd_depth_texture  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(TESTS_DIR.parent))
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
 
 import cycles_render  # noqa: E402
 

@@ -6,19 +6,12 @@ import gc
 import json
 import pickle
 import shutil
-import sys
 import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-try:
-    import sd_depth_texture  # noqa: F401
-except ImportError:  # run from a checkout without an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +32,6 @@ import numpy as np
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-try:
-    import sd_depth_texture  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(TESTS_DIR.parent))
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
 
 import cycles_render  # noqa: E402
 from mathutils import Euler  # noqa: E402
