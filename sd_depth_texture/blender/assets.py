@@ -35,7 +35,7 @@ from ..batch import (
 )
 from ..core.depth import capture_depth
 from ..core.errors import TextureError
-from ..core.multiview import look_at, perspective, render_texture
+from ..core.multiview import orbit_view, render_texture
 from ..core.projection import face_normals
 from ..core.views import View
 from . import engine, images, jobs, scene, whole
@@ -161,19 +161,10 @@ def isolated(obj: bpy.types.Object) -> Iterator[None]:
 def preview_view(vertices: np.ndarray, size: int) -> View:
     """The textured asset from the front right, framed like the texturing views."""
     center, radius = whole.object_bounds(vertices)
-    radius = max(radius, 1e-6)
-    azimuth, elevation = np.radians(PREVIEW_AZIMUTH_DEG), np.radians(PREVIEW_ELEVATION_DEG)
-    direction = np.array(
-        [
-            np.sin(azimuth) * np.cos(elevation),
-            -np.cos(azimuth) * np.cos(elevation),
-            np.sin(elevation),
-        ]
-    )
-    distance = radius / np.sin(np.radians(PREVIEW_FOV_DEG) / 2.0) * 1.02
-    near, far = max(distance - radius * 1.5, distance * 1e-3), distance + radius * 1.5
-    world_to_view = look_at(center + direction * distance, center, np.array([0.0, 0.0, 1.0]))
-    return View(world_to_view, perspective(PREVIEW_FOV_DEG, 1.0, near, far), size, size)
+    return orbit_view(
+        center, radius, PREVIEW_AZIMUTH_DEG, PREVIEW_ELEVATION_DEG, fov_deg=PREVIEW_FOV_DEG,
+        size=size,
+    )  # fmt: skip
 
 
 def render_preview(obj: bpy.types.Object, size: int) -> np.ndarray:

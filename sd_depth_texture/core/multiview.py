@@ -84,6 +84,36 @@ def _azimuth_label(azimuth: float) -> str:
     return f"back {side}"
 
 
+def orbit_view(
+    center: np.ndarray,
+    radius: float,
+    azimuth_deg: float,
+    elevation_deg: float = DEFAULT_ELEVATION_DEG,
+    *,
+    fov_deg: float = DEFAULT_FOV_DEG,
+    size: int = 512,
+    front: np.ndarray | None = None,
+) -> View:
+    """A square view framed tightly on a bounding sphere from an azimuth and an elevation.
+
+    Azimuth 0 looks at the front (-Y, or ``front``, a horizontal direction), positive to the
+    right; elevation 90 looks straight down (the front at the bottom of the picture), -90 up.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    radius = max(float(radius), 1e-6)
+    distance = radius / np.sin(np.radians(fov_deg) / 2.0) * 1.02
+    near, far = max(distance - radius * 1.5, distance * 1e-3), distance + radius * 1.5
+    facing = np.array([0.0, -1.0]) if front is None else np.asarray(front, float)[:2]
+    facing = facing / np.linalg.norm(facing)
+    yaw = np.arctan2(facing[0], -facing[1])
+    a, e = np.radians(azimuth_deg) + yaw, np.radians(elevation_deg)
+    direction = np.array([np.sin(a) * np.cos(e), -np.cos(a) * np.cos(e), np.sin(e)])
+    # Straight above or below, "up" in the picture points away from the front.
+    up = np.array([-facing[0], -facing[1], 0.0]) if abs(elevation_deg) >= 89.9 else [0, 0, 1.0]
+    world_to_view = look_at(center + direction * distance, center, np.asarray(up, float))
+    return View(world_to_view, perspective(fov_deg, 1.0, near, far), size, size)
+
+
 def orbit_views(
     center: np.ndarray,
     radius: float,
@@ -98,40 +128,24 @@ def orbit_views(
     """Views around a bounding sphere: a ring at a moderate elevation, then top and bottom.
 
     The object's front is its -Y side (Blender's convention), so azimuth 0 looks at it from -Y
-    and labels such as "back view" mean what they say. With ``count`` >= 4 the ring has
-    ``count - 2`` views plus top and bottom; fewer views are all on the ring. Each view is framed
-    tightly on the sphere and square (``size`` pixels).
+    (or from ``front``, a horizontal direction) and labels such as "back view" mean what they
+    say. With ``count`` >= 4 the ring has ``count - 2`` views plus top and bottom; fewer views
+    are all on the ring. Each view is framed tightly on the sphere and square.
     """
-    center = np.asarray(center, dtype=np.float64)
-    radius = max(float(radius), 1e-6)
-    distance = radius / np.sin(np.radians(fov_deg) / 2.0) * 1.02
-    near, far = max(distance - radius * 1.5, distance * 1e-3), distance + radius * 1.5
-    projection = perspective(fov_deg, 1.0, near, far)
     ring = count - 2 if count >= 4 else count
-    views = []
-    elevation = np.radians(elevation_deg)
-    facing = np.array([0.0, -1.0]) if front is None else np.asarray(front, float)[:2]
-    facing = facing / np.linalg.norm(facing)
-    yaw = np.arctan2(facing[0], -facing[1])
-    for azimuth in ring_azimuths(ring):
-        a = np.radians(azimuth) + yaw
-        direction = np.array(
-            [np.sin(a) * np.cos(elevation), -np.cos(a) * np.cos(elevation), np.sin(elevation)]
-        )
-        world_to_view = look_at(center + direction * distance, center, np.array([0.0, 0, 1]))
-        label = _azimuth_label(azimuth)
-        view = View(world_to_view, projection, size, size)
-        views.append(NamedView(label, view, f"{label} view"))
+    placements = [(_azimuth_label(a), a, elevation_deg) for a in ring_azimuths(ring)]
     if count >= 4:
-        for label, sign in (("top", 1.0), ("bottom", -1.0)):
-            if sign < 0 and not include_bottom:
-                continue
-            eye = center + np.array([0.0, 0.0, sign * distance])
-            # The front at the bottom of the picture, as seen from above or below.
-            world_to_view = look_at(eye, center, np.array([-facing[0], -facing[1], 0.0]))
-            view = View(world_to_view, projection, size, size)
-            views.append(NamedView(label, view, f"{label} view"))
-    return views
+        placements.append(("top", 0.0, 90.0))
+        if include_bottom:
+            placements.append(("bottom", 0.0, -90.0))
+    return [
+        NamedView(
+            label,
+            orbit_view(center, radius, azimuth, elevation, fov_deg=fov_deg, size=size, front=front),
+            f"{label} view",
+        )
+        for label, azimuth, elevation in placements
+    ]
 
 
 @dataclass
