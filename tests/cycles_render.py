@@ -100,46 +100,71 @@ def load_image(path: str | Path) -> np.ndarray:
         bpy.data.images.remove(image)
 
 
+_OLD_SOCKETS = {"Object Index": "IndexOB", "Depth": "Depth"}
+
+
 def render_passes(scene: bpy.types.Scene, passes: dict[str, str]) -> dict[str, np.ndarray]:
     """Render Cycles passes to (H, W) float32 arrays, row 0 at the top.
 
     ``passes`` maps a Render Layers output ("Depth", "Object Index") to a short key of the
-    result. Each pass goes through a compositor File Output node as a single-layer 32-bit EXR
-    (Blender 5.0's compositor API) and is read back: the Viewer node produces no image in
-    background mode. The compositor tree is removed again afterwards.
+    result. Each pass goes through a compositor File Output node as a 32-bit EXR and is read
+    back: the Viewer node produces no image in background mode. Blender 5.0 keeps the
+    compositor in ``scene.compositing_node_group``; 4.x in ``scene.node_tree`` with
+    ``use_nodes``. What is added is removed again afterwards.
     """
-    if not hasattr(scene, "compositing_node_group"):
-        raise RuntimeError("render_passes needs Blender 5.0's compositor API")
     view_layer = scene.view_layers[0]
     view_layer.use_pass_z = view_layer.use_pass_z or "Depth" in passes
     view_layer.use_pass_object_index = view_layer.use_pass_object_index or "Object Index" in passes
-    tree = bpy.data.node_groups.new("Passes to EXR", "CompositorNodeTree")
-    previous = scene.compositing_node_group
-    scene.compositing_node_group = tree
+    modern = hasattr(scene, "compositing_node_group")
+    if modern:
+        tree = bpy.data.node_groups.new("Passes to EXR", "CompositorNodeTree")
+        previous = scene.compositing_node_group
+        scene.compositing_node_group = tree
+    else:
+        previous = scene.use_nodes
+        scene.use_nodes = True
+        tree = scene.node_tree
+    added = []
     results = {}
     with tempfile.TemporaryDirectory(prefix="cycles_passes_") as directory:
         try:
             layers = tree.nodes.new("CompositorNodeRLayers")
             layers.scene = scene
             output = tree.nodes.new("CompositorNodeOutputFile")
-            output.format.media_type = "IMAGE"
+            added += [layers, output]
+            if modern:
+                output.format.media_type = "IMAGE"
+                output.directory = directory
+                output.file_name = "pass_"
+            else:
+                output.base_path = directory
+                output.file_slots.clear()
             output.format.file_format = "OPEN_EXR"
             output.format.color_depth = "32"  # half floats would round depth to ~1e-3
-            output.directory = directory
-            output.file_name = "pass_"
             for socket, key in passes.items():
-                output.file_output_items.new("FLOAT", key)
-                tree.links.new(layers.outputs[socket], output.inputs[key])
+                if modern:
+                    output.file_output_items.new("FLOAT", key)
+                else:
+                    output.file_slots.new(f"pass_{key}")
+                    key = f"pass_{key}"
+                # 4.x names the object index output "IndexOB".
+                source = layers.outputs.get(socket) or layers.outputs[_OLD_SOCKETS[socket]]
+                tree.links.new(source, output.inputs[key])
             bpy.ops.render.render(write_still=False)
             for key in passes.values():
-                # No ".exr" when the scene has use_file_extension off.
+                # No ".exr" when the scene has use_file_extension off; 4.x adds a frame number.
                 written = sorted(Path(directory).glob(f"pass_{key}*"))
                 if len(written) != 1:
                     raise RuntimeError(f"expected one EXR for {key!r}, found {written}")
                 results[key] = load_image(written[0])[..., 0]
         finally:
-            scene.compositing_node_group = previous
-            bpy.data.node_groups.remove(tree)
+            if modern:
+                scene.compositing_node_group = previous
+                bpy.data.node_groups.remove(tree)
+            else:
+                for node in added:
+                    tree.nodes.remove(node)
+                scene.use_nodes = previous
     return results
 
 

@@ -33,11 +33,6 @@ from sd_depth_texture.core.views import View  # noqa: E402
 
 SPOT_COW = TESTS_DIR.parents[1] / "shared" / "assets" / "spot_cow"
 
-# Passes are read back through Blender 5.0's compositor API (``scene.compositing_node_group``).
-pytestmark = pytest.mark.skipif(
-    "compositing_node_group" not in bpy.types.Scene.bl_rna.properties,
-    reason="reading Cycles passes back needs Blender 5.0's compositor API",
-)
 
 # The written texels compared: those a view painted at full weight (within ~60 deg of facing it).
 FULL_WEIGHT = 0.99
