@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,24 @@ SHARED = REPO.parent / "shared"
 
 # Nothing is ever downloaded during tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    session.config.sd_exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """Leave with pytest's status once it has reported everything.
+
+    The bpy 4.2 module can crash while tearing itself down at interpreter exit after a long
+    suite (a segfault after "N passed" was seen), which would turn a green run red.
+    """
+    status = getattr(config, "sd_exit_status", None)
+    if status is not None and "bpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 @pytest.fixture(scope="session")
