@@ -190,8 +190,8 @@ def _whole_object_targets(args: argparse.Namespace) -> list[bpy.types.Object] | 
     if named is not None or bpy.context.scene.camera is None:
         return named
     context = bpy.context
-    prepared = engine.prepare(context.scene, context.view_layer, current_camera_view(args), None)
-    return [bpy.data.objects[name] for name in prepared.targets]
+    seen = engine.read_view(context.scene, context.view_layer, current_camera_view(args))
+    return [bpy.data.objects[name] for name in seen.seen]
 
 
 def texture_work(args: argparse.Namespace, settings, output: str) -> engine.Work:
@@ -280,10 +280,8 @@ def _run(args: argparse.Namespace) -> str:
 
     if args.command == "depth":
         context = bpy.context
-        prepared = engine.prepare(
-            context.scene, context.view_layer, current_camera_view(args), None
-        )
-        images.save_depth_png(prepared.depth, output, context.scene)
+        seen = engine.read_view(context.scene, context.view_layer, current_camera_view(args))
+        images.save_depth_png(seen.depth, output, context.scene)
         return f"Depth map written to {output}"
     if args.command == "texture":
         work = texture_work(args, settings, output)

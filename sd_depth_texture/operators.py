@@ -287,19 +287,17 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            prepared = engine.prepare(
-                context.scene, context.view_layer, self.current_view(context), None
-            )
+            seen = engine.read_view(context.scene, context.view_layer, self.current_view(context))
             if self.filepath:
                 path = bpy.path.abspath(self.filepath)
                 if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
                     raise TextureError(f"The folder for '{path}' does not exist.")
-                images.save_depth_png(prepared.depth, path, context.scene)
+                images.save_depth_png(seen.depth, path, context.scene)
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        engine.store_depth_preview(prepared.depth)
-        height, width = prepared.depth.shape
+        engine.store_depth_preview(seen.depth)
+        height, width = seen.depth.shape
         self.report({"INFO"}, f"Depth captured at {width}x{height} ({engine.DEPTH_IMAGE})")
         return {"FINISHED"}
 

@@ -190,6 +190,15 @@ def _linked_scene(tmp_path) -> None:
     select_only("Rock")
 
 
+def test_capture_depth_works_with_linked_objects_in_view(sample_scene, tmp_path):
+    """Depth capture writes nothing to the objects it sees, so read-only ones are fine."""
+    _linked_scene(tmp_path)
+    assert bpy.data.objects["Rock"].library is not None
+    assert bpy.ops.sd_depth_texture.capture_depth(resolution=256) == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="linked"):  # texturing it is still refused
+        generate(tmp_path / "unused", views=1)
+
+
 def _prepare_case(case: str, tmp_path, tiny_model_dir) -> dict:
     """Set up one bad input; returns the generate() arguments to use."""
     arguments: dict = {}

@@ -57,7 +57,6 @@ class Prepared:
     depth: np.ndarray  # (H, W) float32, what the model receives
     targets: list[str]  # object names
     meshes: dict[str, scene.MeshArrays] = field(default_factory=dict)  # the targets' arrays
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +89,38 @@ def check_target(obj: bpy.types.Object) -> None:
         raise TextureError(f"'{obj.name}' has no faces to texture.")
 
 
+@dataclass
+class ViewCapture:
+    """What a view sees of the scene: every visible mesh's arrays, the Z-buffer, the depth map."""
+
+    meshes: dict[str, scene.MeshArrays]
+    capture: DepthCapture
+    depth: np.ndarray  # (H, W) float32, what the model receives
+    seen: list[str]  # names of the meshes with at least one pixel in view, in scene order
+
+
+def read_view(
+    context_scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer, view: View
+) -> ViewCapture:
+    """Read the visible meshes and capture the view's depth. Reads only, checks no targets.
+
+    Raises :class:`TextureError` for a view that sees nothing.
+    """
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    visible = scene.visible_meshes(context_scene, view_layer)
+    meshes = [scene.mesh_arrays(obj, depsgraph) for obj in visible]
+    geometry = scene.scene_geometry(meshes)
+    capture = capture_depth(view, geometry.vertices, geometry.triangles)
+    depth = depth_for_model(capture)
+    seen_owner = np.unique(geometry.owner[capture.raster.triangle[capture.foreground]])
+    return ViewCapture(
+        meshes={mesh.name: mesh for mesh in meshes},
+        capture=capture,
+        depth=depth,
+        seen=[geometry.names[i] for i in seen_owner],
+    )
+
+
 def prepare(
     context_scene: bpy.types.Scene,
     view_layer: bpy.types.ViewLayer,
@@ -102,33 +133,24 @@ def prepare(
     """
     for obj in objects or []:
         check_target(obj)
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    visible = scene.visible_meshes(context_scene, view_layer)
-    meshes = [scene.mesh_arrays(obj, depsgraph) for obj in visible]
-    geometry = scene.scene_geometry(meshes)
-    capture = capture_depth(view, geometry.vertices, geometry.triangles)
-    depth = depth_for_model(capture)  # raises if the view is empty
-
-    seen_owner = geometry.owner[capture.raster.triangle[capture.foreground]]
-    seen = {geometry.names[i] for i in np.unique(seen_owner)}
+    seen = read_view(context_scene, view_layer, view)
     if objects is None:
-        targets = [name for name in geometry.names if name in seen]
+        targets = seen.seen
         for name in targets:
             check_target(bpy.data.objects[name])
     else:
         targets = [obj.name for obj in objects]
-        hidden = [name for name in targets if name not in seen]
+        hidden = [name for name in targets if name not in seen.seen]
         if hidden:
             raise TextureError(
                 f"'{hidden[0]}' is not visible from this view: frame it in the view or camera."
             )
-    meshes_by_name = {mesh.name: mesh for mesh in meshes}
     return Prepared(
         view=view,
-        capture=capture,
-        depth=depth,
+        capture=seen.capture,
+        depth=seen.depth,
         targets=targets,
-        meshes={name: meshes_by_name[name] for name in targets},
+        meshes={name: seen.meshes[name] for name in targets},
     )
 
 
@@ -192,7 +214,7 @@ def apply(prepared: Prepared, picture: np.ndarray, options: Options) -> Outcome:
     """Stage 3: write textures and materials for the picture seen from ``prepared.view``."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    notes = list(prepared.notes)
+    notes = []
     for name in prepared.targets:
         note = ensure_uv_map(bpy.data.objects[name])
         if note:  # the mesh read in stage 1 had no UVs
@@ -216,9 +238,7 @@ def apply(prepared: Prepared, picture: np.ndarray, options: Options) -> Outcome:
 
 def store_depth_preview(depth: np.ndarray) -> bpy.types.Image:
     """Keep the depth map that was sent as an image the user can look at."""
-    image = images.array_to_image(DEPTH_IMAGE, depth, is_data=True, float_buffer=True)
-    image.use_fake_user = False
-    return image
+    return images.array_to_image(DEPTH_IMAGE, depth, is_data=True, float_buffer=True)
 
 
 @dataclass

@@ -134,8 +134,3 @@ def depth_for_model(capture: DepthCapture) -> np.ndarray:
             "move the view so the object's outline is visible."
         )
     return depth
-
-
-def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
-    """Quantise a [0, 1] depth map to 16 bits for a lossless-enough PNG."""
-    return np.round(np.clip(depth, 0.0, 1.0) * 65535.0).astype(np.uint16)
