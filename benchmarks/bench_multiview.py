@@ -53,9 +53,9 @@ def main() -> None:
           f"texture {args.texture_size}^2, views {args.resolution}^2")  # fmt: skip
     for attempt in range(args.repeat):
         start = time.perf_counter()
-        views = whole.orbit_for(subject, args.views, args.resolution)
-        job = whole.read_object(
-            bpy.context.scene, bpy.context.view_layer, subject, views,
+        (job,), _created = whole.prepare(
+            bpy.context.scene, bpy.context.view_layer, [subject],
+            lambda obj, mesh: whole.orbit_for(obj, args.views, args.resolution, mesh),
             engine.Options(texture_size=args.texture_size),
         )  # fmt: skip
         read = time.perf_counter() - start

@@ -248,7 +248,7 @@ def project_work(args: argparse.Namespace, pictures: list, output: str) -> engin
         context.scene, context.view_layer
     )
     return whole.whole_object_work(
-        context.scene, context.view_layer, targets, lambda _obj: views,
+        context.scene, context.view_layer, targets, lambda _obj, _mesh: views,
         jobs.fixed_pictures(pictures), options,
         report_path=os.path.abspath(args.report) if args.report else None,
     )  # fmt: skip

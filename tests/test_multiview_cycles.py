@@ -235,7 +235,7 @@ def project_renders(views: list[NamedView], pictures: list[np.ndarray], margin: 
         bpy.context.scene,
         bpy.context.view_layer,
         [cow],
-        lambda _obj: views,
+        lambda _obj, _mesh: views,
         jobs.fixed_pictures(pictures),
         engine.Options(texture_size=TEXTURE_SIZE, margin=margin),
     )

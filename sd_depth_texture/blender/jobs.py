@@ -200,8 +200,8 @@ def views_for(context_scene, count: int, collection: str, resolution: int):
 
     if collection:
         cameras = whole.camera_views(collection, context_scene, resolution)
-        return lambda _obj: cameras
-    return lambda obj: whole.orbit_for(obj, count, resolution)
+        return lambda _obj, _mesh: cameras
+    return lambda obj, mesh: whole.orbit_for(obj, count, resolution, mesh)
 
 
 def fixed_pictures(pictures: list[np.ndarray]):

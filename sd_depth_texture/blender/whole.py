@@ -35,7 +35,13 @@ from ..core.multiview import (
     reliable_texels,
     render_texture,
 )
-from ..core.projection import GRAZING_ANGLE_DEG, cached_texel_surface, dilate_margin, face_normals
+from ..core.projection import (
+    GRAZING_ANGLE_DEG,
+    TexelSurface,
+    cached_texel_surface,
+    dilate_margin,
+    face_normals,
+)
 from . import engine, images, scene
 
 log = logging.getLogger(__name__)
@@ -113,43 +119,34 @@ class ObjectJob:
     target: scene.MeshArrays
     geometry: scene.SceneGeometry
     first_triangle: int
-    surface: object  # TexelSurface
-    size: int
+    surface: TexelSurface
     margin: int
     report: ObjectReport
 
 
 def read_object(
-    context_scene: bpy.types.Scene,
-    view_layer: bpy.types.ViewLayer,
-    obj: bpy.types.Object,
+    obj_name: str,
+    meshes: list[scene.MeshArrays],
+    geometry: scene.SceneGeometry,
     views: list[NamedView],
     options: engine.Options,
 ) -> ObjectJob:
-    """Read the object and everything visible around it into arrays (main thread, no writes)."""
+    """One object's job from the scene's arrays, read once for all targets (no writes)."""
     clock = time.perf_counter()
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    meshes = [
-        scene.mesh_arrays(o, depsgraph) for o in scene.visible_meshes(context_scene, view_layer)
-    ]
-    if obj.name not in [m.name for m in meshes]:
-        meshes.append(scene.mesh_arrays(obj, depsgraph))
-    position = [m.name for m in meshes].index(obj.name)
+    position = [m.name for m in meshes].index(obj_name)
     target = meshes[position]
-    size = options.texture_size
     surface = cached_texel_surface(
-        target.vertices, target.triangles, target.uv, target.uv_triangles, size
+        target.vertices, target.triangles, target.uv, target.uv_triangles, options.texture_size
     )
-    report = ObjectReport(name=obj.name)
+    report = ObjectReport(name=obj_name)
     report.seconds["setup"] = time.perf_counter() - clock
     return ObjectJob(
-        name=obj.name,
+        name=obj_name,
         views=views,
         target=target,
-        geometry=scene.scene_geometry(meshes),
+        geometry=geometry,
         first_triangle=int(sum(m.triangles.shape[0] for m in meshes[:position])),
         surface=surface,
-        size=size,
         margin=options.margin,
         report=report,
     )
@@ -164,14 +161,16 @@ def paint(
 
     Touches no Blender data, so a UI can run it on a worker thread. Fills ``job.report``.
     """
-    target, surface, size, report = job.target, job.surface, job.size, job.report
+    target, surface, report = job.target, job.surface, job.report
+    size = surface.size
     surface_index = np.full(size * size, -1, dtype=np.int64)
     surface_index[surface.texel] = np.arange(surface.texel.size)
     normals = face_normals(target.vertices, target.triangles)
     state = TextureState.empty(surface.texel.size, engine.UNFILLED_GREY)
     first = job.first_triangle
 
-    done: list[tuple[NamedView, DepthCapture, np.ndarray]] = []
+    # Per used view: its capture, picture, and the pixels it could use (for the final check).
+    done: list[tuple[NamedView, DepthCapture, np.ndarray, np.ndarray]] = []
     top_pixels = None
     for number, named in enumerate(job.views):
         times: dict[str, float] = {}
@@ -189,12 +188,14 @@ def paint(
             continue
         depth = depth_for_model(capture)
         current = _texture_image(surface, state.color, state.painted, size)
-        known, _, pixel_texel = render_texture(
+        known, on_target, pixel_texel = render_texture(
             capture, target.vertices, target.triangles, target.uv, target.uv_triangles,
             first, current[..., :3],
         )  # fmt: skip
         facing = pixel_facing(capture, normals, first)
         keep = keep_mask(state, surface_index, pixel_texel, facing)
+        edges = depth_edges(capture)
+        accepted = on_target & ~edges & (facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
         times["views"] = time.perf_counter() - start
         if on_view is not None:
             on_view(number, len(job.views), named.label)
@@ -205,12 +206,13 @@ def paint(
         times["picture"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        record: ViewRecord = integrate(state, reliable_texels(surface, capture), picture, capture)
+        texels = reliable_texels(surface, capture, edges)
+        record: ViewRecord = integrate(state, texels, picture, capture)
         record.label = named.label
         times["projection"] = time.perf_counter() - start
         record.seconds = times
         report.views.append(asdict(record))
-        done.append((named, capture, picture))
+        done.append((named, capture, picture, accepted))
 
     if not done:
         raise TextureError(f"'{job.name}' is not visible from any of the views.")
@@ -225,8 +227,8 @@ def paint(
 
     start = time.perf_counter()
     report.psnr_per_view = {
-        named.label: _rerender_psnr(capture, picture, target, first, final, normals)
-        for named, capture, picture in done
+        named.label: _rerender_psnr(capture, picture, accepted, target, first, final)
+        for named, capture, picture, accepted in done
     }
     spreads = [v["overlap_difference"] for v in report.views if v["overlap_difference"] is not None]
     report.colour_spread = float(np.mean(spreads)) if spreads else None
@@ -234,17 +236,15 @@ def paint(
     return final
 
 
-def _rerender_psnr(capture, picture, target, first_triangle, texture, normals) -> float:
+def _rerender_psnr(capture, picture, accepted, target, first_triangle, texture) -> float:
     """PSNR of the final texture seen from a view against that view's picture, over the pixels
-    the view could use (on the target, not grazing, not on a depth edge)."""
-    rendered, mask, _ = render_texture(
+    the view could use (``accepted``: on the target, not grazing, not on a depth edge)."""
+    if not accepted.any():
+        return float("nan")
+    rendered, _, _ = render_texture(
         capture, target.vertices, target.triangles, target.uv, target.uv_triangles,
         first_triangle, texture[..., :3],
     )  # fmt: skip
-    facing = pixel_facing(capture, normals, first_triangle)
-    accepted = mask & ~depth_edges(capture) & (facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
-    if not accepted.any():
-        return float("nan")
     return psnr(rendered[accepted], picture[..., :3][accepted])
 
 
@@ -259,9 +259,15 @@ def object_front(obj: bpy.types.Object) -> np.ndarray:
     return flat / np.linalg.norm(flat) if np.linalg.norm(flat) > 0.5 else np.array([0, -1.0, 0])
 
 
-def orbit_for(obj: bpy.types.Object, count: int, resolution: int) -> list[NamedView]:
-    """Automatic views framed on the object's evaluated bounds, from its own front."""
-    mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+def orbit_for(
+    obj: bpy.types.Object, count: int, resolution: int, mesh: scene.MeshArrays | None = None
+) -> list[NamedView]:
+    """Automatic views framed on the object's evaluated bounds, from its own front.
+
+    ``mesh``: the object's arrays when already read (otherwise they are read here).
+    """
+    if mesh is None:
+        mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     center, radius = object_bounds(mesh.vertices)
     return orbit_views(center, radius, count, size=resolution, front=object_front(obj))
 
@@ -270,7 +276,7 @@ def prepare(
     context_scene: bpy.types.Scene,
     view_layer: bpy.types.ViewLayer,
     objects: list[bpy.types.Object],
-    views_for: Callable[[bpy.types.Object], list[NamedView]],
+    views_for: Callable[[bpy.types.Object, scene.MeshArrays], list[NamedView]],
     options: engine.Options,
 ) -> tuple[list[ObjectJob], list[bpy.types.Object]]:
     """Check the targets, give UV-less ones a UV map, read everything (main thread).
@@ -280,15 +286,25 @@ def prepare(
     for obj in objects:
         engine.check_target(obj)
     created: list[bpy.types.Object] = []
+    notes: dict[str, str] = {}
     try:
-        jobs = []
-        for obj in objects:
+        for obj in objects:  # UV maps first, so the arrays below already carry them
             note = engine.ensure_uv_map(obj)
             if note:
                 created.append(obj)
-            job = read_object(context_scene, view_layer, obj, views_for(obj), options)
-            if note:
-                job.report.notes.append(note)
+                notes[obj.name] = note
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        visible = scene.visible_meshes(context_scene, view_layer)
+        hidden_targets = [obj for obj in objects if obj not in visible]
+        meshes = [scene.mesh_arrays(o, depsgraph) for o in [*visible, *hidden_targets]]
+        geometry = scene.scene_geometry(meshes)
+        by_name = {mesh.name: mesh for mesh in meshes}
+        jobs = []
+        for obj in objects:
+            views = views_for(obj, by_name[obj.name])
+            job = read_object(obj.name, meshes, geometry, views, options)
+            if obj.name in notes:
+                job.report.notes.append(notes[obj.name])
             jobs.append(job)
     except BaseException:
         undo_uv_maps(created)
@@ -332,7 +348,7 @@ def whole_object_work(
     context_scene: bpy.types.Scene,
     view_layer: bpy.types.ViewLayer,
     objects: list[bpy.types.Object],
-    views_for: Callable[[bpy.types.Object], list[NamedView]],
+    views_for: Callable[[bpy.types.Object, scene.MeshArrays], list[NamedView]],
     make_picture: PictureMaker,
     options: engine.Options,
     report_path: str | None = None,

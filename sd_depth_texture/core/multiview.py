@@ -198,12 +198,19 @@ def depth_edges(capture: DepthCapture, ratio: float = DEPTH_EDGE_RATIO) -> np.nd
     )
 
 
-def reliable_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
-    """Seen texels whose pixel is not on a depth edge or silhouette (other views cover those)."""
+def reliable_texels(
+    surface: TexelSurface, capture: DepthCapture, edges: np.ndarray | None = None
+) -> SeenTexels:
+    """Seen texels whose pixel is not on a depth edge or silhouette (other views cover those).
+
+    ``edges``: :func:`depth_edges` of the capture, when the caller has it already.
+    """
     seen = seen_texels(surface, capture)
+    if edges is None:
+        edges = depth_edges(capture)
     col = np.clip(seen.xy[:, 0].astype(np.int64), 0, capture.view.width - 1)
     row = np.clip(seen.xy[:, 1].astype(np.int64), 0, capture.view.height - 1)
-    return seen.subset(~depth_edges(capture)[row, col])
+    return seen.subset(~edges[row, col])
 
 
 def render_texture(
