@@ -156,11 +156,6 @@ def _default_output(blend: str, suffix: str) -> str:
     return stem + suffix
 
 
-def _save_blend(path: str) -> None:
-    """Write the output .blend atomically, its relative paths remapped to its folder."""
-    images.save_blend_copy(path)
-
-
 def model_spec_from_args(args: argparse.Namespace):
     """The add-on's model choice with this run's --model/--config/--device/--online on top."""
     spec = jobs.model_spec(bpy.context, args.model)
@@ -168,20 +163,11 @@ def model_spec_from_args(args: argparse.Namespace):
     return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
 
 
-def current_camera_view(args: argparse.Namespace):
-    """The --camera (or scene camera) view of the open file at --resolution."""
+def camera_view(name: str | None, resolution: int):
+    """The named (or scene) camera's view of the open file at a generation resolution."""
     context = bpy.context
-    camera = scene.find_camera(context.scene, args.camera)
-    return scene.camera_view(
-        context.scene, camera, context.evaluated_depsgraph_get(), args.resolution
-    )
-
-
-def texture_open_file(args: argparse.Namespace, work: engine.Work, output: str) -> engine.Outcome:
-    """Run prepared work on the open file and write it to ``output`` with its textures."""
-    outcome = work.run()
-    _save_blend(output)
-    return outcome
+    camera = scene.find_camera(context.scene, name)
+    return scene.camera_view(context.scene, camera, context.evaluated_depsgraph_get(), resolution)
 
 
 def _whole_object_targets(args: argparse.Namespace) -> list[bpy.types.Object] | None:
@@ -190,7 +176,9 @@ def _whole_object_targets(args: argparse.Namespace) -> list[bpy.types.Object] | 
     if named is not None or bpy.context.scene.camera is None:
         return named
     context = bpy.context
-    seen = engine.read_view(context.scene, context.view_layer, current_camera_view(args))
+    seen = engine.read_view(
+        context.scene, context.view_layer, camera_view(args.camera, args.resolution)
+    )
     return [bpy.data.objects[name] for name in seen.seen]
 
 
@@ -204,8 +192,8 @@ def texture_work(args: argparse.Namespace, settings, output: str) -> engine.Work
         _whole_object_targets(args) if whole_object else _named_objects(args.objects),
         spec=model_spec_from_args(args),
         settings=settings,
-        options=jobs.options(args.texture_size, blend_path=output),
-        view=None if whole_object else current_camera_view(args),
+        options=engine.Options(texture_size=args.texture_size, blend_path=output),
+        view=None if whole_object else camera_view(args.camera, args.resolution),
         views=args.views,
         camera_collection=args.camera_collection or "",
         view_prompts=args.view_prompts,
@@ -220,35 +208,37 @@ def texture_work(args: argparse.Namespace, settings, output: str) -> engine.Work
 
 
 def project_work(args: argparse.Namespace, pictures: list, output: str) -> engine.Work:
-    """The ``project`` command's run: one image from one camera, or several blended."""
+    """The ``project`` command's run: one image from one camera, or several blended.
+
+    Without --object: what the camera sees, or with several cameras what any of them sees.
+    """
     context = bpy.context
-    options = jobs.options(args.texture_size, blend_path=output)
-    cameras = args.camera or []
-    if len(pictures) == 1 and len(cameras) <= 1:
-        args.camera = cameras[0] if cameras else None
-        view = current_camera_view(args)
-        return engine.single_view_work(
-            context.scene, context.view_layer, view, _named_objects(args.objects),
-            jobs.fixed_picture(pictures[0]), options,
-        )  # fmt: skip
+    options = engine.Options(texture_size=args.texture_size, blend_path=output)
+    cameras = args.camera or [None]
     if len(cameras) != len(pictures):
         raise TextureError(
             f"{len(pictures)} images need {len(pictures)} cameras: give one --camera per --image."
         )
-    views = [
-        NamedView(name, scene.camera_view(
-            context.scene, scene.find_camera(context.scene, name),
-            context.evaluated_depsgraph_get(), args.resolution,
-        ))
-        for name in cameras
-    ]  # fmt: skip
-    for named, picture in zip(views, pictures, strict=True):
-        jobs.check_aspect(picture, named.view)
-    targets = _named_objects(args.objects) or scene.visible_meshes(
-        context.scene, context.view_layer
-    )
+    named = _named_objects(args.objects)
+    if len(pictures) == 1:
+        view = camera_view(cameras[0], args.resolution)
+        return engine.single_view_work(
+            context.scene, context.view_layer, view, named, jobs.fixed_picture(pictures[0]),
+            options,
+        )  # fmt: skip
+    views = [NamedView(name, camera_view(name, args.resolution)) for name in cameras]
+    for view, picture in zip(views, pictures, strict=True):
+        jobs.check_aspect(picture, view.view)
+    if named is None:
+        seen = {
+            name
+            for view in views
+            for name in engine.read_view(context.scene, context.view_layer, view.view).seen
+        }
+        named = [obj for obj in scene.visible_meshes(context.scene, context.view_layer)
+                 if obj.name in seen]  # fmt: skip
     return whole.whole_object_work(
-        context.scene, context.view_layer, targets, lambda _obj, _mesh: views,
+        context.scene, context.view_layer, named, lambda _obj, _mesh: views,
         jobs.fixed_pictures(pictures), options,
         report_path=os.path.abspath(args.report) if args.report else None,
     )  # fmt: skip
@@ -280,14 +270,17 @@ def _run(args: argparse.Namespace) -> str:
 
     if args.command == "depth":
         context = bpy.context
-        seen = engine.read_view(context.scene, context.view_layer, current_camera_view(args))
+        seen = engine.read_view(
+            context.scene, context.view_layer, camera_view(args.camera, args.resolution)
+        )
         images.save_depth_png(seen.depth, output, context.scene)
         return f"Depth map written to {output}"
     if args.command == "texture":
         work = texture_work(args, settings, output)
     else:
         work = project_work(args, pictures, output)
-    outcome = texture_open_file(args, work, output)
+    outcome = work.run()
+    images.save_blend_copy(output)
     return f"{outcome.summary()}. Written {output}"
 
 

@@ -140,7 +140,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             jobs.selected_targets(context),
             spec=jobs.model_spec(context, self.model or None),
             settings=self.generation_settings(context),
-            options=jobs.options(self.setting(context, "texture_size")),
+            options=engine.Options(texture_size=self.setting(context, "texture_size")),
             view=self.current_view(context) if single else None,
             views=views,
             camera_collection=collection,
@@ -259,7 +259,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
                 view,
                 targets,
                 jobs.fixed_picture(picture),
-                jobs.options(self.setting(context, "texture_size")),
+                engine.Options(texture_size=self.setting(context, "texture_size")),
             )
         except TextureError as error:
             self.report({"ERROR"}, str(error))

@@ -158,3 +158,26 @@ def test_output_elsewhere_keeps_the_files_own_relative_paths_and_leaves_no_backu
     assert Path(bpy.path.abspath(texture.filepath)).resolve() == (
         (output.parent / "textures" / "Cube_SD_Texture.png").resolve()
     )
+
+
+def test_project_with_several_cameras_textures_what_they_see(tmp_path, addon):
+    """Without --object, meshes no camera sees are left alone instead of failing the run."""
+    sample.build_sample_scene()
+    sample.add_camera("Left", (-5.0, -5.0, 3.0), (0.0, 0.0, 1.0))
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, -60.0, 0.0))  # behind both cameras
+    bpy.context.active_object.name = "FarAway"
+    source = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(source))
+    picture = tmp_path / "green.png"
+    green = images.array_to_image("green", np.tile([0.0, 1.0, 0.0], (256, 384, 1)))
+    green.filepath_raw, green.file_format = str(picture), "PNG"
+    green.save()
+    output = tmp_path / "out.blend"
+
+    code = cli.main(["project", str(source), "--image", str(picture), "--camera", "Camera",
+                     "--image", str(picture), "--camera", "Left", "--texture-size", "32",
+                     "--output", str(output)])  # fmt: skip
+
+    assert code == 0
+    textures = sorted(p.name for p in (tmp_path / "textures").iterdir())
+    assert textures == ["Cube_SD_Texture.png", "Floor_SD_Texture.png", "Suzanne_SD_Texture.png"]

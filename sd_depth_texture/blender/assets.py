@@ -292,7 +292,10 @@ class FileWorker:
                 [obj],
                 spec=self.spec,
                 settings=settings,
-                options=jobs.options(self.args.texture_size, os.path.join(staging, "x.blend")),
+                options=engine.Options(
+                    texture_size=self.args.texture_size,
+                    blend_path=os.path.join(staging, "x.blend"),
+                ),
                 view=self._view(obj),
                 views=self.args.views,
                 camera_collection=self.args.camera_collection or "",

@@ -263,10 +263,6 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     ).astype(np.float32)
 
 
-def options(texture_size: int, blend_path: str | None = None) -> engine.Options:
-    return engine.Options(texture_size=texture_size, blend_path=blend_path)
-
-
 def free_model() -> bool:
     if "torch" not in sys.modules:
         return False

@@ -41,6 +41,7 @@ from ..core.projection import (
     cached_texel_surface,
     dilate_margin,
     face_normals,
+    sample_bilinear,
 )
 from . import engine, images, scene
 
@@ -245,7 +246,10 @@ def _rerender_psnr(capture, picture, accepted, target, first_triangle, texture) 
         capture, target.vertices, target.triangles, target.uv, target.uv_triangles,
         first_triangle, texture[..., :3],
     )  # fmt: skip
-    return psnr(rendered[accepted], picture[..., :3][accepted])
+    rows, cols = np.nonzero(accepted)
+    scale = np.array([picture.shape[1] / accepted.shape[1], picture.shape[0] / accepted.shape[0]])
+    centres = np.stack([cols + 0.5, rows + 0.5], axis=1) * scale  # the picture may be any size
+    return psnr(rendered[accepted], sample_bilinear(picture[..., :3], centres))
 
 
 def object_front(obj: bpy.types.Object) -> np.ndarray:
