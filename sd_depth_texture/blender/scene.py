@@ -78,20 +78,16 @@ def visible_meshes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> l
 
 def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
     """Concatenate meshes into one soup so other objects occlude the target as they do on screen."""
-    offsets = np.cumsum([0] + [m.vertices.shape[0] for m in meshes])
-    empty = np.zeros((0, 3))
+    if not meshes:
+        empty = np.zeros((0, 3))
+        return SceneGeometry(empty, empty.astype(np.int64), np.zeros(0, dtype=np.int32), [])
+    offsets = np.cumsum([0] + [m.vertices.shape[0] for m in meshes[:-1]])
     return SceneGeometry(
-        vertices=np.concatenate([m.vertices for m in meshes]) if meshes else empty,
-        triangles=np.concatenate(
-            [m.triangles + offset for m, offset in zip(meshes, offsets, strict=False)]
-        )
-        if meshes
-        else np.zeros((0, 3), dtype=np.int64),
-        owner=np.concatenate(
-            [np.full(m.triangles.shape[0], i, dtype=np.int32) for i, m in enumerate(meshes)]
-        )
-        if meshes
-        else np.zeros(0, dtype=np.int32),
+        vertices=np.concatenate([m.vertices for m in meshes]),
+        triangles=np.concatenate([m.triangles + o for m, o in zip(meshes, offsets, strict=True)]),
+        owner=np.repeat(
+            np.arange(len(meshes), dtype=np.int32), [m.triangles.shape[0] for m in meshes]
+        ),
         names=[m.name for m in meshes],
     )
 
