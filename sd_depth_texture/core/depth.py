@@ -34,24 +34,39 @@ class DepthCapture:
     vertex_xy: np.ndarray  # (V, 2) the scene's vertices in pixel coordinates
     vertex_ndc_z: np.ndarray  # (V,) their NDC depths (affine in screen space per triangle)
     triangles: np.ndarray  # (F, 3) the scene's triangles (indices in ``raster.triangle``)
-    _ndc_planes: np.ndarray | None = None
+    _pixel_planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def foreground(self) -> np.ndarray:
         return self.raster.triangle != NO_TRIANGLE
 
-    def ndc_planes(self) -> np.ndarray:
-        """(F, 3) float32 planes a, b, c with ndc_z = a x + b y + c over each triangle."""
-        if self._ndc_planes is None:
-            xy, z = self.vertex_xy[self.triangles], self.vertex_ndc_z[self.triangles]
-            (x0, x1, x2), (y0, y1, y2) = xy[..., 0].T, xy[..., 1].T
-            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    def pixel_ndc_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pixel, the plane a x + b y + c of NDC depth over its covering triangle.
+
+        Three flat (H * W,) float64 arrays, NaN over the background. Built from the covered
+        pixels' triangles only, so it costs a view's pixels, not the scene's triangles, and
+        texel look-ups gather from a small, cache-friendly table.
+        """
+        if self._pixel_planes is None:
+            raster = self.raster
+            corners = np.take(self.triangles, raster.pixel_triangle, axis=0)
+            x, y, z = (
+                [np.take(values, corners[:, k]) for k in range(3)]
+                for values in (self.vertex_xy[:, 0], self.vertex_xy[:, 1], self.vertex_ndc_z)
+            )
+            area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+            dz1, dz2 = z[1] - z[0], z[2] - z[0]
             with np.errstate(divide="ignore", invalid="ignore"):
-                a = ((z[:, 1] - z[:, 0]) * (y2 - y0) - (z[:, 2] - z[:, 0]) * (y1 - y0)) / area
-                b = ((x1 - x0) * (z[:, 2] - z[:, 0]) - (x2 - x0) * (z[:, 1] - z[:, 0])) / area
-            c = z[:, 0] - a * x0 - b * y0
-            self._ndc_planes = np.nan_to_num(np.stack([a, b, c], axis=1)).astype(np.float64)
-        return self._ndc_planes
+                a = np.nan_to_num((dz1 * (y[2] - y[0]) - dz2 * (y[1] - y[0])) / area)
+                b = np.nan_to_num(((x[1] - x[0]) * dz2 - (x[2] - x[0]) * dz1) / area)
+            c = z[0] - a * x[0] - b * y[0]
+            planes = []
+            for coefficient in (a, b, c):
+                dense = np.full(self.view.width * self.view.height, np.nan)
+                dense[raster.pixel] = coefficient
+                planes.append(dense)
+            self._pixel_planes = (planes[0], planes[1], planes[2])
+        return self._pixel_planes
 
     def surface_depth_at(self, xy: np.ndarray) -> np.ndarray:
         """View depth of the visible surface at sub-pixel points (inf over background).
@@ -59,14 +74,13 @@ class DepthCapture:
         The covering triangle of each point's pixel is evaluated at the point itself rather
         than at the pixel centre, so a slanted surface compares exactly with itself.
         """
-        col = np.clip(xy[:, 0].astype(np.int64), 0, self.view.width - 1)
-        row = np.clip(xy[:, 1].astype(np.int64), 0, self.view.height - 1)
-        triangle = self.raster.triangle.ravel()[row * self.view.width + col].astype(np.int64)
-        depth = np.full(xy.shape[0], np.inf)
-        hit = np.flatnonzero(triangle >= 0)
-        plane = np.take(self.ndc_planes(), triangle[hit], axis=0)
-        ndc = plane[:, 0] * xy[hit, 0] + plane[:, 1] * xy[hit, 1] + plane[:, 2]
-        depth[hit] = ndc_to_view_depth(self.view, ndc)
+        x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+        col = np.clip(x.astype(np.int64), 0, self.view.width - 1)
+        pixel = np.clip(y.astype(np.int64), 0, self.view.height - 1) * self.view.width + col
+        a, b, c = (np.take(plane, pixel) for plane in self.pixel_ndc_planes())
+        ndc = a * x + b * y + c
+        depth = ndc_to_view_depth(self.view, ndc)
+        depth[np.isnan(ndc)] = np.inf
         return depth
 
 

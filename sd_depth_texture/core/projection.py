@@ -63,23 +63,64 @@ def texel_surface(
     ``triangles`` index ``vertices`` (V, 3, world space); ``uv_triangles`` index ``uv`` (L, 2),
     Blender's per-corner UVs, with the same triangle order.
     """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    triangles = np.asarray(triangles, dtype=np.int64)
     uv = np.asarray(uv, dtype=np.float64)
     pixel_uv = np.empty_like(uv)
     pixel_uv[:, 0] = uv[:, 0] * size
     pixel_uv[:, 1] = (1.0 - uv[:, 1]) * size
     raster = rasterize(pixel_uv, uv_triangles, size, size)
     triangle = raster.pixel_triangle
-    position = raster.interpolate(vertices.astype(np.float32), triangles)
+    # Per triangle: corner 2 and the edges to corners 0 and 1, one flat column per axis, so
+    # each texel is corner 2 + b0 * edge 0 + b1 * edge 1, gathered with cheap 1-D takes.
+    corner, edge0, edge1, normal = _triangle_frames(vertices, triangles)
+    texel_triangle = triangle.astype(np.intp)
+    b0 = np.ascontiguousarray(raster.pixel_barycentric[:, 0])
+    b1 = np.ascontiguousarray(raster.pixel_barycentric[:, 1])
+    position = np.empty((triangle.size, 3), dtype=np.float32)
+    texel_normal = np.empty((triangle.size, 3), dtype=np.float32)
+    for axis in range(3):
+        value = np.take(edge0[axis], texel_triangle)
+        value *= b0
+        along = np.take(edge1[axis], texel_triangle)
+        along *= b1
+        value += along
+        value += np.take(corner[axis], texel_triangle)
+        position[:, axis] = value
+        texel_normal[:, axis] = np.take(normal[axis], texel_triangle)
     return TexelSurface(
         size=size,
         texel=raster.pixel,
-        position=position.astype(np.float32, copy=False),
-        normal=np.take(face_normals(vertices, triangles), triangle, axis=0),
+        position=position,
+        normal=texel_normal,
         triangle=triangle,
         barycentric=raster.pixel_barycentric,
     )
+
+
+def _triangle_frames(
+    vertices: np.ndarray, triangles: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per triangle, as float32 columns per axis: corner 2, edges 2->0 and 2->1, unit normal."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    triangles = np.asarray(triangles, dtype=np.intp).reshape(-1, 3)
+    index = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
+    corner, edge0, edge1 = [], [], []
+    for axis in range(3):
+        coordinate = np.ascontiguousarray(vertices[:, axis])
+        at = [np.take(coordinate, k) for k in index]
+        corner.append(at[2])
+        edge0.append(at[0] - at[2])
+        edge1.append(at[1] - at[2])
+    # (c0 - c2) x (c1 - c2) equals (c1 - c0) x (c2 - c0): the same normal as face_normals.
+    cross = [
+        edge0[1] * edge1[2] - edge0[2] * edge1[1],
+        edge0[2] * edge1[0] - edge0[0] * edge1[2],
+        edge0[0] * edge1[1] - edge0[1] * edge1[0],
+    ]
+    length = np.sqrt(cross[0] ** 2 + cross[1] ** 2 + cross[2] ** 2)
+    scale = 1.0 / np.where(length > 0, length, 1.0)
+    normal = [(axis * scale).astype(np.float32) for axis in cross]
+    as32 = [[axis.astype(np.float32) for axis in columns] for columns in (corner, edge0, edge1)]
+    return as32[0], as32[1], as32[2], normal
 
 
 _SURFACE_CACHE: OrderedDict[str, TexelSurface] = OrderedDict()

@@ -78,15 +78,14 @@ def _order_key(values: np.ndarray) -> np.ndarray:
 def _planes(
     corners_x: list[np.ndarray], corners_y: list[np.ndarray], key: list[np.ndarray] | None
 ) -> tuple[np.ndarray, ...]:
-    """Per-triangle planes a*x + b*y + c of b0, b1 and the depth key, as nine float32 columns."""
+    """Per-triangle planes a*x + b*y + c of b0, b1 and (with a key) the depth key, float32."""
     x0, x1, x2 = corners_x
     y0, y1, y2 = corners_y
     inv_area = 1.0 / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
     b0 = ((y1 - y2) * inv_area, (x2 - x1) * inv_area, (x1 * y2 - x2 * y1) * inv_area)
     b1 = ((y2 - y0) * inv_area, (x0 - x2) * inv_area, (x2 * y0 - x0 * y2) * inv_area)
-    if key is None:
-        depth = (np.zeros_like(x0),) * 3
-    else:
+    depth: tuple[np.ndarray, ...] = ()
+    if key is not None:
         k0, k1, k2 = key
         depth = tuple(
             u * (k0 - k2) + v * (k1 - k2) + (k2 if i == 2 else 0.0)
@@ -108,9 +107,11 @@ def rasterize(
     the nearest triangle win; without it any covering triangle wins, which suits a UV layout.
     """
     xy = np.asarray(xy, dtype=np.float64)
-    triangles = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
-    xs = [xy[triangles[:, k], 0] for k in range(3)]
-    ys = [xy[triangles[:, k], 1] for k in range(3)]
+    triangles = np.asarray(triangles, dtype=np.intp).reshape(-1, 3)
+    corner = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
+    x_of, y_of = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    xs = [np.take(x_of, c) for c in corner]
+    ys = [np.take(y_of, c) for c in corner]
     x_min = np.ceil(np.minimum(np.minimum(xs[0], xs[1]), xs[2]) - 0.5).clip(0, width)
     x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
     y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
@@ -120,28 +121,37 @@ def rasterize(
     keys = None
     if depth_key is not None:
         vertex_key = np.asarray(depth_key, dtype=np.float64)
-        keys = [vertex_key[triangles[live_ids, k]] for k in range(3)]
-    planes = _planes([c[live_ids] for c in xs], [c[live_ids] for c in ys], keys)
+        keys = [np.take(vertex_key, np.take(c, live_ids)) for c in corner]
+    planes = _planes([np.take(c, live_ids) for c in xs], [np.take(c, live_ids) for c in ys], keys)
 
-    heights = (y_max[live_ids] - y_min[live_ids] + 1).astype(np.int64)
+    heights = (np.take(y_max, live_ids) - np.take(y_min, live_ids) + 1).astype(np.intp)
     spans = (
-        y_min[live_ids].astype(np.int64),
-        x_min[live_ids].astype(np.float32) + 0.5,
-        x_max[live_ids].astype(np.float32) + 0.5,
+        np.take(y_min, live_ids).astype(np.intp),
+        np.take(x_min, live_ids).astype(np.float32) + 0.5,
+        np.take(x_max, live_ids).astype(np.float32) + 0.5,
     )
-    best = np.full(width * height, _EMPTY_KEY, dtype=np.int64)
+    nearest_wins = depth_key is not None
+    # Nearest wins: a depth-and-triangle key per pixel, min-reduced. Otherwise: the triangle.
+    best = np.full(width * height, _EMPTY_KEY if nearest_wins else NO_TRIANGLE, dtype=np.int64)
+    if not nearest_wins:
+        best = best.astype(np.int32)
     bounds = np.searchsorted(
         np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
     )
     for chunk in np.split(np.arange(live_ids.size), bounds):
         if chunk.size:
-            nearest_wins = depth_key is not None
             _rasterize_rows(chunk, heights[chunk], spans, planes, nearest_wins, width, best)
 
-    covered = np.flatnonzero(best != _EMPTY_KEY)
-    live_index = best[covered] & 0xFFFFFFFF
-    px = (covered % width).astype(np.float32) + 0.5
-    py = (covered // width).astype(np.float32) + 0.5
+    rows, cols = np.nonzero(
+        (best != (_EMPTY_KEY if nearest_wins else NO_TRIANGLE)).reshape(height, width)
+    )
+    covered = rows * width + cols
+    live_index = np.take(best, covered)
+    if nearest_wins:
+        live_index &= 0xFFFFFFFF
+    live_index = live_index.astype(np.intp, copy=False)
+    px = cols.astype(np.float32) + 0.5
+    py = rows.astype(np.float32) + 0.5
     barycentric = np.empty((covered.size, 3), dtype=np.float32)
     barycentric[:, 0] = _plane_at(planes[0:3], live_index, px, py)
     barycentric[:, 1] = _plane_at(planes[3:6], live_index, px, py)
@@ -150,7 +160,7 @@ def rasterize(
         width=width,
         height=height,
         pixel=covered,
-        pixel_triangle=live_ids[live_index].astype(np.int32),
+        pixel_triangle=np.take(live_ids, live_index).astype(np.int32),
         pixel_barycentric=barycentric,
     )
 
@@ -180,9 +190,10 @@ def _rasterize_rows(
     three half-lines; only pixels inside it are ever generated.
     """
     top_row, box_lo, box_hi = spans
+    row_start = np.cumsum(heights) - heights
     tri = np.repeat(chunk, heights)
-    row = np.repeat(top_row[chunk] - (np.cumsum(heights) - heights), heights)
-    row += np.arange(tri.size, dtype=np.int64)
+    row = np.repeat(np.take(top_row, chunk) - row_start, heights)
+    row += np.arange(tri.size, dtype=np.intp)
     py = row.astype(np.float32) + 0.5
     lo, hi = np.take(box_lo, tri), np.take(box_hi, tri)
     slope0, slope1 = np.take(planes[0], tri), np.take(planes[3], tri)
@@ -193,22 +204,24 @@ def _rasterize_rows(
         for slope, offset in edges:
             # slope * x + offset >= -eps; the tolerance closes cracks along shared edges.
             edge = (-_EDGE_EPS - offset) / slope
-            lo = np.where(slope > 0, np.maximum(lo, edge), lo)
-            hi = np.where(slope < 0, np.minimum(hi, edge), hi)
-            hi = np.where((slope == 0) & (offset < -_EDGE_EPS), -1.0, hi)
-    first = np.ceil(lo - 0.5).astype(np.int64)
-    counts = np.maximum(np.floor(hi - 0.5).astype(np.int64) - first + 1, 0)
-    keep = np.flatnonzero(counts)
-    tri, row, first, counts, py = tri[keep], row[keep], first[keep], counts[keep], py[keep]
+            np.maximum(lo, edge, out=lo, where=slope > 0)
+            np.minimum(hi, edge, out=hi, where=slope < 0)
+            hi[(slope == 0) & (offset < -_EDGE_EPS)] = -1.0
+    first = np.ceil(lo - 0.5).astype(np.intp)
+    counts = np.floor(hi - 0.5).astype(np.intp)
+    counts -= first
+    counts += 1
+    np.maximum(counts, 0, out=counts)
 
-    owner = np.repeat(np.arange(tri.size), counts)
-    col = np.repeat(first - (np.cumsum(counts) - counts), counts)
-    col += np.arange(owner.size, dtype=np.int64)
-    pixel = np.take(row * width, owner) + col
+    # Each row's pixels are consecutive: repeat the row's first pixel and add 0, 1, 2, ...
+    run_start = np.cumsum(counts) - counts
+    pixel = np.repeat(row * width + first - run_start, counts)
+    pixel += np.arange(pixel.size, dtype=np.intp)
     if not nearest_wins:
-        best[pixel] = np.take(tri, owner)
+        best[pixel] = np.repeat(tri.astype(np.int32), counts)
         return
+    col = pixel % width
     depth_row = _plane_at((planes[7], planes[8]), tri, py, py)
-    depth = np.take(np.take(planes[6], tri), owner) * (col.astype(np.float32) + 0.5)
-    depth += np.take(depth_row, owner)
-    np.minimum.at(best, pixel, (_order_key(depth) << 32) | np.take(tri, owner))
+    depth = np.repeat(np.take(planes[6], tri), counts) * (col.astype(np.float32) + 0.5)
+    depth += np.repeat(depth_row, counts)
+    np.minimum.at(best, pixel, (_order_key(depth) << 32) | np.repeat(tri, counts))
