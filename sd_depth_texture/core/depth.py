@@ -40,47 +40,60 @@ class DepthCapture:
     def foreground(self) -> np.ndarray:
         return self.raster.triangle != NO_TRIANGLE
 
-    def pixel_ndc_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pixel, the plane a x + b y + c of NDC depth over its covering triangle.
+    def pixel_depth_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pixel, its covering triangle's screen-affine depth: value at the centre, slopes.
 
-        Three flat (H * W,) float64 arrays, NaN over the background. Built from the covered
-        pixels' triangles only, so it costs a view's pixels, not the scene's triangles, and
-        texel look-ups gather from a small, cache-friendly table.
+        The quantity is 1 / view depth for perspective views and view depth for orthographic
+        ones, both exactly affine in screen space. Three flat (H * W,) float32 arrays (value,
+        d/dx, d/dy), NaN over the background. Taken about the pixel centre, float32 keeps it to
+        a relative 1e-7 whatever the clip range, and texel look-ups gather from a table the
+        size of the view, not of the scene.
         """
         if self._pixel_planes is None:
             raster = self.raster
+            view_depth = ndc_to_view_depth(self.view, self.vertex_ndc_z.astype(np.float64))
+            quantity = view_depth if self.view.is_orthographic else 1.0 / view_depth
             corners = np.take(self.triangles, raster.pixel_triangle, axis=0)
-            x, y, z = (
-                [np.take(values, corners[:, k]) for k in range(3)]
-                for values in (self.vertex_xy[:, 0], self.vertex_xy[:, 1], self.vertex_ndc_z)
+            x, y, q = (
+                [np.take(values, corners[:, k]).astype(np.float64) for k in range(3)]
+                for values in (self.vertex_xy[:, 0], self.vertex_xy[:, 1], quantity)
             )
             area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
-            dz1, dz2 = z[1] - z[0], z[2] - z[0]
+            dq1, dq2 = q[1] - q[0], q[2] - q[0]
             with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.nan_to_num((dz1 * (y[2] - y[0]) - dz2 * (y[1] - y[0])) / area)
-                b = np.nan_to_num(((x[1] - x[0]) * dz2 - (x[2] - x[0]) * dz1) / area)
-            c = z[0] - a * x[0] - b * y[0]
+                a = np.nan_to_num((dq1 * (y[2] - y[0]) - dq2 * (y[1] - y[0])) / area)
+                b = np.nan_to_num(((x[1] - x[0]) * dq2 - (x[2] - x[0]) * dq1) / area)
+            centre_x = raster.pixel % self.view.width + 0.5
+            centre_y = raster.pixel // self.view.width + 0.5
+            at_centre = q[0] + a * (centre_x - x[0]) + b * (centre_y - y[0])
             planes = []
-            for coefficient in (a, b, c):
-                dense = np.full(self.view.width * self.view.height, np.nan)
+            for coefficient in (at_centre, a, b):
+                dense = np.full(self.view.width * self.view.height, np.nan, dtype=np.float32)
                 dense[raster.pixel] = coefficient
                 planes.append(dense)
             self._pixel_planes = (planes[0], planes[1], planes[2])
         return self._pixel_planes
 
     def surface_depth_at(self, xy: np.ndarray) -> np.ndarray:
-        """View depth of the visible surface at sub-pixel points (inf over background).
+        """View depth (float32) of the visible surface at sub-pixel points (inf over background).
 
         The covering triangle of each point's pixel is evaluated at the point itself rather
         than at the pixel centre, so a slanted surface compares exactly with itself.
         """
-        x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
-        col = np.clip(x.astype(np.int64), 0, self.view.width - 1)
-        pixel = np.clip(y.astype(np.int64), 0, self.view.height - 1) * self.view.width + col
-        a, b, c = (np.take(plane, pixel) for plane in self.pixel_ndc_planes())
-        ndc = a * x + b * y + c
-        depth = ndc_to_view_depth(self.view, ndc)
-        depth[np.isnan(ndc)] = np.inf
+        x, y = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
+        col = np.clip(x.astype(np.intp), 0, self.view.width - 1)
+        row = np.clip(y.astype(np.intp), 0, self.view.height - 1)
+        dx = x - col.astype(np.float32) - np.float32(0.5)
+        dy = y - row.astype(np.float32) - np.float32(0.5)
+        row *= self.view.width
+        row += col
+        at_centre, slope_x, slope_y = (np.take(plane, row) for plane in self.pixel_depth_planes())
+        slope_x *= dx
+        slope_y *= dy
+        at_centre += slope_x
+        at_centre += slope_y
+        depth = at_centre if self.view.is_orthographic else np.reciprocal(at_centre)
+        depth[np.isnan(depth)] = np.inf
         return depth
 
 

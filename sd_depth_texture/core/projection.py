@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -39,9 +40,21 @@ class TexelSurface:
     size: int
     texel: np.ndarray  # (N,) flat indices into the (size, size) texture, row 0 at the top (v = 1)
     position: np.ndarray  # (N, 3) float32 world-space points
-    normal: np.ndarray  # (N, 3) float32 unit face normals
-    triangle: np.ndarray  # (N,) the mesh triangle under each texel
-    barycentric: np.ndarray  # (N, 3) float32 position within that triangle
+    triangle: np.ndarray  # (N,) int32 the mesh triangle under each texel
+    weights: tuple[np.ndarray, np.ndarray]  # (N,) float32 barycentrics b0, b1 in that triangle
+    triangle_normal: np.ndarray  # (F, 3) float64 unit normal of every mesh triangle
+    triangle_offset: np.ndarray  # (F,) float64 normal . point for every point of the triangle
+
+    @cached_property
+    def barycentric(self) -> np.ndarray:
+        """(N, 3) float32 position of each texel within its triangle."""
+        b0, b1 = self.weights
+        return np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
+
+    @cached_property
+    def normal(self) -> np.ndarray:
+        """(N, 3) float32 unit face normal under each texel."""
+        return np.take(self.triangle_normal.astype(np.float32), self.triangle, axis=0)
 
     @property
     def mask(self) -> np.ndarray:
@@ -71,35 +84,45 @@ def texel_surface(
     triangle = raster.pixel_triangle
     # Per triangle: corner 2 and the edges to corners 0 and 1, one flat column per axis, so
     # each texel is corner 2 + b0 * edge 0 + b1 * edge 1, gathered with cheap 1-D takes.
-    corner, edge0, edge1, normal = _triangle_frames(vertices, triangles)
+    corner, edge0, edge1 = _triangle_frames(vertices, triangles)
     texel_triangle = triangle.astype(np.intp)
-    b0 = np.ascontiguousarray(raster.pixel_barycentric[:, 0])
-    b1 = np.ascontiguousarray(raster.pixel_barycentric[:, 1])
+    b0, b1 = raster.pixel_weights
     position = np.empty((triangle.size, 3), dtype=np.float32)
-    texel_normal = np.empty((triangle.size, 3), dtype=np.float32)
     for axis in range(3):
-        value = np.take(edge0[axis], texel_triangle)
+        value = np.take(edge0[axis].astype(np.float32), texel_triangle)
         value *= b0
-        along = np.take(edge1[axis], texel_triangle)
+        along = np.take(edge1[axis].astype(np.float32), texel_triangle)
         along *= b1
         value += along
-        value += np.take(corner[axis], texel_triangle)
+        value += np.take(corner[axis].astype(np.float32), texel_triangle)
         position[:, axis] = value
-        texel_normal[:, axis] = np.take(normal[axis], texel_triangle)
+    # (c0 - c2) x (c1 - c2) equals (c1 - c0) x (c2 - c0): the same normal as face_normals.
+    cross = np.stack(
+        [
+            edge0[1] * edge1[2] - edge0[2] * edge1[1],
+            edge0[2] * edge1[0] - edge0[0] * edge1[2],
+            edge0[0] * edge1[1] - edge0[1] * edge1[0],
+        ],
+        axis=1,
+    )
+    length = np.sqrt(np.einsum("fc,fc->f", cross, cross))
+    normal = cross / np.where(length > 0, length, 1.0)[:, None]
+    offset = normal[:, 0] * corner[0] + normal[:, 1] * corner[1] + normal[:, 2] * corner[2]
     return TexelSurface(
         size=size,
         texel=raster.pixel,
         position=position,
-        normal=texel_normal,
         triangle=triangle,
-        barycentric=raster.pixel_barycentric,
+        weights=raster.pixel_weights,
+        triangle_normal=normal,
+        triangle_offset=offset,
     )
 
 
 def _triangle_frames(
     vertices: np.ndarray, triangles: np.ndarray
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Per triangle, as float32 columns per axis: corner 2, edges 2->0 and 2->1, unit normal."""
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per triangle, as float64 columns per axis: corner 2 and the edges 2->0 and 2->1."""
     vertices = np.asarray(vertices, dtype=np.float64)
     triangles = np.asarray(triangles, dtype=np.intp).reshape(-1, 3)
     index = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
@@ -110,17 +133,7 @@ def _triangle_frames(
         corner.append(at[2])
         edge0.append(at[0] - at[2])
         edge1.append(at[1] - at[2])
-    # (c0 - c2) x (c1 - c2) equals (c1 - c0) x (c2 - c0): the same normal as face_normals.
-    cross = [
-        edge0[1] * edge1[2] - edge0[2] * edge1[1],
-        edge0[2] * edge1[0] - edge0[0] * edge1[2],
-        edge0[0] * edge1[1] - edge0[1] * edge1[0],
-    ]
-    length = np.sqrt(cross[0] ** 2 + cross[1] ** 2 + cross[2] ** 2)
-    scale = 1.0 / np.where(length > 0, length, 1.0)
-    normal = [(axis * scale).astype(np.float32) for axis in cross]
-    as32 = [[axis.astype(np.float32) for axis in columns] for columns in (corner, edge0, edge1)]
-    return as32[0], as32[1], as32[2], normal
+    return corner, edge0, edge1
 
 
 _SURFACE_CACHE: OrderedDict[str, TexelSurface] = OrderedDict()
@@ -192,17 +205,30 @@ def pixel_footprint(view, depth: np.ndarray) -> np.ndarray:
     return np.full(depth.shape, size) if view.is_orthographic else depth * size
 
 
-def surface_facing(view, position: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    """|cosine| between surface normals and the rays from the eye to their points."""
+def texel_facing(view, surface: TexelSurface, index: np.ndarray) -> np.ndarray:
+    """|cosine| between the surface normal and the view ray at the texels ``index``.
+
+    The eye's distance from each triangle's plane is computed once per triangle; per texel
+    only its distance from the eye remains.
+    """
+    triangle = np.take(surface.triangle, index)
     if view.is_orthographic:
-        return np.abs(normal @ (-view.forward).astype(normal.dtype))
-    to_eye = view.eye.astype(position.dtype) - position
-    along = np.abs(np.einsum("nc,nc->n", normal, to_eye))
-    return along / np.maximum(np.sqrt(np.einsum("nc,nc->n", to_eye, to_eye)), 1e-12)
+        along = np.abs(surface.triangle_normal @ view.forward).astype(np.float32)
+        return np.take(along, triangle)
+    eye = view.eye
+    plane_distance = np.abs(surface.triangle_normal @ eye - surface.triangle_offset)
+    squared = np.zeros(index.size, dtype=np.float32)
+    for axis in range(3):
+        offset = np.take(surface.position[:, axis], index)
+        offset -= np.float32(eye[axis])
+        squared += offset * offset
+    distance = np.sqrt(squared)
+    np.maximum(distance, 1e-12, out=distance)
+    return np.take(plane_distance.astype(np.float32), triangle) / distance
 
 
 def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
-    """Texels the view sees: inside the image, not grazing, and not behind the Z-buffer.
+    """Texels the view sees: inside the image, not behind the Z-buffer, and not grazing.
 
     Sidedness is ignored (|cos|): Blender shows both sides of a face with one texture, and the
     depth test already hides the far side of closed meshes. The Z-buffer's surface is evaluated at
@@ -210,28 +236,24 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     """
     view = capture.view
     projected = view.project(surface.position)
-    facing = surface_facing(view, surface.position, surface.normal)
     x, y = projected.xy[:, 0], projected.xy[:, 1]
-    inside = (
-        projected.in_front
-        & (x >= 0)
-        & (x < view.width)
-        & (y >= 0)
-        & (y < view.height)
-        & (facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
-    )
+    inside = projected.in_front & (x >= 0) & (x < view.width) & (y >= 0) & (y < view.height)
     index = np.flatnonzero(inside)
-    depth = projected.view_depth[index]
-    cosine = facing[index]
+    xy = np.take(projected.xy, index, axis=0)
+    depth = np.take(projected.view_depth, index)
     tolerance = DEPTH_TOLERANCE * depth + pixel_footprint(view, depth) * SURFACE_SLACK
-    surface_depth = capture.surface_depth_at(projected.xy[index])
-    seen = np.isfinite(surface_depth) & (depth <= surface_depth + tolerance)
+    surface_depth = capture.surface_depth_at(xy)
+    visible = np.flatnonzero(np.isfinite(surface_depth) & (depth <= surface_depth + tolerance))
+    index = np.take(index, visible)
+    facing = texel_facing(view, surface, index)
+    squarely = np.flatnonzero(facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
+    visible = np.take(visible, squarely)
     return SeenTexels(
-        index=index[seen],
-        xy=projected.xy[index[seen]],
-        facing=cosine[seen].astype(np.float32),
-        depth=depth[seen],
-        tolerance=tolerance[seen],
+        index=np.take(index, squarely),
+        xy=np.take(xy, visible, axis=0),
+        facing=np.take(facing, squarely),
+        depth=np.take(depth, visible),
+        tolerance=np.take(tolerance, visible),
     )
 
 

@@ -35,7 +35,13 @@ class Raster:
     height: int
     pixel: np.ndarray  # (N,) flat indices of the covered pixels, ascending
     pixel_triangle: np.ndarray  # (N,) int32 covering triangle
-    pixel_barycentric: np.ndarray  # (N, 3) float32 screen-space barycentrics
+    pixel_weights: tuple[np.ndarray, np.ndarray]  # (N,) float32 barycentrics b0 and b1
+
+    @cached_property
+    def pixel_barycentric(self) -> np.ndarray:
+        """(N, 3) float32 screen-space barycentrics of the covered pixels."""
+        b0, b1 = self.pixel_weights
+        return np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
 
     @cached_property
     def triangle(self) -> np.ndarray:
@@ -75,23 +81,113 @@ def _order_key(values: np.ndarray) -> np.ndarray:
     return (np.where(bits < 0, -(bits & 0x7FFFFFFF) - 1, bits) + (1 << 31)) >> 1
 
 
-def _planes(
-    corners_x: list[np.ndarray], corners_y: list[np.ndarray], key: list[np.ndarray] | None
-) -> tuple[np.ndarray, ...]:
-    """Per-triangle planes a*x + b*y + c of b0, b1 and (with a key) the depth key, float32."""
-    x0, x1, x2 = corners_x
-    y0, y1, y2 = corners_y
-    inv_area = 1.0 / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
-    b0 = ((y1 - y2) * inv_area, (x2 - x1) * inv_area, (x1 * y2 - x2 * y1) * inv_area)
-    b1 = ((y2 - y0) * inv_area, (x0 - x2) * inv_area, (x2 * y0 - x0 * y2) * inv_area)
-    depth: tuple[np.ndarray, ...] = ()
-    if key is not None:
-        k0, k1, k2 = key
-        depth = tuple(
-            u * (k0 - k2) + v * (k1 - k2) + (k2 if i == 2 else 0.0)
-            for i, (u, v) in enumerate(zip(b0, b1, strict=True))
+@dataclass
+class _Triangles:
+    """The live triangles in float32 frames about their corner 2, and their bounding boxes.
+
+    Barycentric i is ``a[i] * (x - x2) + c[i] * (y - y2) + (1 if i == 2 else 0)``. Working
+    relative to a corner keeps every number small, so float32 is exact enough at any image
+    size and the per-triangle work moves half the bytes of float64.
+    """
+
+    ids: np.ndarray  # (L,) indices of the live triangles among all
+    corner_x: np.ndarray  # (L,) float32 x2
+    corner_y: np.ndarray  # (L,) float32 y2
+    a: tuple[np.ndarray, np.ndarray, np.ndarray]  # float32 d b_i / dx
+    c: tuple[np.ndarray, np.ndarray, np.ndarray]  # float32 d b_i / dy
+    top: np.ndarray  # (L,) first row
+    left: np.ndarray  # (L,) first column
+    heights: np.ndarray  # (L,) rows
+    last_column: np.ndarray  # (L,) float32 last column, relative to ``left``
+    ref_x: np.ndarray  # (L,) float32 top-left pixel centre minus the corner, x
+    ref_y: np.ndarray  # (L,) float32 the same, y
+
+
+def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: int) -> _Triangles:
+    """Triangles whose bounding box holds a pixel centre and whose area is not zero."""
+    x_of, y_of = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    xs = [np.take(x_of, triangles[:, k]) for k in range(3)]
+    ys = [np.take(y_of, triangles[:, k]) for k in range(3)]
+    x_min = np.ceil(np.minimum(np.minimum(xs[0], xs[1]), xs[2]) - 0.5).clip(0, width)
+    x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
+    y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
+    y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
+    edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
+    edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
+    area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
+    live = (x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area)
+    ids = np.flatnonzero(live)
+    if ids.size < live.size:
+        xs[2], ys[2], x_min, x_max, y_min, y_max, area = (
+            np.take(values, ids) for values in (xs[2], ys[2], x_min, x_max, y_min, y_max, area)
         )
-    return tuple(c.astype(np.float32) for c in (*b0, *b1, *depth))
+        edge_x = [np.take(values, ids) for values in edge_x]
+        edge_y = [np.take(values, ids) for values in edge_y]
+    # (x - x2, y - y2) = b0 * edge 0 + b1 * edge 1, solved for b0 and b1.
+    inverse = np.reciprocal(area)
+    a0, c0 = edge_y[1] * inverse, -edge_x[1] * inverse
+    a1, c1 = -edge_y[0] * inverse, edge_x[0] * inverse
+    top, left = y_min.astype(np.intp), x_min.astype(np.intp)
+    return _Triangles(
+        ids=ids,
+        corner_x=xs[2].astype(np.float32),
+        corner_y=ys[2].astype(np.float32),
+        a=(a0, a1, -a0 - a1),
+        c=(c0, c1, -c0 - c1),
+        top=top,
+        left=left,
+        heights=y_max.astype(np.intp) - top + 1,
+        last_column=(x_max - x_min).astype(np.float32),
+        ref_x=(x_min + 0.5 - xs[2]).astype(np.float32),
+        ref_y=(y_min + 0.5 - ys[2]).astype(np.float32),
+    )
+
+
+@dataclass
+class _Spans:
+    """Per live triangle, where its covered pixels lie on each of its rows.
+
+    Row ``k`` of a triangle (0 at its top row) covers the pixels ``left + j`` with ``j`` from
+    max(lo1, lo2, 0) to min(hi1, hi2, last column), each bound ``slope * k + start``: the
+    crossings of the triangle's edges with the row, relative to its top-left pixel centre.
+    """
+
+    base: np.ndarray  # (L,) flat index of the bounding box's top-left pixel
+    last_column: np.ndarray  # (L,) float32
+    bounds: tuple[np.ndarray, ...]  # lo1, lo2, hi1, hi2 as (slope, start) pairs, float32
+
+
+def _spans(live: _Triangles, image_width: int) -> _Spans:
+    """Edge crossings per row for every triangle, sorted into left and right bounds.
+
+    Edge i (where barycentric i is zero) bounds the row from the left where b_i rises to the
+    right (a > 0) and from the right where it falls (a < 0). Every triangle has one or two of
+    each; a horizontal edge (a = 0) is implied by the rows the triangle spans. With one bound
+    on a side, the second slot repeats it.
+    """
+    crossing = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(3):
+            # b_i >= -eps on row k: a (ref_x + j) + c (ref_y + k) + [i == 2] + eps >= 0.
+            step = -np.reciprocal(live.a[i])
+            constant = live.c[i] * live.ref_y
+            constant += np.float32((1.0 if i == 2 else 0.0) + _EDGE_EPS)
+            constant *= step
+            constant -= live.ref_x
+            crossing.append((live.c[i] * step, constant))
+    bounds: list[np.ndarray] = []
+    for side in ([a > 0 for a in live.a], [a < 0 for a in live.a]):
+        # The first and the last edge on this side (the same one where there is only one).
+        first = [np.where(side[1], c1, c2) for c1, c2 in zip(*crossing[1:], strict=True)]
+        first = [np.where(side[0], c0, c12) for c0, c12 in zip(crossing[0], first, strict=True)]
+        last = [np.where(side[1], c1, c0) for c0, c1 in zip(*crossing[:2], strict=True)]
+        last = [np.where(side[2], c2, c01) for c2, c01 in zip(crossing[2], last, strict=True)]
+        bounds += [*first, *last]
+    return _Spans(
+        base=live.top * image_width + live.left,
+        last_column=live.last_column,
+        bounds=tuple(bounds),
+    )
 
 
 def rasterize(
@@ -108,120 +204,122 @@ def rasterize(
     """
     xy = np.asarray(xy, dtype=np.float64)
     triangles = np.asarray(triangles, dtype=np.intp).reshape(-1, 3)
-    corner = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
-    x_of, y_of = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
-    xs = [np.take(x_of, c) for c in corner]
-    ys = [np.take(y_of, c) for c in corner]
-    x_min = np.ceil(np.minimum(np.minimum(xs[0], xs[1]), xs[2]) - 0.5).clip(0, width)
-    x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
-    y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
-    y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
-    area = (xs[1] - xs[0]) * (ys[2] - ys[0]) - (xs[2] - xs[0]) * (ys[1] - ys[0])
-    live_ids = np.flatnonzero((x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area))
-    keys = None
-    if depth_key is not None:
-        vertex_key = np.asarray(depth_key, dtype=np.float64)
-        keys = [np.take(vertex_key, np.take(c, live_ids)) for c in corner]
-    planes = _planes([np.take(c, live_ids) for c in xs], [np.take(c, live_ids) for c in ys], keys)
-
-    heights = (np.take(y_max, live_ids) - np.take(y_min, live_ids) + 1).astype(np.intp)
-    spans = (
-        np.take(y_min, live_ids).astype(np.intp),
-        np.take(x_min, live_ids).astype(np.float32) + 0.5,
-        np.take(x_max, live_ids).astype(np.float32) + 0.5,
-    )
+    live = _live_triangles(xy, triangles, width, height)
+    spans = _spans(live, width)
     nearest_wins = depth_key is not None
+    depth = None
+    if nearest_wins:
+        # The key at each top-left pixel centre, and its steps per row and per column.
+        vertex_key = np.asarray(depth_key, dtype=np.float64)
+        key = [np.take(vertex_key, np.take(triangles[:, k], live.ids)) for k in range(3)]
+        rise0, rise1 = (key[0] - key[2]).astype(np.float32), (key[1] - key[2]).astype(np.float32)
+        step_x = live.a[0] * rise0 + live.a[1] * rise1
+        step_y = live.c[0] * rise0 + live.c[1] * rise1
+        at_base = key[2] + step_x * live.ref_x + step_y * live.ref_y
+        depth = (at_base, step_y, step_x)
     # Nearest wins: a depth-and-triangle key per pixel, min-reduced. Otherwise: the triangle.
-    best = np.full(width * height, _EMPTY_KEY if nearest_wins else NO_TRIANGLE, dtype=np.int64)
-    if not nearest_wins:
-        best = best.astype(np.int32)
+    best = (
+        np.full(width * height, _EMPTY_KEY, dtype=np.int64)
+        if nearest_wins
+        else np.full(width * height, NO_TRIANGLE, dtype=np.int32)
+    )
+    heights = live.heights
     bounds = np.searchsorted(
         np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
     )
-    for chunk in np.split(np.arange(live_ids.size), bounds):
+    for chunk in np.split(np.arange(live.ids.size), bounds):
         if chunk.size:
-            _rasterize_rows(chunk, heights[chunk], spans, planes, nearest_wins, width, best)
+            _rasterize_rows(chunk, heights[chunk], spans, depth, width, best)
 
-    rows, cols = np.nonzero(
-        (best != (_EMPTY_KEY if nearest_wins else NO_TRIANGLE)).reshape(height, width)
-    )
+    empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
+    rows, cols = np.nonzero((best != empty).reshape(height, width))
     covered = rows * width + cols
     live_index = np.take(best, covered)
     if nearest_wins:
         live_index &= 0xFFFFFFFF
     live_index = live_index.astype(np.intp, copy=False)
-    px = cols.astype(np.float32) + 0.5
-    py = rows.astype(np.float32) + 0.5
-    barycentric = np.empty((covered.size, 3), dtype=np.float32)
-    barycentric[:, 0] = _plane_at(planes[0:3], live_index, px, py)
-    barycentric[:, 1] = _plane_at(planes[3:6], live_index, px, py)
-    barycentric[:, 2] = 1.0 - barycentric[:, 0] - barycentric[:, 1]
+    dx = cols.astype(np.float32)
+    dx += np.float32(0.5)
+    dx -= np.take(live.corner_x, live_index)
+    dy = rows.astype(np.float32)
+    dy += np.float32(0.5)
+    dy -= np.take(live.corner_y, live_index)
+    b0, b1 = (_plane_at(live.a[i], live.c[i], live_index, dx, dy) for i in range(2))
+    all_live = live.ids.size == triangles.shape[0]
     return Raster(
         width=width,
         height=height,
         pixel=covered,
-        pixel_triangle=np.take(live_ids, live_index).astype(np.int32),
-        pixel_barycentric=barycentric,
+        pixel_triangle=(live_index if all_live else np.take(live.ids, live_index)).astype(np.int32),
+        pixel_weights=(b0, b1),
     )
 
 
 def _plane_at(
-    plane: tuple[np.ndarray, ...], ids: np.ndarray, x: np.ndarray, y: np.ndarray
+    slope_x: np.ndarray, slope_y: np.ndarray, ids: np.ndarray, dx: np.ndarray, dy: np.ndarray
 ) -> np.ndarray:
-    """Evaluate triangles' planes (a, b, c) at points; with (b, c) only, evaluate b*x + c."""
-    columns = [np.take(column, ids) for column in plane]
-    if len(columns) == 2:
-        return columns[0] * x + columns[1]
-    return columns[0] * x + columns[1] * y + columns[2]
+    """Evaluate triangles' planes slope_x * dx + slope_y * dy at offsets from their corner 2."""
+    value = np.take(slope_x, ids)
+    value *= dx
+    along = np.take(slope_y, ids)
+    along *= dy
+    value += along
+    return value
+
+
+def _bound(spans: _Spans, slot: int, triangle: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """One edge bound per row: slope * row + start of that triangle's edge in ``slot``."""
+    value = np.take(spans.bounds[2 * slot], triangle)
+    value *= row
+    value += np.take(spans.bounds[2 * slot + 1], triangle)
+    return value
 
 
 def _rasterize_rows(
     chunk: np.ndarray,
     heights: np.ndarray,
-    spans: tuple[np.ndarray, np.ndarray, np.ndarray],
-    planes: tuple[np.ndarray, ...],
-    nearest_wins: bool,
+    spans: _Spans,
+    depth: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     width: int,
     best: np.ndarray,
 ) -> None:
     """Scanline step: triangles to rows, rows to exactly their covered pixels, then resolve.
 
-    On each row every barycentric is linear in x, so the covered span is the intersection of
-    three half-lines; only pixels inside it are ever generated.
+    On each row the covered span is the intersection of the triangle's half-planes; only
+    pixels inside it are ever generated. With ``depth`` (the key at each triangle's top-left
+    pixel, and its steps per row and column) the nearest triangle wins each pixel.
     """
-    top_row, box_lo, box_hi = spans
-    row_start = np.cumsum(heights) - heights
     tri = np.repeat(chunk, heights)
-    row = np.repeat(np.take(top_row, chunk) - row_start, heights)
-    row += np.arange(tri.size, dtype=np.intp)
-    py = row.astype(np.float32) + 0.5
-    lo, hi = np.take(box_lo, tri), np.take(box_hi, tri)
-    slope0, slope1 = np.take(planes[0], tri), np.take(planes[3], tri)
-    offset0 = _plane_at((planes[1], planes[2]), tri, py, py)
-    offset1 = _plane_at((planes[4], planes[5]), tri, py, py)
-    edges = ((slope0, offset0), (slope1, offset1), (-slope0 - slope1, 1.0 - offset0 - offset1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for slope, offset in edges:
-            # slope * x + offset >= -eps; the tolerance closes cracks along shared edges.
-            edge = (-_EDGE_EPS - offset) / slope
-            np.maximum(lo, edge, out=lo, where=slope > 0)
-            np.minimum(hi, edge, out=hi, where=slope < 0)
-            hi[(slope == 0) & (offset < -_EDGE_EPS)] = -1.0
-    first = np.ceil(lo - 0.5).astype(np.intp)
-    counts = np.floor(hi - 0.5).astype(np.intp)
+    row = np.repeat(np.cumsum(heights) - heights, heights)  # each row's offset in the chunk
+    np.subtract(np.arange(tri.size, dtype=np.intp), row, out=row)  # the row within its triangle
+    k = row.astype(np.float32)
+    lo = np.maximum(_bound(spans, 0, tri, k), _bound(spans, 1, tri, k))
+    hi = np.minimum(_bound(spans, 2, tri, k), _bound(spans, 3, tri, k))
+    np.minimum(hi, np.take(spans.last_column, tri), out=hi)
+    first = np.ceil(lo).astype(np.intp)
+    np.maximum(first, 0, out=first)
+    counts = np.floor(hi).astype(np.intp)
     counts -= first
     counts += 1
     np.maximum(counts, 0, out=counts)
 
-    # Each row's pixels are consecutive: repeat the row's first pixel and add 0, 1, 2, ...
+    # A row's pixels are consecutive: repeat its first pixel and add 0, 1, 2, ...
+    start = np.take(spans.base, tri)
+    start += row * width
+    start += first
     run_start = np.cumsum(counts) - counts
-    pixel = np.repeat(row * width + first - run_start, counts)
+    pixel = np.repeat(start - run_start, counts)
     pixel += np.arange(pixel.size, dtype=np.intp)
-    if not nearest_wins:
+    if depth is None:
         best[pixel] = np.repeat(tri.astype(np.int32), counts)
         return
-    col = pixel % width
-    depth_row = _plane_at((planes[7], planes[8]), tri, py, py)
-    depth = np.repeat(np.take(planes[6], tri), counts) * (col.astype(np.float32) + 0.5)
-    depth += np.repeat(depth_row, counts)
-    np.minimum.at(best, pixel, (_order_key(depth) << 32) | np.repeat(tri, counts))
+    at_base, step_row, step_column = depth
+    along = np.take(step_column, tri)
+    at_row = np.take(at_base, tri)
+    at_row += np.take(step_row, tri) * k
+    at_row += along * first.astype(np.float32)
+    column = np.arange(pixel.size, dtype=np.intp) - np.repeat(run_start, counts)
+    key = np.repeat(along, counts) * column.astype(np.float32)
+    key += np.repeat(at_row, counts)
+    owner = np.repeat(tri, counts)
+    np.minimum.at(best, pixel, (_order_key(key) << 32) | owner)
