@@ -114,10 +114,10 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
     triangles = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
     projected = view.project(vertices)
     vertex_ok = projected.in_front & (np.abs(projected.ndc_z) <= 1.0)
-    # Keep the caller's triangle indices: an unusable triangle becomes degenerate (never drawn).
-    usable = vertex_ok[triangles].all(axis=1)
-    drawable = np.where(usable[:, None], triangles, 0)
-    raster = rasterize(projected.xy, drawable, view.width, view.height, projected.ndc_z)
+    # Keep the caller's triangle indices: a triangle with an unusable vertex gets a NaN corner,
+    # so its area is not finite and it is never drawn.
+    drawable_xy = np.where(vertex_ok[:, None], projected.xy, np.nan)
+    raster = rasterize(drawable_xy, triangles, view.width, view.height, projected.ndc_z)
 
     covered = raster.covered
     ndc_z = np.full((view.height, view.width), np.inf, dtype=np.float32)

@@ -257,34 +257,39 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     )
 
 
-def sample_bilinear(
-    image: np.ndarray, xy: np.ndarray, weights: np.ndarray | None = None
-) -> np.ndarray:
-    """Sample an (H, W, C) image at pixel coordinates (centres at i + 0.5), edges clamped.
+def _bilinear_corners(
+    width: int, height: int, xy: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Flat indices and bilinear weights of the four pixels around points (edges clamped).
 
-    ``weights`` (M, 4), if given, scales the four neighbours (top-left, top-right, bottom-left,
-    bottom-right) before renormalising, e.g. to leave out pixels of another surface.
+    In the order top-left, top-right, bottom-left, bottom-right; pixel centres at i + 0.5.
     """
-    height, width = image.shape[:2]
-    flat = image.reshape(height * width, -1)
-    x = np.clip(xy[:, 0] - 0.5, 0, width - 1)
-    y = np.clip(xy[:, 1] - 0.5, 0, height - 1)
-    x0 = np.minimum(x.astype(np.int64), max(width - 2, 0))
-    y0 = np.minimum(y.astype(np.int64), max(height - 2, 0))
-    step_x = (x0 + 1 < width).astype(np.int64)
-    step_y = np.where(y0 + 1 < height, width, 0)
-    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
-    corner = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
-    if weights is not None:
-        masked = corner * weights
-        total = masked.sum(axis=1, keepdims=True)
-        corner = np.where(total > 1e-6, masked / np.maximum(total, 1e-6), corner)
+    x = np.clip(xy[:, 0] - 0.5, 0, width - 1).astype(np.float32)
+    y = np.clip(xy[:, 1] - 0.5, 0, height - 1).astype(np.float32)
+    x0 = np.minimum(x.astype(np.intp), max(width - 2, 0))
+    y0 = np.minimum(y.astype(np.intp), max(height - 2, 0))
+    fx, fy = x - x0.astype(np.float32), y - y0.astype(np.float32)
+    gx, gy = 1.0 - fx, 1.0 - fy
     top_left = y0 * width + x0
-    result = np.take(flat, top_left, axis=0) * corner[:, 0:1]
-    result += np.take(flat, top_left + step_x, axis=0) * corner[:, 1:2]
-    result += np.take(flat, top_left + step_y, axis=0) * corner[:, 2:3]
-    result += np.take(flat, top_left + step_x + step_y, axis=0) * corner[:, 3:4]
-    return result.astype(np.float32).reshape((-1, *image.shape[2:]))
+    step_x, step_y = (1 if width > 1 else 0), (width if height > 1 else 0)
+    index = [top_left, top_left + step_x, top_left + step_y, top_left + (step_x + step_y)]
+    return index, [gx * gy, fx * gy, gx * fy, fx * fy]
+
+
+def _gather(image: np.ndarray, index: list[np.ndarray], weight: list[np.ndarray]) -> np.ndarray:
+    """Sum of weighted pixels of an (H, W, ...) image at flat indices, as float32 (M, ...)."""
+    flat = image.reshape(image.shape[0] * image.shape[1], -1)
+    result = np.take(flat, index[0], axis=0) * weight[0][:, None]
+    for at, scale in zip(index[1:], weight[1:], strict=True):
+        result += np.take(flat, at, axis=0) * scale[:, None]
+    return result.astype(np.float32, copy=False).reshape((-1, *image.shape[2:]))
+
+
+def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Sample an (H, W, C) image at pixel coordinates (centres at i + 0.5), edges clamped."""
+    height, width = image.shape[:2]
+    index, weight = _bilinear_corners(width, height, xy)
+    return _gather(image, index, weight)
 
 
 def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> np.ndarray:
@@ -298,24 +303,22 @@ def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> n
     if image.shape[:2] != (view.height, view.width):
         scale = np.array([image.shape[1] / view.width, image.shape[0] / view.height])
         return sample_bilinear(image, seen.xy * scale)
-    x = np.clip(seen.xy[:, 0] - 0.5, 0, view.width - 1)
-    y = np.clip(seen.xy[:, 1] - 0.5, 0, view.height - 1)
-    x0 = np.minimum(x.astype(np.int64), max(view.width - 2, 0))
-    y0 = np.minimum(y.astype(np.int64), max(view.height - 2, 0))
-    x1, y1 = np.minimum(x0 + 1, view.width - 1), np.minimum(y0 + 1, view.height - 1)
-    flat_depth = capture.view_depth.ravel()
-    depths = np.stack(
-        [np.take(flat_depth, y0 * view.width + x0), np.take(flat_depth, y0 * view.width + x1),
-         np.take(flat_depth, y1 * view.width + x0), np.take(flat_depth, y1 * view.width + x1)],
-        axis=1,
-    )  # fmt: skip
-
+    index, weight = _bilinear_corners(view.width, view.height, seen.xy)
     # Neighbour centres lie up to ~1.5 pixels away: allow what the slanted surface spans there.
     cosine = np.maximum(seen.facing, 1e-6)
     slope = np.sqrt(np.maximum(1.0 - cosine**2, 0.0)) / cosine
     allowance = seen.tolerance + 1.5 * slope * pixel_footprint(view, seen.depth)
-    same_surface = np.abs(depths - seen.depth[:, None]) <= allowance[:, None]
-    return sample_bilinear(image, seen.xy, same_surface.astype(np.float32))
+    flat_depth = capture.view_depth.ravel()
+    masked = [
+        plain * (np.abs(np.take(flat_depth, at) - seen.depth) <= allowance)
+        for at, plain in zip(index, weight, strict=True)
+    ]
+    total = masked[0] + masked[1] + masked[2] + masked[3]
+    # Where no neighbour is of the same surface, fall back to the plain weights.
+    some = total > 1e-6
+    scale = np.where(some, 1.0 / np.maximum(total, 1e-6), 0.0).astype(np.float32)
+    weights = [np.where(some, m * scale, plain) for m, plain in zip(masked, weight, strict=True)]
+    return _gather(image, index, weights)
 
 
 def project_view(surface: TexelSurface, capture: DepthCapture, image: np.ndarray) -> ViewSamples:
