@@ -168,6 +168,8 @@ def paint(
     surface_index[surface.texel] = np.arange(surface.texel.size)
     normals = face_normals(target.vertices, target.triangles)
     state = TextureState.empty(surface.texel.size, engine.UNFILLED_GREY)
+    # The texture as painted so far, kept up to date texel by texel for rendering each view.
+    current = np.full((size, size, 3), engine.UNFILLED_GREY, dtype=np.float32)
     first = job.first_triangle
 
     # Per used view: its capture, picture, and the pixels it could use (for the final check).
@@ -188,10 +190,9 @@ def paint(
             report.notes.append(f"{named.label} view skipped: the object is not visible in it")
             continue
         depth = depth_for_model(capture)
-        current = _texture_image(surface, state.color, state.painted, size)
         known, on_target, pixel_texel = render_texture(
             capture, target.vertices, target.triangles, target.uv, target.uv_triangles,
-            first, current[..., :3],
+            first, current,
         )  # fmt: skip
         facing = pixel_facing(capture, normals, first)
         keep = keep_mask(state, surface_index, pixel_texel, facing)
@@ -209,6 +210,7 @@ def paint(
         start = time.perf_counter()
         texels = reliable_texels(surface, capture, edges)
         record: ViewRecord = integrate(state, texels, picture, capture)
+        current.reshape(-1, 3)[surface.texel[texels.index]] = state.color[texels.index]
         record.label = named.label
         times["projection"] = time.perf_counter() - start
         record.seconds = times

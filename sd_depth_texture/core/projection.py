@@ -277,11 +277,24 @@ def _bilinear_corners(
 
 
 def _gather(image: np.ndarray, index: list[np.ndarray], weight: list[np.ndarray]) -> np.ndarray:
-    """Sum of weighted pixels of an (H, W, ...) image at flat indices, as float32 (M, ...)."""
-    flat = image.reshape(image.shape[0] * image.shape[1], -1)
-    result = np.take(flat, index[0], axis=0) * weight[0][:, None]
+    """Sum of weighted pixels of an (H, W, ...) image at flat indices, as float32 (M, ...).
+
+    A strided view (say the RGB of an RGBA texture) is read in place, never copied whole.
+    """
+    height, width = image.shape[:2]
+    if image.flags.c_contiguous:
+        flat = image.reshape(height * width, -1)
+
+        def pick(at: np.ndarray) -> np.ndarray:
+            return np.take(flat, at, axis=0)
+    else:
+
+        def pick(at: np.ndarray) -> np.ndarray:
+            return image[at // width, at % width].reshape(at.size, -1)
+
+    result = pick(index[0]) * weight[0][:, None]
     for at, scale in zip(index[1:], weight[1:], strict=True):
-        result += np.take(flat, at, axis=0) * scale[:, None]
+        result += pick(at) * scale[:, None]
     return result.astype(np.float32, copy=False).reshape((-1, *image.shape[2:]))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 NO_TRIANGLE = -1
-_ROWS_PER_CHUNK = 2_000_000
+_ROWS_PER_CHUNK = 262_144
 _EDGE_EPS = 1e-5
 _EMPTY_KEY = np.iinfo(np.int64).max
 
