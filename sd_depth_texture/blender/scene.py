@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import bpy
 import numpy as np
@@ -36,22 +37,28 @@ class SceneGeometry:
 
 
 def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> MeshArrays:
-    """Read an object's evaluated mesh into arrays with ``foreach_get`` (no per-element loops)."""
+    """Read an object's evaluated mesh into arrays with ``foreach_get`` (no per-element loops).
+
+    Positions, corner vertices and UVs are read from their attribute arrays, which copy in
+    one block; only the loop triangles' corners go through per-item RNA access.
+    """
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
         mesh.calc_loop_triangles()
-        count = len(mesh.loop_triangles)
-        vertices = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", vertices)
-        triangles = np.empty(count * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("vertices", triangles)
-        corners = np.empty(count * 3, dtype=np.int32)
+        vertices = _attribute(
+            mesh, "position", "vector", (mesh.vertices, "co"), len(mesh.vertices) * 3, np.float32
+        )
+        corners = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
         mesh.loop_triangles.foreach_get("loops", corners)
+        corner_vertex = _attribute(
+            mesh, ".corner_vert", "value", (mesh.loops, "vertex_index"), len(mesh.loops), np.int32
+        )
+        triangles = corner_vertex[corners]
         uv = None
         if mesh.uv_layers.active is not None:
             uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-            mesh.uv_layers.active.data.foreach_get("uv", uv)
+            mesh.uv_layers.active.uv.foreach_get("vector", uv)
             uv = uv.reshape(-1, 2).astype(np.float64)
         matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     finally:
@@ -65,6 +72,20 @@ def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> MeshAr
         uv=uv,
         uv_triangles=corners.reshape(-1, 3).astype(np.int64),
     )
+
+
+def _attribute(
+    mesh: bpy.types.Mesh, name: str, field: str, fallback: tuple[Any, str], size: int, dtype: type
+) -> np.ndarray:
+    """A mesh attribute's values as one flat block; ``fallback`` (collection, field) reads the
+    same values through RNA where the attribute does not exist (an empty mesh has none)."""
+    values = np.empty(size, dtype=dtype)
+    attribute = mesh.attributes.get(name)
+    if attribute is not None:
+        attribute.data.foreach_get(field, values)
+    else:
+        fallback[0].foreach_get(fallback[1], values)
+    return values
 
 
 def visible_meshes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> list:
