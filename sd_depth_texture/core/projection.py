@@ -31,6 +31,8 @@ DEPTH_TOLERANCE = 0.001
 # ...and this many pixels' worth of depth, for the neighbouring triangles of a curved surface.
 SURFACE_SLACK = 0.5
 DEFAULT_MARGIN = 16
+# Texels projected at a time: big enough to vectorise well, small enough to reuse memory.
+_TEXELS_PER_BLOCK = 1 << 20
 
 
 @dataclass
@@ -232,10 +234,28 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
 
     Sidedness is ignored (|cos|): Blender shows both sides of a face with one texture, and the
     depth test already hides the far side of closed meshes. The Z-buffer's surface is evaluated at
-    each texel's exact sub-pixel position, so the test needs only a tight tolerance.
+    each texel's exact sub-pixel position, so the test needs only a tight tolerance. Texels go
+    through in blocks, which keeps the temporaries small enough to be reused, not re-faulted.
     """
+    count = surface.texel.size
+    blocks = [
+        _seen_block(surface, capture, start, min(start + _TEXELS_PER_BLOCK, count))
+        for start in range(0, count, _TEXELS_PER_BLOCK)
+    ] or [_seen_block(surface, capture, 0, 0)]
+    if len(blocks) == 1:
+        return blocks[0]
+    return SeenTexels(
+        *(
+            np.concatenate([getattr(b, name) for b in blocks])
+            for name in SeenTexels.__dataclass_fields__
+        )
+    )
+
+
+def _seen_block(surface: TexelSurface, capture: DepthCapture, start: int, stop: int) -> SeenTexels:
+    """:func:`seen_texels` for the surface texels ``start`` to ``stop``."""
     view = capture.view
-    projected = view.project(surface.position)
+    projected = view.project(surface.position[start:stop])
     x, y = projected.xy[:, 0], projected.xy[:, 1]
     inside = projected.in_front & (x >= 0) & (x < view.width) & (y >= 0) & (y < view.height)
     index = np.flatnonzero(inside)
@@ -244,7 +264,7 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     tolerance = DEPTH_TOLERANCE * depth + pixel_footprint(view, depth) * SURFACE_SLACK
     surface_depth = capture.surface_depth_at(xy)
     visible = np.flatnonzero(np.isfinite(surface_depth) & (depth <= surface_depth + tolerance))
-    index = np.take(index, visible)
+    index = np.take(index, visible) + start
     facing = texel_facing(view, surface, index)
     squarely = np.flatnonzero(facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
     visible = np.take(visible, squarely)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 NO_TRIANGLE = -1
 _ROWS_PER_CHUNK = 262_144
+_PIXELS_PER_BAND = 1 << 19
 _EDGE_EPS = 1e-5
 _EMPTY_KEY = np.iinfo(np.int64).max
 
@@ -232,12 +233,34 @@ def rasterize(
             _rasterize_rows(chunk, heights[chunk], spans, depth, width, best)
 
     empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
-    rows, cols = np.nonzero((best != empty).reshape(height, width))
-    covered = rows * width + cols
-    live_index = np.take(best, covered)
-    if nearest_wins:
-        live_index &= 0xFFFFFFFF
-    live_index = live_index.astype(np.intp, copy=False)
+    covered = best != empty
+    # Resolve the covered pixels in bands of rows, so the temporaries stay small.
+    band = max(1, _PIXELS_PER_BAND // width)
+    parts = [
+        _resolve_band(best[top * width : (top + band) * width], covered, top, width, live)
+        for top in range(0, height, band)
+    ]
+    pixel, live_index, b0, b1 = (np.concatenate(column) for column in zip(*parts, strict=True))
+    all_live = live.ids.size == triangles.shape[0]
+    return Raster(
+        width=width,
+        height=height,
+        pixel=pixel,
+        pixel_triangle=(live_index if all_live else np.take(live.ids, live_index)).astype(np.int32),
+        pixel_weights=(b0, b1),
+    )
+
+
+def _resolve_band(
+    band: np.ndarray, covered: np.ndarray, top: int, width: int, live: _Triangles
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The covered pixels of a band of rows: flat indices, winning live triangle, b0 and b1."""
+    rows, cols = np.nonzero(covered[top * width : top * width + band.size].reshape(-1, width))
+    rows += top
+    pixel = rows * width + cols
+    winner = np.take(band, pixel - top * width)
+    # A depth-resolved pixel holds its depth in the high bits and the triangle in the low ones.
+    live_index = (winner & 0xFFFFFFFF if winner.dtype == np.int64 else winner).astype(np.intp)
     dx = cols.astype(np.float32)
     dx += np.float32(0.5)
     dx -= np.take(live.corner_x, live_index)
@@ -245,14 +268,7 @@ def rasterize(
     dy += np.float32(0.5)
     dy -= np.take(live.corner_y, live_index)
     b0, b1 = (_plane_at(live.a[i], live.c[i], live_index, dx, dy) for i in range(2))
-    all_live = live.ids.size == triangles.shape[0]
-    return Raster(
-        width=width,
-        height=height,
-        pixel=covered,
-        pixel_triangle=(live_index if all_live else np.take(live.ids, live_index)).astype(np.int32),
-        pixel_weights=(b0, b1),
-    )
+    return pixel, live_index, b0, b1
 
 
 def _plane_at(
