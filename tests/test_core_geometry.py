@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sd_depth_texture.core import multiview
+from sd_depth_texture.core import multiview, projection, raster
 from sd_depth_texture.core.depth import FAR_FOREGROUND, capture_depth, depth_for_model
 from sd_depth_texture.core.errors import TextureError
 from sd_depth_texture.core.projection import (
@@ -79,6 +79,68 @@ def test_rasterizer_matches_a_brute_force_z_buffer(seed):
     covered = raster.covered
     bary = raster.barycentric[covered]
     assert np.all(bary > -1e-4) and np.allclose(bary.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_rasterizer_barycentrics_place_each_pixel_centre_exactly():
+    """Barycentrics, taken about a corner in float32, rebuild the pixel centre to 1e-3 px."""
+    rng = np.random.default_rng(7)
+    size = 2048
+    anchors = rng.random((4000, 1, 2)) * size
+    xy = (anchors + rng.normal(0.0, 6.0, (4000, 3, 2))).reshape(-1, 2)  # small, far from 0
+    triangles = np.arange(xy.shape[0]).reshape(-1, 3)
+    result = rasterize(xy, triangles, size, size)
+    corners = xy[triangles[result.pixel_triangle]]  # (N, 3, 2)
+    rebuilt = np.einsum("nk,nkc->nc", result.pixel_barycentric.astype(np.float64), corners)
+    centres = np.stack([result.pixel % size + 0.5, result.pixel // size + 0.5], axis=1)
+    assert result.pixel.size > 50_000
+    assert np.abs(rebuilt - centres).max() < 1e-3
+
+
+def test_blocks_bands_and_chunks_do_not_change_any_result(monkeypatch):
+    """The rasteriser's row chunks and pixel bands, and the projection's texel blocks, only
+    bound memory: tiny ones give bit-identical rasters and projections."""
+    rng = np.random.default_rng(3)
+    xy = rng.random((400, 2)) * [96, 80] - 4
+    triangles = rng.integers(0, 400, (300, 3))
+    depth = rng.random(400)
+    view = View(eye_at(5.0), perspective(40, 1.0), 64, 64)
+    capture = capture_depth(view, QUAD, QUAD_TRIANGLES)
+    picture = rng.random((64, 64, 3)).astype(np.float32)
+
+    def run():
+        rasters = [rasterize(xy, triangles, 96, 80, key) for key in (depth, None)]
+        surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 48)
+        return rasters, project_view(surface, capture, picture)
+
+    (whole_rasters, whole_samples) = run()
+    monkeypatch.setattr(raster, "_ROWS_PER_CHUNK", 7)
+    monkeypatch.setattr(raster, "_PIXELS_PER_BAND", 100)
+    monkeypatch.setattr(projection, "_TEXELS_PER_BLOCK", 333)
+    (split_rasters, split_samples) = run()
+    for whole, split in zip(whole_rasters, split_rasters, strict=True):
+        np.testing.assert_array_equal(whole.pixel, split.pixel)
+        np.testing.assert_array_equal(whole.pixel_triangle, split.pixel_triangle)
+        np.testing.assert_array_equal(whole.pixel_barycentric, split.pixel_barycentric)
+    assert whole_samples.index.size > 1000
+    for field in ("index", "color", "facing"):
+        np.testing.assert_array_equal(getattr(whole_samples, field), getattr(split_samples, field))
+
+
+@pytest.mark.parametrize("near, far", [(0.1, 100.0), (1e-4, 1e5)])
+def test_the_depth_test_holds_for_any_clip_range(near, far):
+    """The Z-buffer and the texels' test against it work in inverse depth, so an extreme clip
+    range (a tiny near, a huge far) neither hides visible texels nor lets hidden ones through."""
+    view = View(eye_at(50.0), perspective(3, 1.0, near, far), 64, 64)
+    blocker = np.array([[-0.5, -0.5, 0.5], [0.5, -0.5, 0.5], [0.5, 0.5, 0.5], [-0.5, 0.5, 0.5]])
+    scene_vertices = np.concatenate([QUAD, blocker])
+    scene_triangles = np.concatenate([QUAD_TRIANGLES, QUAD_TRIANGLES + 4])
+    capture = capture_depth(view, scene_vertices, scene_triangles)
+    surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 64)
+    seen = np.zeros(surface.texel.size, dtype=bool)
+    seen[project_view(surface, capture, np.ones((64, 64, 3), np.float32)).index] = True
+    reach = np.abs(surface.position[:, :2]).max(axis=1)
+    assert not seen[reach < 0.45].any()  # 0.5 behind the blocker, 50 units away
+    assert seen[(reach > 0.55) & (reach < 0.9)].all()  # texels on the outline may fall outside
 
 
 def test_rasterizer_covers_a_shared_edge_without_cracks():

@@ -117,7 +117,13 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
     # Keep the caller's triangle indices: a triangle with an unusable vertex gets a NaN corner,
     # so its area is not finite and it is never drawn.
     drawable_xy = np.where(vertex_ok[:, None], projected.xy, np.nan)
-    raster = rasterize(drawable_xy, triangles, view.width, view.height, projected.ndc_z)
+    # Nearest wins on a screen-affine key: view depth (orthographic) or -1 / view depth
+    # (perspective). Unlike NDC depth, which crowds towards 1, float32 resolves it at any range.
+    if view.is_orthographic:
+        key = projected.view_depth
+    else:
+        key = -1.0 / np.where(vertex_ok, projected.view_depth, 1.0)
+    raster = rasterize(drawable_xy, triangles, view.width, view.height, key)
 
     covered = raster.covered
     ndc_z = np.full((view.height, view.width), np.inf, dtype=np.float32)
