@@ -53,11 +53,6 @@ class TexelSurface:
         b0, b1 = self.weights
         return np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
 
-    @cached_property
-    def normal(self) -> np.ndarray:
-        """(N, 3) float32 unit face normal under each texel."""
-        return np.take(self.triangle_normal.astype(np.float32), self.triangle, axis=0)
-
     @property
     def mask(self) -> np.ndarray:
         """(size, size) bool: which texels lie on a UV island."""
