@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from .depth import DepthCapture
-from .raster import rasterize
+from .raster import barycentric_columns, rasterize
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ class TexelSurface:
     @cached_property
     def barycentric(self) -> np.ndarray:
         """(N, 3) float32 position of each texel within its triangle."""
-        b0, b1 = self.weights
-        return np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
+        return barycentric_columns(*self.weights)
 
     @property
     def mask(self) -> np.ndarray:
@@ -93,17 +92,7 @@ def texel_surface(
         value += along
         value += np.take(corner[axis].astype(np.float32), texel_triangle)
         position[:, axis] = value
-    # (c0 - c2) x (c1 - c2) equals (c1 - c0) x (c2 - c0): the same normal as face_normals.
-    cross = np.stack(
-        [
-            edge0[1] * edge1[2] - edge0[2] * edge1[1],
-            edge0[2] * edge1[0] - edge0[0] * edge1[2],
-            edge0[0] * edge1[1] - edge0[1] * edge1[0],
-        ],
-        axis=1,
-    )
-    length = np.sqrt(np.einsum("fc,fc->f", cross, cross))
-    normal = cross / np.where(length > 0, length, 1.0)[:, None]
+    normal = _unit_normals(edge0, edge1)
     offset = normal[:, 0] * corner[0] + normal[:, 1] * corner[1] + normal[:, 2] * corner[2]
     return TexelSurface(
         size=size,
@@ -131,6 +120,24 @@ def _triangle_frames(
         edge0.append(at[0] - at[2])
         edge1.append(at[1] - at[2])
     return corner, edge0, edge1
+
+
+def _unit_normals(edge0: list[np.ndarray], edge1: list[np.ndarray]) -> np.ndarray:
+    """(F, 3) float64 unit normals edge0 x edge1; degenerate triangles get a zero normal.
+
+    With the edges from corner 2, (c0 - c2) x (c1 - c2) = (c1 - c0) x (c2 - c0): the normal of
+    Blender's winding.
+    """
+    cross = np.stack(
+        [
+            edge0[1] * edge1[2] - edge0[2] * edge1[1],
+            edge0[2] * edge1[0] - edge0[0] * edge1[2],
+            edge0[0] * edge1[1] - edge0[1] * edge1[0],
+        ],
+        axis=1,
+    )
+    length = np.sqrt(np.einsum("fc,fc->f", cross, cross))
+    return cross / np.where(length > 0, length, 1.0)[:, None]
 
 
 _SURFACE_CACHE: OrderedDict[str, TexelSurface] = OrderedDict()
@@ -167,10 +174,8 @@ def cached_texel_surface(
 
 def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Unit normals per triangle (float32); degenerate triangles get a zero normal."""
-    corners = vertices[triangles]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.where(length > 0, length, 1.0)).astype(np.float32)
+    _, edge0, edge1 = _triangle_frames(vertices, triangles)
+    return _unit_normals(edge0, edge1).astype(np.float32)
 
 
 @dataclass
@@ -202,18 +207,25 @@ def pixel_footprint(view, depth: np.ndarray) -> np.ndarray:
     return np.full(depth.shape, size) if view.is_orthographic else depth * size
 
 
-def texel_facing(view, surface: TexelSurface, index: np.ndarray) -> np.ndarray:
-    """|cosine| between the surface normal and the view ray at the texels ``index``.
-
-    The eye's distance from each triangle's plane is computed once per triangle; per texel
-    only its distance from the eye remains.
-    """
-    triangle = np.take(surface.triangle, index)
+def triangle_facing(view, surface: TexelSurface) -> np.ndarray:
+    """Per mesh triangle, float32: |cosine| with the view direction (orthographic views), or
+    the eye's distance from the triangle's plane (perspective), the part of each texel's
+    facing that is the same over the whole triangle."""
     if view.is_orthographic:
-        along = np.abs(surface.triangle_normal @ view.forward).astype(np.float32)
-        return np.take(along, triangle)
+        return np.abs(surface.triangle_normal @ view.forward).astype(np.float32)
+    eye_side = surface.triangle_normal @ view.eye - surface.triangle_offset
+    return np.abs(eye_side).astype(np.float32)
+
+
+def texel_facing(
+    view, surface: TexelSurface, index: np.ndarray, per_triangle: np.ndarray
+) -> np.ndarray:
+    """|cosine| between the surface normal and the view ray at the texels ``index``, from
+    :func:`triangle_facing`: per texel only its distance from the eye remains to be found."""
+    along = np.take(per_triangle, np.take(surface.triangle, index))
+    if view.is_orthographic:
+        return along
     eye = view.eye
-    plane_distance = np.abs(surface.triangle_normal @ eye - surface.triangle_offset)
     squared = np.zeros(index.size, dtype=np.float32)
     for axis in range(3):
         offset = np.take(surface.position[:, axis], index)
@@ -221,7 +233,7 @@ def texel_facing(view, surface: TexelSurface, index: np.ndarray) -> np.ndarray:
         squared += offset * offset
     distance = np.sqrt(squared)
     np.maximum(distance, 1e-12, out=distance)
-    return np.take(plane_distance.astype(np.float32), triangle) / distance
+    return along / distance
 
 
 def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
@@ -233,10 +245,11 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     through in blocks, which keeps the temporaries small enough to be reused, not re-faulted.
     """
     count = surface.texel.size
+    per_triangle = triangle_facing(capture.view, surface)
     blocks = [
-        _seen_block(surface, capture, start, min(start + _TEXELS_PER_BLOCK, count))
+        _seen_block(surface, capture, per_triangle, start, min(start + _TEXELS_PER_BLOCK, count))
         for start in range(0, count, _TEXELS_PER_BLOCK)
-    ] or [_seen_block(surface, capture, 0, 0)]
+    ] or [_seen_block(surface, capture, per_triangle, 0, 0)]
     if len(blocks) == 1:
         return blocks[0]
     return SeenTexels(
@@ -247,7 +260,9 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     )
 
 
-def _seen_block(surface: TexelSurface, capture: DepthCapture, start: int, stop: int) -> SeenTexels:
+def _seen_block(
+    surface: TexelSurface, capture: DepthCapture, per_triangle: np.ndarray, start: int, stop: int
+) -> SeenTexels:
     """:func:`seen_texels` for the surface texels ``start`` to ``stop``."""
     view = capture.view
     projected = view.project(surface.position[start:stop])
@@ -260,7 +275,7 @@ def _seen_block(surface: TexelSurface, capture: DepthCapture, start: int, stop: 
     surface_depth = capture.surface_depth_at(xy)
     visible = np.flatnonzero(np.isfinite(surface_depth) & (depth <= surface_depth + tolerance))
     index = np.take(index, visible) + start
-    facing = texel_facing(view, surface, index)
+    facing = texel_facing(view, surface, index, per_triangle)
     squarely = np.flatnonzero(facing >= np.cos(np.radians(GRAZING_ANGLE_DEG)))
     visible = np.take(visible, squarely)
     return SeenTexels(

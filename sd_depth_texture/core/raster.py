@@ -41,8 +41,7 @@ class Raster:
     @cached_property
     def pixel_barycentric(self) -> np.ndarray:
         """(N, 3) float32 screen-space barycentrics of the covered pixels."""
-        b0, b1 = self.pixel_weights
-        return np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
+        return barycentric_columns(*self.pixel_weights)
 
     @cached_property
     def triangle(self) -> np.ndarray:
@@ -70,6 +69,11 @@ class Raster:
         result += self.pixel_barycentric[:, 1:2] * np.take(values, corners[:, 1], axis=0)
         result += self.pixel_barycentric[:, 2:3] * np.take(values, corners[:, 2], axis=0)
         return result
+
+
+def barycentric_columns(b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
+    """(N, 3) barycentrics from the two that are stored; the third is what they leave of 1."""
+    return np.stack([b0, b1, 1.0 - b0 - b1], axis=1)
 
 
 def _order_key(values: np.ndarray) -> np.ndarray:
