@@ -32,7 +32,7 @@ class DepthCapture:
     view_depth: np.ndarray  # (H, W) float32, distance along the view axis; inf for background
     ndc_z: np.ndarray  # (H, W) float32; inf for background
     vertex_xy: np.ndarray  # (V, 2) the scene's vertices in pixel coordinates
-    vertex_ndc_z: np.ndarray  # (V,) their NDC depths (affine in screen space per triangle)
+    vertex_affine_depth: np.ndarray  # (V,) their screen_affine_depth
     triangles: np.ndarray  # (F, 3) the scene's triangles (indices in ``raster.triangle``)
     _pixel_planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -43,20 +43,17 @@ class DepthCapture:
     def pixel_depth_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pixel, its covering triangle's screen-affine depth: value at the centre, slopes.
 
-        The quantity is 1 / view depth for perspective views and view depth for orthographic
-        ones, both exactly affine in screen space. Three flat (H * W,) float32 arrays (value,
+        The quantity is :func:`screen_affine_depth`. Three flat (H * W,) float32 arrays (value,
         d/dx, d/dy), NaN over the background. Taken about the pixel centre, float32 keeps it to
         a relative 1e-7 whatever the clip range, and texel look-ups gather from a table the
         size of the view, not of the scene.
         """
         if self._pixel_planes is None:
             raster = self.raster
-            view_depth = ndc_to_view_depth(self.view, self.vertex_ndc_z.astype(np.float64))
-            quantity = view_depth if self.view.is_orthographic else 1.0 / view_depth
             corners = np.take(self.triangles, raster.pixel_triangle, axis=0)
             x, y, q = (
                 [np.take(values, corners[:, k]).astype(np.float64) for k in range(3)]
-                for values in (self.vertex_xy[:, 0], self.vertex_xy[:, 1], quantity)
+                for values in (self.vertex_xy[:, 0], self.vertex_xy[:, 1], self.vertex_affine_depth)
             )
             area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
             dq1, dq2 = q[1] - q[0], q[2] - q[0]
@@ -85,9 +82,8 @@ class DepthCapture:
         row = np.clip(y.astype(np.intp), 0, self.view.height - 1)
         dx = x - col.astype(np.float32) - np.float32(0.5)
         dy = y - row.astype(np.float32) - np.float32(0.5)
-        row *= self.view.width
-        row += col
-        at_centre, slope_x, slope_y = (np.take(plane, row) for plane in self.pixel_depth_planes())
+        pixel = row * self.view.width + col
+        at_centre, slope_x, slope_y = (np.take(plane, pixel) for plane in self.pixel_depth_planes())
         slope_x *= dx
         slope_y *= dy
         at_centre += slope_x
@@ -97,12 +93,15 @@ class DepthCapture:
         return depth
 
 
-def ndc_to_view_depth(view: View, ndc_z: np.ndarray) -> np.ndarray:
-    """Invert the projection's depth mapping (either kind of view)."""
-    p22, p23 = view.projection[2, 2], view.projection[2, 3]
+def screen_affine_depth(view: View, view_depth: np.ndarray) -> np.ndarray:
+    """The depth quantity that is affine in screen space over a triangle: view depth for
+    orthographic views, 1 / view depth for perspective ones (nearer is larger there).
+
+    Unlike NDC depth, which crowds towards 1, float32 resolves it at any clip range.
+    """
     if view.is_orthographic:
-        return (p23 - ndc_z) / p22
-    return p23 / (ndc_z + p22)
+        return view_depth
+    return 1.0 / np.maximum(view_depth, 1e-12)
 
 
 def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> DepthCapture:
@@ -117,31 +116,24 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
     # Keep the caller's triangle indices: a triangle with an unusable vertex gets a NaN corner,
     # so its area is not finite and it is never drawn.
     drawable_xy = np.where(vertex_ok[:, None], projected.xy, np.nan)
-    # Nearest wins on a screen-affine key: view depth (orthographic) or -1 / view depth
-    # (perspective). Unlike NDC depth, which crowds towards 1, float32 resolves it at any range.
-    if view.is_orthographic:
-        key = projected.view_depth
-    else:
-        key = -1.0 / np.where(vertex_ok, projected.view_depth, 1.0)
+    affine = screen_affine_depth(view, projected.view_depth)
+    # Nearest wins: the key grows with distance, so perspective views negate 1 / depth.
+    key = affine if view.is_orthographic else -affine
     raster = rasterize(drawable_xy, triangles, view.width, view.height, key)
 
     covered = raster.covered
     ndc_z = np.full((view.height, view.width), np.inf, dtype=np.float32)
     view_depth = np.full((view.height, view.width), np.inf, dtype=np.float32)
     ndc_z[covered] = raster.interpolate(projected.ndc_z[:, None], triangles)[:, 0]
-    # View depth is not affine in screen space under perspective; 1/depth is.
-    if view.is_orthographic:
-        view_depth[covered] = raster.interpolate(projected.view_depth[:, None], triangles)[:, 0]
-    else:
-        inverse = 1.0 / np.maximum(projected.view_depth, 1e-12)
-        view_depth[covered] = 1.0 / raster.interpolate(inverse[:, None], triangles)[:, 0]
+    at_pixels = raster.interpolate(affine[:, None], triangles)[:, 0]
+    view_depth[covered] = at_pixels if view.is_orthographic else 1.0 / at_pixels
     return DepthCapture(
         view=view,
         raster=raster,
         view_depth=view_depth,
         ndc_z=ndc_z,
         vertex_xy=projected.xy,
-        vertex_ndc_z=projected.ndc_z,
+        vertex_affine_depth=affine,
         triangles=triangles,
     )
 
