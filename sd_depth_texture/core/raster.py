@@ -100,10 +100,9 @@ class _Triangles:
     corner_y: np.ndarray  # (L,) float32 y2
     a: tuple[np.ndarray, np.ndarray, np.ndarray]  # float32 d b_i / dx
     c: tuple[np.ndarray, np.ndarray, np.ndarray]  # float32 d b_i / dy
-    top: np.ndarray  # (L,) first row
-    left: np.ndarray  # (L,) first column
+    base: np.ndarray  # (L,) flat index of the bounding box's top-left pixel
     heights: np.ndarray  # (L,) rows
-    last_column: np.ndarray  # (L,) float32 last column, relative to ``left``
+    last_column: np.ndarray  # (L,) float32 the box's last column, relative to its first
     ref_x: np.ndarray  # (L,) float32 top-left pixel centre minus the corner, x
     ref_y: np.ndarray  # (L,) float32 the same, y
 
@@ -132,15 +131,14 @@ def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: i
     inverse = np.reciprocal(area)
     a0, c0 = edge_y[1] * inverse, -edge_x[1] * inverse
     a1, c1 = -edge_y[0] * inverse, edge_x[0] * inverse
-    top, left = y_min.astype(np.intp), x_min.astype(np.intp)
+    top = y_min.astype(np.intp)
     return _Triangles(
         ids=ids,
         corner_x=xs[2].astype(np.float32),
         corner_y=ys[2].astype(np.float32),
         a=(a0, a1, -a0 - a1),
         c=(c0, c1, -c0 - c1),
-        top=top,
-        left=left,
+        base=top * width + x_min.astype(np.intp),
         heights=y_max.astype(np.intp) - top + 1,
         last_column=(x_max - x_min).astype(np.float32),
         ref_x=(x_min + 0.5 - xs[2]).astype(np.float32),
@@ -148,22 +146,13 @@ def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: i
     )
 
 
-@dataclass
-class _Spans:
-    """Per live triangle, where its covered pixels lie on each of its rows.
-
-    Row ``k`` of a triangle (0 at its top row) covers the pixels ``left + j`` with ``j`` from
-    max(lo1, lo2, 0) to min(hi1, hi2, last column), each bound ``slope * k + start``: the
-    crossings of the triangle's edges with the row, relative to its top-left pixel centre.
-    """
-
-    base: np.ndarray  # (L,) flat index of the bounding box's top-left pixel
-    last_column: np.ndarray  # (L,) float32
-    bounds: tuple[np.ndarray, ...]  # lo1, lo2, hi1, hi2 as (slope, start) pairs, float32
-
-
-def _spans(live: _Triangles, image_width: int) -> _Spans:
+def _row_bounds(live: _Triangles) -> tuple[np.ndarray, ...]:
     """Edge crossings per row for every triangle, sorted into left and right bounds.
+
+    Row ``k`` of a triangle (0 at its top row) covers the pixels ``base + j`` with ``j`` from
+    max(lo1, lo2, 0) to min(hi1, hi2, last column), each bound ``slope * k + start``: where the
+    triangle's edges cross the row, relative to its top-left pixel centre. Returned as float32
+    (slope, start) pairs in the order lo1, lo2, hi1, hi2.
 
     Edge i (where barycentric i is zero) bounds the row from the left where b_i rises to the
     right (a > 0) and from the right where it falls (a < 0). Every triangle has one or two of
@@ -188,11 +177,7 @@ def _spans(live: _Triangles, image_width: int) -> _Spans:
         last = [np.where(side[1], c1, c0) for c0, c1 in zip(*crossing[:2], strict=True)]
         last = [np.where(side[2], c2, c01) for c2, c01 in zip(crossing[2], last, strict=True)]
         bounds += [*first, *last]
-    return _Spans(
-        base=live.top * image_width + live.left,
-        last_column=live.last_column,
-        bounds=tuple(bounds),
-    )
+    return tuple(bounds)
 
 
 def rasterize(
@@ -210,7 +195,7 @@ def rasterize(
     xy = np.asarray(xy, dtype=np.float64)
     triangles = np.asarray(triangles, dtype=np.intp).reshape(-1, 3)
     live = _live_triangles(xy, triangles, width, height)
-    spans = _spans(live, width)
+    bounds = _row_bounds(live)
     nearest_wins = depth_key is not None
     depth = None
     if nearest_wins:
@@ -229,12 +214,12 @@ def rasterize(
         else np.full(width * height, NO_TRIANGLE, dtype=np.int32)
     )
     heights = live.heights
-    bounds = np.searchsorted(
+    splits = np.searchsorted(
         np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
     )
-    for chunk in np.split(np.arange(live.ids.size), bounds):
+    for chunk in np.split(np.arange(live.ids.size), splits):
         if chunk.size:
-            _rasterize_rows(chunk, heights[chunk], spans, depth, width, best)
+            _rasterize_rows(chunk, live, bounds, depth, width, best)
 
     empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
     covered = best != empty
@@ -287,18 +272,20 @@ def _plane_at(
     return value
 
 
-def _bound(spans: _Spans, slot: int, triangle: np.ndarray, row: np.ndarray) -> np.ndarray:
+def _bound(
+    bounds: tuple[np.ndarray, ...], slot: int, triangle: np.ndarray, row: np.ndarray
+) -> np.ndarray:
     """One edge bound per row: slope * row + start of that triangle's edge in ``slot``."""
-    value = np.take(spans.bounds[2 * slot], triangle)
+    value = np.take(bounds[2 * slot], triangle)
     value *= row
-    value += np.take(spans.bounds[2 * slot + 1], triangle)
+    value += np.take(bounds[2 * slot + 1], triangle)
     return value
 
 
 def _rasterize_rows(
     chunk: np.ndarray,
-    heights: np.ndarray,
-    spans: _Spans,
+    live: _Triangles,
+    bounds: tuple[np.ndarray, ...],
     depth: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     width: int,
     best: np.ndarray,
@@ -309,13 +296,14 @@ def _rasterize_rows(
     pixels inside it are ever generated. With ``depth`` (the key at each triangle's top-left
     pixel, and its steps per row and column) the nearest triangle wins each pixel.
     """
+    heights = live.heights[chunk]
     tri = np.repeat(chunk, heights)
     row = np.repeat(np.cumsum(heights) - heights, heights)  # each row's offset in the chunk
     np.subtract(np.arange(tri.size, dtype=np.intp), row, out=row)  # the row within its triangle
     k = row.astype(np.float32)
-    lo = np.maximum(_bound(spans, 0, tri, k), _bound(spans, 1, tri, k))
-    hi = np.minimum(_bound(spans, 2, tri, k), _bound(spans, 3, tri, k))
-    np.minimum(hi, np.take(spans.last_column, tri), out=hi)
+    lo = np.maximum(_bound(bounds, 0, tri, k), _bound(bounds, 1, tri, k))
+    hi = np.minimum(_bound(bounds, 2, tri, k), _bound(bounds, 3, tri, k))
+    np.minimum(hi, np.take(live.last_column, tri), out=hi)
     first = np.ceil(lo).astype(np.intp)
     np.maximum(first, 0, out=first)
     counts = np.floor(hi).astype(np.intp)
@@ -324,7 +312,7 @@ def _rasterize_rows(
     np.maximum(counts, 0, out=counts)
 
     # A row's pixels are consecutive: repeat its first pixel and add 0, 1, 2, ...
-    start = np.take(spans.base, tri)
+    start = np.take(live.base, tri)
     start += row * width
     start += first
     run_start = np.cumsum(counts) - counts
