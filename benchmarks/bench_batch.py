@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
 
-    from sd_depth_texture.core.tiny_pipeline import build_tiny_pipeline
+    from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     figures: dict = {"settings": vars(args)}

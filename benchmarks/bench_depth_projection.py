@@ -38,18 +38,15 @@ for _path in (REPO, REPO / "tests"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-import cycles_render  # noqa: E402
+from support import cycles_render  # noqa: E402
 
 from sd_depth_texture.blender import sample, scene  # noqa: E402
-from sd_depth_texture.core.depth import capture_depth, depth_for_model  # noqa: E402
-from sd_depth_texture.core.projection import (  # noqa: E402
-    DEFAULT_MARGIN,
-    blend_into_texture,
-    dilate_margin,
-    project_view,
-    texel_surface,
-)
-from sd_depth_texture.core.views import View  # noqa: E402
+from sd_depth_texture.core.bake.blending import blend_into_texture, project_view  # noqa: E402
+from sd_depth_texture.core.bake.margin import dilate_margin  # noqa: E402
+from sd_depth_texture.core.bake.surface import texel_surface  # noqa: E402
+from sd_depth_texture.core.geometry.depth import capture_depth, depth_for_model  # noqa: E402
+from sd_depth_texture.core.geometry.views import View  # noqa: E402
+from sd_depth_texture.defaults import MARGIN  # noqa: E402
 
 T = TypeVar("T")
 
@@ -458,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texture-size", type=int, default=2048)
     parser.add_argument("--resolution", type=int, default=512, help="square view, pixels")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs after the first")
-    parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN)
+    parser.add_argument("--margin", type=int, default=int(MARGIN.default))
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling check")
     parser.add_argument(
         "--mesh",

@@ -22,7 +22,7 @@ from huggingface_hub import try_to_load_from_cache  # noqa: E402
 
 from sd_depth_texture import cli  # noqa: E402
 from sd_depth_texture.blender import sample  # noqa: E402
-from sd_depth_texture.core.generation import (  # noqa: E402
+from sd_depth_texture.core.diffusion.generation import (  # noqa: E402
     DEFAULT_MODEL,
     DEFAULT_REVISION,
     RANDOM_SOURCE,

@@ -1239,8 +1239,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def _check_options(options: Mapping[str, Any]) -> None:
     """Refuse settings that would fail every asset, before any file is opened."""
-    from .core.generation import GenerationSettings, validate_settings
-    from .core.views import generation_size
+    from .core.diffusion.generation import GenerationSettings, validate_settings
+    from .core.geometry.views import generation_size
 
     validate_settings(
         GenerationSettings(

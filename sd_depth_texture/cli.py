@@ -19,7 +19,7 @@ import bpy
 from . import batch
 from .blender import engine, images, jobs, scene, whole
 from .core.errors import TextureError
-from .core.multiview import NamedView
+from .core.geometry.orbit import NamedView
 
 log = logging.getLogger(__name__)
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 # Nothing is ever downloaded during tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,7 +33,7 @@ def pytest_unconfigure(config) -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random-weight pipeline saved with save_pretrained (safetensors), loaded by path."""
-    from sd_depth_texture.core.tiny_pipeline import build_tiny_pipeline
+    from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
 
     path = tmp_path_factory.mktemp("tiny_sd2_depth")
     build_tiny_pipeline(seed=0).save_pretrained(path)
@@ -63,45 +59,3 @@ def sample_scene(addon):
 
     scene = sample.build_sample_scene()
     yield scene
-
-
-def scene_fingerprint() -> dict:
-    """What a failed run must leave unchanged: datablocks, slots, UV maps and pixels."""
-    import bpy
-    import numpy as np
-
-    def pixels_hash(image) -> str:
-        if not image.has_data:
-            return ""
-        flat = np.empty(len(image.pixels), dtype=np.float32)
-        image.pixels.foreach_get(flat)
-        return hashlib.sha1(flat.tobytes()).hexdigest()
-
-    return {
-        "objects": sorted(
-            (
-                obj.name,
-                obj.type,
-                tuple(
-                    (slot.link, slot.material.name if slot.material else "")
-                    for slot in obj.material_slots
-                ),
-                tuple(uv.name for uv in obj.data.uv_layers) if obj.type == "MESH" else (),
-            )
-            for obj in bpy.data.objects
-        ),
-        "images": sorted((image.name, pixels_hash(image)) for image in bpy.data.images),
-        "materials": sorted(material.name for material in bpy.data.materials),
-        "meshes": sorted(
-            (mesh.name, len(mesh.uv_layers), len(mesh.materials)) for mesh in bpy.data.meshes
-        ),
-    }
-
-
-def folder_fingerprint(folder: Path) -> dict[str, str]:
-    """Every file below a folder with its content hash."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }

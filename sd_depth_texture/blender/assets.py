@@ -33,11 +33,12 @@ from ..batch import (
     now_iso,
     worker_name,
 )
-from ..core.depth import capture_depth
+from ..core.bake.render import render_texture
+from ..core.bake.surface import face_normals
 from ..core.errors import TextureError
-from ..core.multiview import orbit_view, render_texture
-from ..core.projection import face_normals
-from ..core.views import View
+from ..core.geometry.depth import capture_depth
+from ..core.geometry.orbit import orbit_view
+from ..core.geometry.views import View
 from . import engine, images, jobs, scene, whole
 
 log = logging.getLogger(__name__)

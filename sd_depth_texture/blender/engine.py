@@ -21,16 +21,14 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from ..core.depth import DepthCapture, capture_depth, depth_for_model
+from ..core.bake.blending import blend_into_texture, project_view
+from ..core.bake.margin import dilate_margin
+from ..core.bake.surface import cached_texel_surface
 from ..core.errors import TextureError
-from ..core.projection import (
-    DEFAULT_MARGIN,
-    blend_into_texture,
-    cached_texel_surface,
-    dilate_margin,
-    project_view,
-)
-from ..core.views import View
+from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
+from ..core.geometry.mesh import MeshArrays, scene_geometry
+from ..core.geometry.views import View
+from ..defaults import MARGIN
 from . import images, scene
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,7 @@ class Options:
     """How a job writes its result."""
 
     texture_size: int = 2048
-    margin: int = DEFAULT_MARGIN
+    margin: int = int(MARGIN.default)
     blend_path: str | None = None  # where textures are saved beside; None = the open .blend
 
 
@@ -56,7 +54,7 @@ class Prepared:
     capture: DepthCapture
     depth: np.ndarray  # (H, W) float32, what the model receives
     targets: list[str]  # object names
-    meshes: dict[str, scene.MeshArrays] = field(default_factory=dict)  # the targets' arrays
+    meshes: dict[str, MeshArrays] = field(default_factory=dict)  # the targets' arrays
 
 
 @dataclass
@@ -93,7 +91,7 @@ def check_target(obj: bpy.types.Object) -> None:
 class ViewCapture:
     """What a view sees of the scene: every visible mesh's arrays, the Z-buffer, the depth map."""
 
-    meshes: dict[str, scene.MeshArrays]
+    meshes: dict[str, MeshArrays]
     capture: DepthCapture
     depth: np.ndarray  # (H, W) float32, what the model receives
     seen: list[str]  # names of the meshes with at least one pixel in view, in scene order
@@ -109,7 +107,7 @@ def read_view(
     depsgraph = bpy.context.evaluated_depsgraph_get()
     visible = scene.visible_meshes(context_scene, view_layer)
     meshes = [scene.mesh_arrays(obj, depsgraph) for obj in visible]
-    geometry = scene.scene_geometry(meshes)
+    geometry = scene_geometry(meshes)
     capture = capture_depth(view, geometry.vertices, geometry.triangles)
     depth = depth_for_model(capture)
     seen_owner = np.unique(geometry.owner[capture.raster.triangle[capture.foreground]])

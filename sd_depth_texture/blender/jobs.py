@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import TextureError
-from ..core.views import View
+from ..core.geometry.views import View
 from . import engine, images, scene
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def default_cache_dir() -> str | None:
 
 def model_spec(context=None, source: str | None = None):
     """The model to use: the given source, else the add-on preferences, else the default."""
-    from ..core.generation import DEFAULT_MODEL, ModelSpec
+    from ..core.diffusion.generation import DEFAULT_MODEL, ModelSpec
 
     prefs = preferences(context)
     source = source or (prefs.model_source if prefs else "") or DEFAULT_MODEL
@@ -79,7 +79,7 @@ def model_spec(context=None, source: str | None = None):
 
 
 def generation_settings(values: dict):
-    from ..core.generation import GenerationSettings
+    from ..core.diffusion.generation import GenerationSettings
 
     if not str(values.get("prompt", "")).strip():
         raise TextureError("The prompt is empty: describe the texture you want.")
@@ -102,7 +102,7 @@ def diffusion_picture(
     on_load: Callable[[str, float], None] | None = None,
 ) -> Callable[[engine.Prepared], np.ndarray]:
     """A stage-2 function that runs SD2-depth on the prepared depth map (no Blender data used)."""
-    from ..core import generation
+    from ..core.diffusion import generation
 
     def make(prepared: engine.Prepared) -> np.ndarray:
         pipe = generation.load_pipeline(spec, on_load)
@@ -129,8 +129,8 @@ def diffusion_views(
     """
     import dataclasses
 
-    from ..core import generation
-    from ..core.consistency import keep_regions_hook
+    from ..core.diffusion import generation
+    from ..core.diffusion.kept_regions import keep_regions_hook
 
     def make(request) -> np.ndarray:
         pipe = generation.load_pipeline(spec, on_load)
@@ -266,7 +266,7 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 def free_model() -> bool:
     if "torch" not in sys.modules:
         return False
-    from ..core.generation import free_pipeline
+    from ..core.diffusion.generation import free_pipeline
 
     return free_pipeline()
 
@@ -274,7 +274,7 @@ def free_model() -> bool:
 def model_status() -> str:
     if "torch" not in sys.modules:
         return "not loaded"
-    from ..core.generation import pipeline_status
+    from ..core.diffusion.generation import pipeline_status
 
     return pipeline_status()
 

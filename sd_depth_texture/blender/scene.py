@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import bpy
 import numpy as np
 
 from ..core.errors import TextureError
-from ..core.views import View, fit_projection, generation_size
+from ..core.geometry.mesh import MeshArrays
+from ..core.geometry.views import View, fit_projection, generation_size
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MeshArrays:
-    """One evaluated mesh object (modifiers applied) in world space."""
-
-    name: str
-    vertices: np.ndarray  # (V, 3) float64, world space
-    triangles: np.ndarray  # (F, 3) int64 vertex indices
-    uv: np.ndarray | None  # (L, 2) float64 per-corner UVs of the active UV map
-    uv_triangles: np.ndarray  # (F, 3) int64 corner indices, same triangle order
-
-
-@dataclass
-class SceneGeometry:
-    """All visible meshes as one triangle soup, remembering which object each triangle is from."""
-
-    vertices: np.ndarray
-    triangles: np.ndarray
-    owner: np.ndarray  # (F,) index into ``names``
-    names: list[str]
 
 
 def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> MeshArrays:
@@ -95,22 +74,6 @@ def visible_meshes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> l
         for obj in scene.objects
         if obj.type == "MESH" and obj.visible_get(view_layer=view_layer)
     ]
-
-
-def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
-    """Concatenate meshes into one soup so other objects occlude the target as they do on screen."""
-    if not meshes:
-        empty = np.zeros((0, 3))
-        return SceneGeometry(empty, empty.astype(np.int64), np.zeros(0, dtype=np.int32), [])
-    offsets = np.cumsum([0] + [m.vertices.shape[0] for m in meshes[:-1]])
-    return SceneGeometry(
-        vertices=np.concatenate([m.vertices for m in meshes]),
-        triangles=np.concatenate([m.triangles + o for m, o in zip(meshes, offsets, strict=True)]),
-        owner=np.repeat(
-            np.arange(len(meshes), dtype=np.int32), [m.triangles.shape[0] for m in meshes]
-        ),
-        names=[m.name for m in meshes],
-    )
 
 
 def find_camera(scene: bpy.types.Scene, name: str | None) -> bpy.types.Object:

@@ -19,30 +19,17 @@ from dataclasses import asdict, dataclass, field
 import bpy
 import numpy as np
 
-from ..core.depth import DepthCapture, capture_depth, depth_for_model
+from ..core.bake.blending import TextureState, ViewRecord, integrate, keep_mask
+from ..core.bake.fill import fill_unpainted
+from ..core.bake.margin import dilate_margin
+from ..core.bake.render import psnr, render_texture
+from ..core.bake.sampling import sample_bilinear
+from ..core.bake.surface import TexelSurface, cached_texel_surface, face_normals
+from ..core.bake.visibility import GRAZING_ANGLE_DEG, depth_edges, pixel_facing, reliable_texels
 from ..core.errors import TextureError
-from ..core.fill import fill_unpainted
-from ..core.multiview import (
-    NamedView,
-    TextureState,
-    ViewRecord,
-    depth_edges,
-    integrate,
-    keep_mask,
-    orbit_views,
-    pixel_facing,
-    psnr,
-    reliable_texels,
-    render_texture,
-)
-from ..core.projection import (
-    GRAZING_ANGLE_DEG,
-    TexelSurface,
-    cached_texel_surface,
-    dilate_margin,
-    face_normals,
-    sample_bilinear,
-)
+from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
+from ..core.geometry.mesh import MeshArrays, SceneGeometry, scene_geometry
+from ..core.geometry.orbit import NamedView, orbit_views
 from . import engine, images, scene
 
 log = logging.getLogger(__name__)
@@ -117,8 +104,8 @@ class ObjectJob:
 
     name: str
     views: list[NamedView]
-    target: scene.MeshArrays
-    geometry: scene.SceneGeometry
+    target: MeshArrays
+    geometry: SceneGeometry
     first_triangle: int
     surface: TexelSurface
     margin: int
@@ -127,8 +114,8 @@ class ObjectJob:
 
 def read_object(
     obj_name: str,
-    meshes: list[scene.MeshArrays],
-    geometry: scene.SceneGeometry,
+    meshes: list[MeshArrays],
+    geometry: SceneGeometry,
     views: list[NamedView],
     options: engine.Options,
 ) -> ObjectJob:
@@ -266,7 +253,7 @@ def object_front(obj: bpy.types.Object) -> np.ndarray:
 
 
 def orbit_for(
-    obj: bpy.types.Object, count: int, resolution: int, mesh: scene.MeshArrays | None = None
+    obj: bpy.types.Object, count: int, resolution: int, mesh: MeshArrays | None = None
 ) -> list[NamedView]:
     """Automatic views framed on the object's evaluated bounds, from its own front.
 
@@ -282,7 +269,7 @@ def prepare(
     context_scene: bpy.types.Scene,
     view_layer: bpy.types.ViewLayer,
     objects: list[bpy.types.Object],
-    views_for: Callable[[bpy.types.Object, scene.MeshArrays], list[NamedView]],
+    views_for: Callable[[bpy.types.Object, MeshArrays], list[NamedView]],
     options: engine.Options,
 ) -> tuple[list[ObjectJob], list[bpy.types.Object]]:
     """Check the targets, give UV-less ones a UV map, read everything (main thread).
@@ -303,7 +290,7 @@ def prepare(
         visible = scene.visible_meshes(context_scene, view_layer)
         hidden_targets = [obj for obj in objects if obj not in visible]
         meshes = [scene.mesh_arrays(o, depsgraph) for o in [*visible, *hidden_targets]]
-        geometry = scene.scene_geometry(meshes)
+        geometry = scene_geometry(meshes)
         by_name = {mesh.name: mesh for mesh in meshes}
         jobs = []
         for obj in objects:
@@ -354,7 +341,7 @@ def whole_object_work(
     context_scene: bpy.types.Scene,
     view_layer: bpy.types.ViewLayer,
     objects: list[bpy.types.Object],
-    views_for: Callable[[bpy.types.Object, scene.MeshArrays], list[NamedView]],
+    views_for: Callable[[bpy.types.Object, MeshArrays], list[NamedView]],
     make_picture: PictureMaker,
     options: engine.Options,
     report_path: str | None = None,

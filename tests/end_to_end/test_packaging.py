@@ -21,11 +21,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import REPO
+from support.blender_install import describe, install_and_run
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
-
-from blender_install import describe, install_and_run  # noqa: E402
+REPO_ROOT = REPO
 
 MANIFEST = "blender_manifest.toml"
 EXTENSION_ID = "sd_depth_texture"

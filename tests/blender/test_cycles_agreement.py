@@ -21,18 +21,13 @@ import bpy
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
+from support import SPOT_COW, cycles_render
 
-TESTS_DIR = Path(__file__).resolve().parent
-
-import cycles_render  # noqa: E402
-
-from sd_depth_texture.blender import engine, jobs, sample, scene  # noqa: E402
-from sd_depth_texture.core.depth import capture_depth  # noqa: E402
-from sd_depth_texture.core.projection import texel_surface  # noqa: E402
-from sd_depth_texture.core.views import View  # noqa: E402
-
-SPOT_COW = TESTS_DIR.parents[1] / "shared" / "assets" / "spot_cow"
-
+from sd_depth_texture.blender import engine, jobs, sample, scene
+from sd_depth_texture.core.bake.surface import texel_surface
+from sd_depth_texture.core.geometry.depth import capture_depth
+from sd_depth_texture.core.geometry.mesh import scene_geometry
+from sd_depth_texture.core.geometry.views import View
 
 # The written texels compared: those a view painted at full weight (within ~60 deg of facing it).
 FULL_WEIGHT = 0.99
@@ -106,7 +101,7 @@ def depth_agreement(context_scene: bpy.types.Scene, camera: bpy.types.Object) ->
     assert reference.shape == (view.height, view.width)
 
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    geometry = scene.scene_geometry([scene.mesh_arrays(obj, depsgraph) for obj in objects])
+    geometry = scene_geometry([scene.mesh_arrays(obj, depsgraph) for obj in objects])
     capture = capture_depth(view, geometry.vertices, geometry.triangles)
     ours = np.zeros(index.shape, dtype=np.int32)
     ours[capture.foreground] = np.array([obj.pass_index for obj in objects])[

@@ -8,24 +8,19 @@ import bpy
 import numpy as np
 import pytest
 import torch
-from conftest import scene_fingerprint
+from support.fingerprints import scene_fingerprint
 
 from sd_depth_texture.blender import engine, images, jobs, sample, whole
-from sd_depth_texture.core import generation
-from sd_depth_texture.core.consistency import keep_regions_hook
-from sd_depth_texture.core.depth import capture_depth
+from sd_depth_texture.core.bake.blending import TextureState, integrate
+from sd_depth_texture.core.bake.fill import fill_unpainted
+from sd_depth_texture.core.bake.surface import texel_surface
+from sd_depth_texture.core.bake.visibility import SeenTexels, reliable_texels
+from sd_depth_texture.core.diffusion import generation
+from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
 from sd_depth_texture.core.errors import CancelledError
-from sd_depth_texture.core.fill import fill_unpainted
-from sd_depth_texture.core.multiview import (
-    TextureState,
-    integrate,
-    orbit_views,
-    reliable_texels,
-    ring_azimuths,
-)
-from sd_depth_texture.core.projection import SeenTexels, texel_surface
+from sd_depth_texture.core.geometry.depth import capture_depth
+from sd_depth_texture.core.geometry.orbit import orbit_views, ring_azimuths
 
-# ----------------------------------------------------------------------------------------------
 # Views
 
 

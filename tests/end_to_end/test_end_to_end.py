@@ -5,8 +5,8 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from blender_install import describe, install_and_run
-from conftest import REPO
+from support import REPO
+from support.blender_install import describe, install_and_run
 
 
 def build_zip(output_dir: Path) -> Path:

@@ -17,12 +17,11 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     StableDiffusionDepth2ImgPipeline,
 )
-from ldm_keys import pipeline_to_ldm
 from safetensors.torch import save_file
+from support.ldm_keys import pipeline_to_ldm
 
-from sd_depth_texture.core import generation as gen
-from sd_depth_texture.core.errors import CancelledError, TextureError
-from sd_depth_texture.core.generation import (
+from sd_depth_texture.core.diffusion import generation as gen
+from sd_depth_texture.core.diffusion.generation import (
     DEFAULT_MODEL,
     GenerationSettings,
     ModelSpec,
@@ -31,7 +30,8 @@ from sd_depth_texture.core.generation import (
     load_pipeline,
     pipeline_status,
 )
-from sd_depth_texture.core.tiny_pipeline import build_tiny_pipeline
+from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
+from sd_depth_texture.core.errors import CancelledError, TextureError
 
 SETTINGS = GenerationSettings(prompt="weathered red brick wall", steps=3, seed=1)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import REPO, folder_fingerprint
+from support import REPO
+from support.fingerprints import folder_fingerprint
 
 from sd_depth_texture import batch, cli
 from sd_depth_texture.core.errors import TextureError
@@ -167,7 +168,7 @@ def library(tmp_path_factory, addon) -> Path:
 @pytest.fixture(scope="module")
 def reference(library, tiny_model_dir, tmp_path_factory):
     """One batch over the whole library: its output, exit code, printed text and pixels."""
-    from sd_depth_texture.core import generation
+    from sd_depth_texture.core.diffusion import generation
 
     generation.free_pipeline()  # so this run has to load the model itself
     before = folder_fingerprint(library)
@@ -467,7 +468,7 @@ def _run_killed(argv: list[str], kill_point: str, count: int, tmp_path: Path) ->
         import os, signal, sys
         from sd_depth_texture import cli
         from sd_depth_texture.blender import assets
-        from sd_depth_texture.core import generation
+        from sd_depth_texture.core.diffusion import generation
 
         calls = [0]
 

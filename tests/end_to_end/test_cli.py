@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import folder_fingerprint
+from support.fingerprints import folder_fingerprint
 
 from sd_depth_texture import cli
 from sd_depth_texture.blender import engine, images, sample

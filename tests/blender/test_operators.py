@@ -8,10 +8,10 @@ import bpy
 import numpy as np
 import pytest
 import torch
-from conftest import scene_fingerprint
+from support.fingerprints import scene_fingerprint
 
 from sd_depth_texture.blender import engine, images, jobs
-from sd_depth_texture.core import generation
+from sd_depth_texture.core.diffusion import generation
 from sd_depth_texture.core.errors import CancelledError
 
 TEXTURE = 128

@@ -57,8 +57,8 @@ from diffusers import (
 )
 from diffusers.utils.torch_utils import randn_tensor
 
-from .errors import CancelledError, TextureError
-from .tiny_pipeline import build_tiny_pipeline
+from ..errors import CancelledError, TextureError
+from .tiny import build_tiny_pipeline
 
 logger = logging.getLogger(__name__)
 

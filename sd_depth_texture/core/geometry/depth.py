@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TextureError
+from ..errors import TextureError
 from .raster import NO_TRIANGLE, Raster, rasterize
 from .views import View
 

@@ -27,7 +27,7 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_ID = "sd_depth_texture"
 REPO_ID = "user_default"
 INSTALL_FAILED = 3

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import folder_fingerprint
+from support.fingerprints import folder_fingerprint
 from test_batch import (
     batch_argv,
     build_library,

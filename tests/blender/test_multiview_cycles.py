@@ -30,30 +30,19 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from mathutils import Euler
+from support import SPOT_COW, cycles_render
 
-TESTS_DIR = Path(__file__).resolve().parent
-
-import cycles_render  # noqa: E402
-from mathutils import Euler  # noqa: E402
-
-from sd_depth_texture import cli  # noqa: E402
-from sd_depth_texture.blender import engine, images, jobs, scene, whole  # noqa: E402
-from sd_depth_texture.core.depth import capture_depth  # noqa: E402
-from sd_depth_texture.core.multiview import (  # noqa: E402
-    NamedView,
-    look_at,
-    perspective,
-    reliable_texels,
-)
-from sd_depth_texture.core.projection import (  # noqa: E402
-    TexelSurface,
-    dilate_margin,
-    sample_bilinear,
-    texel_surface,
-)
-from sd_depth_texture.core.views import View  # noqa: E402
-
-SPOT_COW = Path(__file__).resolve().parents[2] / "shared" / "assets" / "spot_cow"
+from sd_depth_texture import cli
+from sd_depth_texture.blender import engine, images, jobs, scene, whole
+from sd_depth_texture.core.bake.margin import dilate_margin
+from sd_depth_texture.core.bake.sampling import sample_bilinear
+from sd_depth_texture.core.bake.surface import TexelSurface, texel_surface
+from sd_depth_texture.core.bake.visibility import reliable_texels
+from sd_depth_texture.core.geometry.depth import capture_depth
+from sd_depth_texture.core.geometry.mesh import MeshArrays
+from sd_depth_texture.core.geometry.orbit import NamedView, look_at, perspective
+from sd_depth_texture.core.geometry.views import View
 
 pytestmark = pytest.mark.skipif(
     not (SPOT_COW / "cow.obj").is_file() or not (SPOT_COW / "cow_texture.png").is_file(),
@@ -202,7 +191,7 @@ class Run:
 
     written: np.ndarray  # (S, S, 4) the texture the run wrote, row 0 at the top
     report: whole.ObjectReport
-    mesh: scene.MeshArrays
+    mesh: MeshArrays
     surface: TexelSurface
     painted: np.ndarray  # (N,) in surface order: texels some view saw (its reliable texels)
     seconds: float
@@ -218,7 +207,7 @@ class Run:
         return mask.reshape(self.surface.size, self.surface.size)
 
 
-def seen_by_any(surface: TexelSurface, mesh: scene.MeshArrays, views: list[View]) -> np.ndarray:
+def seen_by_any(surface: TexelSurface, mesh: MeshArrays, views: list[View]) -> np.ndarray:
     """(N,) texels of ``surface`` that at least one view sees reliably (the project's own test)."""
     seen = np.zeros(surface.texel.size, dtype=bool)
     for view in views:
@@ -309,7 +298,7 @@ class SeamSamples:
     texel: np.ndarray  # (M, 2) flat index of the texel under each side's nearer point
 
 
-def seam_edges(mesh: scene.MeshArrays) -> np.ndarray:
+def seam_edges(mesh: MeshArrays) -> np.ndarray:
     """(E, 2, 3, 2) UVs of each seam edge's two triangles: (first vertex, second, opposite).
 
     A seam edge is a mesh edge (a vertex pair) whose two triangles give either vertex different
@@ -350,7 +339,7 @@ def inside_triangle(point: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarr
     return np.all(signs >= 0, axis=0) | np.all(signs <= 0, axis=0)
 
 
-def seam_samples(mesh: scene.MeshArrays, island: np.ndarray) -> SeamSamples:
+def seam_samples(mesh: MeshArrays, island: np.ndarray) -> SeamSamples:
     """Points at SEAM_FRACTIONS along each seam edge, SEAM_OFFSETS texels into each triangle.
 
     A sample is kept when each side's points lie inside its own triangle and their bilinear

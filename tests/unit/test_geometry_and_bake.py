@@ -5,23 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sd_depth_texture.core import multiview, projection, raster
-from sd_depth_texture.core.depth import FAR_FOREGROUND, capture_depth, depth_for_model
+from sd_depth_texture.core.bake import visibility
+from sd_depth_texture.core.bake.blending import blend_into_texture, project_view
+from sd_depth_texture.core.bake.margin import dilate_margin
+from sd_depth_texture.core.bake.sampling import sample_bilinear
+from sd_depth_texture.core.bake.surface import cached_texel_surface, texel_surface
 from sd_depth_texture.core.errors import TextureError
-from sd_depth_texture.core.projection import (
-    blend_into_texture,
-    cached_texel_surface,
-    dilate_margin,
-    project_view,
-    sample_bilinear,
-    texel_surface,
-)
-from sd_depth_texture.core.raster import NO_TRIANGLE, rasterize
-from sd_depth_texture.core.views import View, generation_size
+from sd_depth_texture.core.geometry import orbit, raster
+from sd_depth_texture.core.geometry.depth import FAR_FOREGROUND, capture_depth, depth_for_model
+from sd_depth_texture.core.geometry.raster import NO_TRIANGLE, rasterize
+from sd_depth_texture.core.geometry.views import View, generation_size
 
 
 def perspective(fov_deg: float, aspect: float, near: float = 0.1, far: float = 100.0):
-    return multiview.perspective(fov_deg, aspect, near, far)
+    return orbit.perspective(fov_deg, aspect, near, far)
 
 
 def orthographic(half_height: float, aspect: float, near: float = 0.1, far: float = 100.0):
@@ -115,7 +112,7 @@ def test_blocks_bands_and_chunks_do_not_change_any_result(monkeypatch):
     (whole_rasters, whole_samples) = run()
     monkeypatch.setattr(raster, "_ROWS_PER_CHUNK", 7)
     monkeypatch.setattr(raster, "_PIXELS_PER_BAND", 100)
-    monkeypatch.setattr(projection, "_TEXELS_PER_BLOCK", 333)
+    monkeypatch.setattr(visibility, "_TEXELS_PER_BLOCK", 333)
     (split_rasters, split_samples) = run()
     for whole, split in zip(whole_rasters, split_rasters, strict=True):
         np.testing.assert_array_equal(whole.pixel, split.pixel)

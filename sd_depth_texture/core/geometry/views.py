@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TextureError
+from ..errors import TextureError
 
 # Vertices closer to the eye than this (in clip w) are behind the camera and cannot be projected.
 _MIN_CLIP_W = 1e-6

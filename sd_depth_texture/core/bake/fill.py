@@ -13,8 +13,8 @@ import logging
 
 import numpy as np
 
-from .multiview import TextureState
-from .projection import TexelSurface
+from .blending import TextureState
+from .surface import TexelSurface
 
 log = logging.getLogger(__name__)
 
