@@ -39,7 +39,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bpy  # noqa: E402
 
-from sd_depth_texture import batch, cli  # noqa: E402
+from sd_depth_texture import batch  # noqa: E402
+from sd_depth_texture.cli import main as cli  # noqa: E402
 
 STAGES = ("open", "prepare", "projection", "write", "preview", "save")
 

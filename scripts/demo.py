@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
 from huggingface_hub import try_to_load_from_cache  # noqa: E402
 
-from sd_depth_texture import cli  # noqa: E402
 from sd_depth_texture.blender import sample  # noqa: E402
+from sd_depth_texture.cli import main as cli  # noqa: E402
 from sd_depth_texture.core.diffusion.generation import (  # noqa: E402
     DEFAULT_MODEL,
     DEFAULT_REVISION,

@@ -15,14 +15,15 @@ _cli_handle = None
 def register() -> None:
     import bpy
 
-    from . import cli, operators, panel, properties
+    from . import operators, panel, properties
+    from .cli.main import main as cli_main
 
     global _cli_handle
     properties.register()
     operators.register()
     panel.register()
     if hasattr(bpy.utils, "register_cli_command"):
-        _cli_handle = bpy.utils.register_cli_command("sd_depth_texture", cli.main)
+        _cli_handle = bpy.utils.register_cli_command("sd_depth_texture", cli_main)
 
 
 def unregister() -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .core.errors import TextureError
+from .defaults import SEED
 
 log = logging.getLogger(__name__)
 
@@ -305,9 +306,9 @@ def fill_template(template: str, fields: Mapping[str, str]) -> str:
 
 
 def derive_seed(base_seed: int, file: str, asset: str) -> int:
-    """A 32-bit seed from the base seed and the asset's identity, never from its position."""
+    """A seed in the seed range from the base seed and the asset's identity, never its position."""
     digest = hashlib.sha256(f"{base_seed}\x00{file}\x00{asset}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+    return int.from_bytes(digest[:4], "big") % (int(SEED.high) + 1)
 
 
 @dataclass(frozen=True)
@@ -1171,7 +1172,7 @@ def run_ray(
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Register ``batch``; it shares the view, texture and generation options of ``texture``."""
-    from . import cli
+    from .cli import options as cli_options
 
     parser = commands.add_parser(
         "batch",
@@ -1222,9 +1223,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--cpu-threads", type=int, help="torch CPU threads per process (and CPUs per Ray worker)"
     )
-    cli.add_view_options(parser)
-    cli.add_texture_options(parser)
-    cli.add_generation_options(parser, prompt_required=False)
+    cli_options.add_view_options(parser)
+    cli_options.add_texture_options(parser)
+    cli_options.add_generation_options(parser, prompt_required=False)
     for action in parser._actions:
         if action.dest == "camera":
             action.help = "texture from this camera of each file (default: framed on each asset)"
@@ -1266,8 +1267,8 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run a batch; exit 0 when every asset is done, 1 when any failed or nothing could run."""
-    from . import cli
     from .blender import assets, jobs
+    from .cli import main as cli
 
     started = time.perf_counter()
     options = {key: value for key, value in vars(args).items() if not callable(value)}

@@ -262,7 +262,7 @@ def test_cancelling_a_whole_object_run_changes_nothing(lone_suzanne, tiny_model_
 
 
 def test_command_line_whole_object_with_report(tmp_path, tiny_model_dir, addon):
-    from sd_depth_texture import cli
+    from sd_depth_texture.cli import main as cli
 
     sample.build_sample_scene()
     source = tmp_path / "scene.blend"

@@ -33,8 +33,8 @@ import pytest
 from mathutils import Euler
 from support import SPOT_COW, cycles_render
 
-from sd_depth_texture import cli
 from sd_depth_texture.blender import engine, images, jobs, scene, whole
+from sd_depth_texture.cli import main as cli
 from sd_depth_texture.core.bake.margin import dilate_margin
 from sd_depth_texture.core.bake.sampling import sample_bilinear
 from sd_depth_texture.core.bake.surface import TexelSurface, texel_surface

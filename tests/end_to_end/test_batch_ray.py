@@ -22,7 +22,8 @@ from test_batch import (
     texture_pixels,
 )
 
-from sd_depth_texture import batch, cli
+from sd_depth_texture import batch
+from sd_depth_texture.cli import main as cli
 
 ray = pytest.importorskip("ray")
 

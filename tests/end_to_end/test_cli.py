@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from support.fingerprints import folder_fingerprint
 
-from sd_depth_texture import cli
 from sd_depth_texture.blender import engine, images, sample
+from sd_depth_texture.cli import main as cli
 
 
 @pytest.fixture

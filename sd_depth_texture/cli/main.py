@@ -16,68 +16,18 @@ from collections.abc import Sequence
 
 import bpy
 
-from . import batch
-from .blender import engine, images, jobs, scene, whole
-from .core.errors import TextureError
-from .core.geometry.orbit import NamedView
+from .. import batch
+from ..blender import engine, images, jobs, scene, whole
+from ..core.errors import TextureError
+from ..core.geometry.orbit import NamedView
+from . import options
 
 log = logging.getLogger(__name__)
 
 
-def add_view_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--camera", help="camera to work from (default: the scene camera)")
-    parser.add_argument(
-        "--resolution", type=int, default=512, help="generation size of the short side"
-    )
-
-
-def add_texture_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--texture-size", type=int, default=2048, help="texture width and height")
-
-
-def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
-    """The options of ``texture``; other commands that generate (batch) share them."""
-    parser.add_argument("--prompt", required=prompt_required, help="what the texture should show")
-    parser.add_argument("--negative-prompt", default="", help="what to avoid")
-    parser.add_argument(
-        "--model",
-        help="Hugging Face id, local diffusers folder, single .safetensors file, or 'random'",
-    )
-    parser.add_argument("--config", help="diffusers config folder for a single .safetensors file")
-    parser.add_argument("--device", default=None, help="auto, cuda, mps or cpu")
-    parser.add_argument(
-        "--online",
-        action="store_true",
-        help="allow downloading the model for this run (as Blender's --online-mode does)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--views",
-        type=int,
-        default=1,
-        help="1: the camera's view only; N > 1: texture each object all around from N views "
-        "(a ring of N - 2 plus top and bottom)",
-    )
-    parser.add_argument(
-        "--camera-collection",
-        metavar="NAME",
-        help="paint from every camera in this collection instead of automatic views",
-    )
-    parser.add_argument(
-        "--no-view-prompts",
-        dest="view_prompts",
-        action="store_false",
-        help="do not append 'front view', 'back view', ... to the prompt",
-    )
-    parser.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--scheduler", default="dpmpp", help="dpmpp, euler_a, ddim or pndm")
-
-
 def _add_file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("blend", metavar="FILE.blend", help="the .blend file to read")
-    add_view_options(parser)
+    options.add_view_options(parser)
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +38,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="mesh object to texture (repeatable; default: every mesh the camera sees)",
     )
-    add_texture_options(parser)
+    options.add_texture_options(parser)
     parser.add_argument(
         "--output", help="the .blend to write (default: FILE_textured.blend beside FILE)"
     )
@@ -104,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     texture = commands.add_parser("texture", help="generate a texture from a prompt and bake it")
     _add_file_options(texture)
     _add_target_options(texture)
-    add_generation_options(texture)
+    options.add_generation_options(texture)
 
     project = commands.add_parser(
         "project", help="project images you have, from the camera or from --camera per --image"

@@ -1,0 +1,78 @@
+"""The command-line options that several commands share, built from :mod:`..defaults`.
+
+``texture``, ``project``, ``depth`` and ``batch`` all add their options here, so a default or a
+range is written once (in :mod:`..defaults`) and every command shows the same help.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import defaults
+from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
+
+
+def _number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **extra) -> None:
+    kind = int if limit.integer else float
+    default = kind(limit.default)
+    parser.add_argument(
+        limit.flag,
+        dest=limit.key,
+        type=kind,
+        default=default,
+        help=f"{help_text} ({limit.allowed()}; default {default})",
+        **extra,
+    )
+
+
+def add_view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--camera", help="camera to work from (default: the scene camera)")
+    _number(parser, RESOLUTION, "generation size of the short side")
+
+
+def add_texture_options(parser: argparse.ArgumentParser) -> None:
+    _number(parser, TEXTURE_SIZE, "texture width and height")
+
+
+def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
+    """The options of ``texture``; other commands that generate (batch) share them."""
+    parser.add_argument("--prompt", required=prompt_required, help="what the texture should show")
+    parser.add_argument("--negative-prompt", default="", help="what to avoid")
+    parser.add_argument(
+        "--model",
+        help="Hugging Face id, local diffusers folder, single .safetensors file, or "
+        f"'{defaults.RANDOM_MODEL}' (default: {defaults.MODEL_ID})",
+    )
+    parser.add_argument("--config", help="diffusers config folder for a single .safetensors file")
+    parser.add_argument("--device", default=None, help=", ".join(defaults.DEVICES))
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="allow downloading the model for this run (as Blender's --online-mode does)",
+    )
+    _number(parser, SEED, "same seed, same result")
+    _number(
+        parser,
+        VIEWS,
+        "1: the camera's view only; N > 1: texture each object all around from N views "
+        "(a ring of N - 2 plus top and bottom)",
+    )
+    parser.add_argument(
+        "--camera-collection",
+        metavar="NAME",
+        help="paint from every camera in this collection instead of automatic views",
+    )
+    parser.add_argument(
+        "--no-view-prompts",
+        dest="view_prompts",
+        action="store_false",
+        help="do not append 'front view', 'back view', ... to the prompt",
+    )
+    parser.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
+    _number(parser, STEPS, "denoising steps")
+    _number(parser, GUIDANCE, "classifier-free guidance scale")
+    parser.add_argument(
+        "--scheduler",
+        default=defaults.SCHEDULER,
+        help=f"{', '.join(defaults.SCHEDULERS)} (default {defaults.SCHEDULER})",
+    )

@@ -1,0 +1,64 @@
+"""What to load and how to generate, as plain dataclasses: importable without torch.
+
+Requests (:mod:`sd_depth_texture.request`) carry these, so every door can build and check a run
+in a Blender that has no torch or diffusers installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH, check_numbers
+from ..errors import TextureError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and where to run it; equal specs share one cached pipeline.
+
+    ``cache_dir`` None: the standard Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``).
+    """
+
+    source: str = MODEL_ID
+    config: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    cache_dir: str | None = None
+    allow_online: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Per-view generation settings."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = int(SEED.default)
+    steps: int = int(STEPS.default)
+    guidance: float = GUIDANCE.default
+    scheduler: str = SCHEDULER
+    strength: float = STRENGTH.default
+
+
+def validate_settings(
+    settings: GenerationSettings, *, has_init_image: bool, door: str = "cli"
+) -> None:
+    """Reject settings the pipeline would fail on (or silently misuse) with a clear message."""
+    if not isinstance(settings.prompt, str) or not settings.prompt.strip():
+        field = "--prompt" if door == "cli" else "the prompt"
+        raise TextureError(f"The prompt is empty: describe the texture you want ({field}).")
+    check_numbers(
+        {
+            "steps": settings.steps,
+            "guidance": settings.guidance,
+            "seed": settings.seed,
+            "strength": settings.strength,
+            "scheduler": settings.scheduler,
+        },
+        door,
+    )
+    if has_init_image and int(settings.steps * settings.strength) < 1:
+        raise TextureError(
+            f"{settings.steps} steps at strength {settings.strength} leave no step to run: "
+            "raise the steps or the strength"
+        )
