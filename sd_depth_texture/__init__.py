@@ -1,6 +1,7 @@
 """SD Depth Texture: depth-guided texturing with Stable Diffusion 2 depth, inside Blender.
 
-Registration only; the work lives in :mod:`.core` (no bpy) and :mod:`.blender`.
+Registration only: the doors are :mod:`.ui` and :mod:`.cli`, the flow :mod:`.blender.flow`,
+the pure work :mod:`.core` (no bpy).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ _cli_handle = None
 def register() -> None:
     import bpy
 
-    from . import operators, panel, properties
     from .cli.main import main as cli_main
+    from .ui import operators, panel, properties
 
     global _cli_handle
     properties.register()
@@ -29,7 +30,7 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import operators, panel, properties
+    from .ui import operators, panel, properties
 
     global _cli_handle
     if _cli_handle is not None:

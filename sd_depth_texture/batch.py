@@ -1267,7 +1267,7 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run a batch; exit 0 when every asset is done, 1 when any failed or nothing could run."""
-    from .blender import assets, jobs
+    from .blender import assets
     from .cli import main as cli
 
     started = time.perf_counter()
@@ -1312,7 +1312,6 @@ def main(args: argparse.Namespace) -> int:
             run_sequential(plan.tasks, options, spec, sink)
         progress.close()
     except TextureError as error:
-        jobs.TERMINAL.close()
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -83,8 +83,8 @@ class Limit:
 
 
 RESOLUTION = Limit(
-    "resolution", "--resolution", "Resolution", 512, 256, 2048, multiple=8
-)  # the generated picture's short side: SD2 is native at 512
+    "resolution", "--resolution", "Resolution", 512, 64, 2048, multiple=8
+)  # the generated picture's short side: SD2 is native at 512, small is quick to preview
 TEXTURE_SIZE = Limit("texture_size", "--texture-size", "Texture Size", 2048, 64, 8192)
 STEPS = Limit("steps", "--steps", "Steps", 20, 1, 150)
 GUIDANCE = Limit("guidance", "--guidance", "Guidance", 7.5, 0.0, 30.0, integer=False)

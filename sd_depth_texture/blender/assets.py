@@ -35,11 +35,16 @@ from ..batch import (
 )
 from ..core.bake.render import render_texture
 from ..core.bake.surface import face_normals
+from ..core.diffusion.settings import GenerationSettings
 from ..core.errors import TextureError
 from ..core.geometry.depth import capture_depth
-from ..core.geometry.orbit import orbit_view
+from ..core.geometry.orbit import object_bounds, orbit_view
 from ..core.geometry.views import View
-from . import engine, images, jobs, scene, whole
+from ..core.progress import Progress
+from ..request import OutputOptions, TextureRequest, ViewSource
+from . import flow, images, scene
+from .files import fsync, save_blend_copy
+from .targets import check_target, texture_name
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +166,7 @@ def isolated(obj: bpy.types.Object) -> Iterator[None]:
 
 def preview_view(vertices: np.ndarray, size: int) -> View:
     """The textured asset from the front right, framed like the texturing views."""
-    center, radius = whole.object_bounds(vertices)
+    center, radius = object_bounds(vertices)
     return orbit_view(
         center, radius, PREVIEW_AZIMUTH_DEG, PREVIEW_ELEVATION_DEG, fov_deg=PREVIEW_FOV_DEG,
         size=size,
@@ -177,7 +182,7 @@ def render_preview(obj: bpy.types.Object, size: int) -> np.ndarray:
     mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     view = preview_view(mesh.vertices, size)
     capture = capture_depth(view, mesh.vertices, mesh.triangles)
-    texture = images.image_to_array(bpy.data.images[engine.texture_name(obj.name)])[..., :3]
+    texture = images.image_to_array(bpy.data.images[texture_name(obj.name)])[..., :3]
     picture, mask, _ = render_texture(
         capture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, 0, texture
     )
@@ -236,7 +241,6 @@ class FileWorker:
             log.error("Texturing %s failed:\n%s", job.key, traceback.format_exc())
             message = f"{type(error).__name__}: {error}"
         self.current = None  # whatever the failure left half-done is reloaded from disk
-        jobs.TERMINAL.close()
         return failed_record(job, task, message, time.perf_counter() - started)
 
     def _open(self, task: FileTask) -> None:
@@ -259,19 +263,18 @@ class FileWorker:
         self.current = task.file
         self.open_seconds = time.perf_counter() - started
 
-    def _view(self, obj: bpy.types.Object) -> View | None:
-        """The one view of a single-view run: --camera, else framed on the asset's bounds from
-        its front (-Y) at a moderate elevation. Whole-object runs (--views N, a camera
-        collection) choose their own views around the asset."""
-        if self.args.views > 1 or self.args.camera_collection:
-            return None
-        if self.args.camera:
-            context = bpy.context
-            camera = scene.find_camera(context.scene, self.args.camera)
-            return scene.camera_view(
-                context.scene, camera, context.evaluated_depsgraph_get(), self.args.resolution
+    def _views(self) -> ViewSource:
+        """--camera, a camera collection or an orbit of --views; one view by default, framed on
+        the asset's bounds from its front (-Y) at a moderate elevation."""
+        args = self.args
+        if args.camera or args.camera_collection or args.views > 1:
+            return ViewSource.choose(
+                args.views,
+                resolution=args.resolution,
+                collection=args.camera_collection or "",
+                camera=args.camera or "",
             )
-        return whole.orbit_for(obj, 1, self.args.resolution)[0].view
+        return ViewSource(resolution=args.resolution, orbit=1)
 
     def _texture(self, task: FileTask, job: AssetJob, started: float) -> dict[str, Any]:
         seconds = {"open": self.open_seconds}
@@ -279,33 +282,34 @@ class FileWorker:
         obj = bpy.data.objects.get(job.asset)
         if obj is None or obj.library is not None:
             raise TextureError(f"There is no local object named '{job.asset}' in the file.")
-        engine.check_target(obj)
-        values = {**vars(self.args), "prompt": job.prompt, "negative_prompt": job.negative_prompt}
-        settings = jobs.generation_settings({**values, "seed": job.seed})
+        check_target(obj)
+        args = self.args
+        settings = GenerationSettings(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            scheduler=args.scheduler,
+        )
         loads: list[str] = []
         staging = os.path.join(task.texture_dir, STAGING)
         preview = os.path.join(task.preview_dir, bpy.path.clean_name(job.asset) + ".png")
         with isolated(obj):
             stage = time.perf_counter()
-            work = jobs.texture_work(
-                bpy.context.scene,
-                bpy.context.view_layer,
-                [obj],
-                spec=self.spec,
-                settings=settings,
-                options=engine.Options(
-                    texture_size=self.args.texture_size,
-                    blend_path=os.path.join(staging, "x.blend"),
+            request = TextureRequest(
+                views=self._views(),
+                targets=(obj.name,),
+                generation=settings,
+                model=self.spec,
+                view_prompts=args.view_prompts,
+                output=OutputOptions(
+                    texture_size=args.texture_size, blend_path=os.path.join(staging, "x.blend")
                 ),
-                view=self._view(obj),
-                views=self.args.views,
-                camera_collection=self.args.camera_collection or "",
-                view_prompts=self.args.view_prompts,
-                resolution=self.args.resolution,
-                on_load=lambda message, _fraction: loads.append(message),
             )
+            run = flow.prepare(request, "cli")
             seconds["prepare"] = time.perf_counter() - stage
-            outcome = work.run()
+            outcome = run.run(Progress(on_change=lambda _f, message: loads.append(message)))
             seconds.update(outcome.seconds)  # compute (the diffusion), projection/write or fill
             stage = time.perf_counter()
             save_png(render_preview(obj, self.args.preview_size), preview)
@@ -316,9 +320,7 @@ class FileWorker:
         for name, staged in outcome.textures.items():
             final = os.path.join(task.texture_dir, os.path.basename(staged))
             os.replace(staged, final)
-            bpy.data.images[engine.texture_name(name)].filepath_raw = images.relative_to_open_file(
-                final
-            )
+            bpy.data.images[texture_name(name)].filepath_raw = images.relative_to_open_file(final)
             textures[name] = final
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -329,7 +331,7 @@ class FileWorker:
             "preview": preview,
             "coverage": round(float(outcome.coverage.get(obj.name, 0.0)), 4),
             "notes": outcome.notes,
-            "model_loaded": bool(loads),
+            "model_loaded": any("Loading" in message for message in loads),
             "report": [dataclasses.asdict(report) for report in outcome.reports] or None,
             "worker": worker_name(),
             "error": None,
@@ -354,6 +356,6 @@ class FileWorker:
             os.makedirs(os.path.dirname(task.backup), exist_ok=True)
             partial = task.backup + ".partial"
             shutil.copy2(task.source, partial)
-            images.fsync(partial)
+            fsync(partial)
             os.replace(partial, task.backup)
-        images.save_blend_copy(task.output)
+        save_blend_copy(task.output)

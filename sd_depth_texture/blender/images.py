@@ -84,29 +84,6 @@ def relative_to_open_file(path: str) -> str:
     return "//" + relative.replace(os.sep, "/")
 
 
-def fsync(path: str) -> None:
-    """Flush a written file to disk before it is renamed into place."""
-    with open(path, "rb") as stream:
-        os.fsync(stream.fileno())
-
-
-def save_blend_copy(path: str) -> None:
-    """Write the open file to ``path`` atomically: a temporary name, fsync, then rename.
-
-    A crash never leaves a half-written .blend, no ``.blend1`` backup is made, the open file
-    keeps its own path, and relative paths are remapped to the new folder.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    partial = os.path.join(folder, f".{stem}.partial.blend")
-    bpy.ops.wm.save_as_mainfile(
-        filepath=partial, copy=True, relative_remap=True, check_existing=False
-    )
-    fsync(partial)
-    os.replace(partial, path)
-
-
 def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
     """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
 
@@ -127,42 +104,3 @@ def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
         image.unpack(method="REMOVE")
     image.filepath_raw = relative_to_open_file(path)
     return path
-
-
-def wire_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:
-    """Show ``image`` on ``obj`` through a material of its own (reused on every run).
-
-    The material is linked to the object's slots (link 'OBJECT'), which overrides the mesh's own
-    materials without changing them: switching a slot back to 'DATA' restores the original look.
-    """
-    name = f"{obj.name} SD Texture"
-    material = bpy.data.materials.get(name)
-    if material is None or material.library is not None:
-        material = bpy.data.materials.new(name)
-    if material.node_tree is None:  # Blender < 5 makes node-less materials
-        material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    shader = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
-    if shader is None:
-        shader = nodes.new("ShaderNodeBsdfPrincipled")
-    output = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None)
-    if output is None:
-        output = nodes.new("ShaderNodeOutputMaterial")
-    texture = nodes.get("SD Texture") or nodes.new("ShaderNodeTexImage")
-    texture.name = texture.label = "SD Texture"
-    texture.image = image
-    texture.location = (-400, 300)
-    uv_node = nodes.get("SD UV Map") or nodes.new("ShaderNodeUVMap")
-    uv_node.name = uv_node.label = "SD UV Map"
-    uv_node.uv_map = uv_map
-    uv_node.location = (-650, 300)
-    links.new(uv_node.outputs["UV"], texture.inputs["Vector"])
-    links.new(texture.outputs["Color"], shader.inputs["Base Color"])
-    links.new(shader.outputs["BSDF"], output.inputs["Surface"])
-
-    if not obj.material_slots:
-        obj.data.materials.append(None)
-    for slot in obj.material_slots:
-        slot.link = "OBJECT"
-        slot.material = material
-    return material

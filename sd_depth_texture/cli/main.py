@@ -15,12 +15,18 @@ import sys
 from collections.abc import Sequence
 
 import bpy
+import numpy as np
 
 from .. import batch
-from ..blender import engine, images, jobs, scene, whole
-from ..core.errors import TextureError
-from ..core.geometry.orbit import NamedView
+from ..blender import flow, images, preferences, scene
+from ..blender.files import save_blend_copy
+from ..blender.pictures import load_picture
+from ..core.diffusion.settings import GenerationSettings, ModelSpec
+from ..core.errors import CancelledError, TextureError
+from ..defaults import RESOLUTION, check_numbers
+from ..request import OutputOptions, TextureRequest, ViewSource
 from . import options
+from .terminal import TerminalLine
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "project", help="project images you have, from the camera or from --camera per --image"
     )
     project.add_argument("blend", metavar="FILE.blend", help="the .blend file to read")
-    project.add_argument("--resolution", type=int, default=512, help="depth size of the short side")
+    options.add_number(project, RESOLUTION, "depth size of the short side")
     project.add_argument(
         "--image", action="append", required=True, help="an image to project (repeatable)"
     )
@@ -80,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_blend(path: str) -> None:
+def open_blend(path: str) -> None:
+    """Open a .blend for a command; a clear line when it is missing or damaged."""
     if not path.lower().endswith(".blend") or not os.path.isfile(path):
         raise TextureError(f"There is no .blend file at '{path}'.")
     try:
@@ -89,109 +96,60 @@ def _open_blend(path: str) -> None:
         raise TextureError(f"Blender cannot open '{path}': it may be damaged.") from error
 
 
-def _named_objects(names: list[str] | None) -> list[bpy.types.Object] | None:
-    if not names:
-        return None
-    found = []
-    for name in names:
-        obj = bpy.data.objects.get(name)
-        if obj is None:
-            raise TextureError(f"There is no object named '{name}' in the file.")
-        found.append(obj)
-    return found
-
-
 def _default_output(blend: str, suffix: str) -> str:
     stem, _ = os.path.splitext(os.path.abspath(blend))
     return stem + suffix
 
 
-def model_spec_from_args(args: argparse.Namespace):
+def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
     """The add-on's model choice with this run's --model/--config/--device/--online on top."""
-    spec = jobs.model_spec(bpy.context, args.model)
+    spec = preferences.model_spec(args.model)
     overrides = {"config": args.config, "device": args.device, "allow_online": args.online}
     return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
 
 
-def camera_view(name: str | None, resolution: int):
-    """The named (or scene) camera's view of the open file at a generation resolution."""
-    context = bpy.context
-    camera = scene.find_camera(context.scene, name)
-    return scene.camera_view(context.scene, camera, context.evaluated_depsgraph_get(), resolution)
-
-
-def _whole_object_targets(args: argparse.Namespace) -> list[bpy.types.Object] | None:
-    """--object, else what the scene camera sees, else (no camera) every visible mesh."""
-    named = _named_objects(args.objects)
-    if named is not None or bpy.context.scene.camera is None:
-        return named
-    context = bpy.context
-    seen = engine.read_view(
-        context.scene, context.view_layer, camera_view(args.camera, args.resolution)
+def generation_from_args(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(
+        prompt=args.prompt or "",
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        scheduler=args.scheduler,
     )
-    return [bpy.data.objects[name] for name in seen.seen]
 
 
-def texture_work(args: argparse.Namespace, settings, output: str) -> engine.Work:
-    """The ``texture`` command's run on the open file (one view or whole objects)."""
-    context = bpy.context
-    whole_object = args.views > 1 or bool(args.camera_collection)
-    return jobs.texture_work(
-        context.scene,
-        context.view_layer,
-        _whole_object_targets(args) if whole_object else _named_objects(args.objects),
-        spec=model_spec_from_args(args),
-        settings=settings,
-        options=engine.Options(texture_size=args.texture_size, blend_path=output),
-        view=None if whole_object else camera_view(args.camera, args.resolution),
-        views=args.views,
-        camera_collection=args.camera_collection or "",
-        view_prompts=args.view_prompts,
-        resolution=args.resolution,
+def request_from_args(
+    args: argparse.Namespace, output: str, pictures: tuple[np.ndarray, ...] = ()
+) -> TextureRequest:
+    """The request a ``texture`` or ``project`` command line asks for (nothing read yet)."""
+    out = OutputOptions(
+        texture_size=args.texture_size,
+        blend_path=output,
         report_path=os.path.abspath(args.report) if args.report else None,
-        on_step=jobs.TERMINAL.step,
-        on_load=jobs.TERMINAL.message,
-        on_view=lambda number, total, label: jobs.TERMINAL.message(
-            f"view {number + 1}/{total}: {label}", 1.0
-        ),
     )
-
-
-def project_work(args: argparse.Namespace, pictures: list, output: str) -> engine.Work:
-    """The ``project`` command's run: one image from one camera, or several blended.
-
-    Without --object: what the camera sees, or with several cameras what any of them sees.
-    """
-    context = bpy.context
-    options = engine.Options(texture_size=args.texture_size, blend_path=output)
-    cameras = args.camera or [None]
-    if len(cameras) != len(pictures):
-        raise TextureError(
-            f"{len(pictures)} images need {len(pictures)} cameras: give one --camera per --image."
+    targets = tuple(args.objects) if args.objects else None
+    if args.command == "project":
+        cameras = tuple(args.camera or [""])
+        return TextureRequest(
+            views=ViewSource(resolution=args.resolution, cameras=cameras),
+            targets=targets,
+            pictures=pictures,
+            output=out,
         )
-    named = _named_objects(args.objects)
-    if len(pictures) == 1:
-        view = camera_view(cameras[0], args.resolution)
-        return engine.single_view_work(
-            context.scene, context.view_layer, view, named, jobs.fixed_picture(pictures[0]),
-            options,
-        )  # fmt: skip
-    views = [NamedView(name, camera_view(name, args.resolution)) for name in cameras]
-    for view, picture in zip(views, pictures, strict=True):
-        jobs.check_aspect(picture, view.view)
-    if named is None:
-        seen = {
-            name
-            for view in views
-            for name in engine.read_view(context.scene, context.view_layer, view.view).seen
-        }
-        named = [obj for obj in scene.visible_meshes(context.scene, context.view_layer)
-                 if obj.name in seen]  # fmt: skip
-    return whole.whole_object_work(
-        context.scene, context.view_layer, named, lambda _obj, _mesh: views,
-        jobs.fixed_pictures(pictures), options,
-        report_path=os.path.abspath(args.report) if args.report else None,
-    )  # fmt: skip
+    return TextureRequest(
+        views=ViewSource.choose(
+            args.views,
+            resolution=args.resolution,
+            collection=args.camera_collection or "",
+            camera=args.camera or "",
+        ),
+        targets=targets,
+        generation=generation_from_args(args),
+        model=model_spec_from_args(args),
+        view_prompts=args.view_prompts,
+        output=out,
+    )
 
 
 def _checked_output(path: str) -> str:
@@ -201,36 +159,34 @@ def _checked_output(path: str) -> str:
     return path
 
 
-def _run(args: argparse.Namespace) -> str:
+def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     """Carry out one command; returns the line to print on success."""
-    # Inputs that need no scene are checked before the file is opened.
-    if args.command == "texture":
-        settings = jobs.generation_settings(vars(args))
-        if args.views < 1:
-            raise TextureError("--views must be 1 or more.")
-    if args.command == "project":
-        pictures = [jobs.load_picture(os.path.abspath(path)) for path in args.image]
+    # Every number first, then everything else that needs no scene, before the file is opened.
+    check_numbers(vars(args), "cli")
     if args.command == "depth":
         output = _checked_output(args.output or _default_output(args.blend, "_depth.png"))
     else:
         output = _checked_output(args.output or _default_output(args.blend, "_textured.blend"))
-    if getattr(args, "report", None):
-        _checked_output(args.report)
-    _open_blend(args.blend)
+        if args.report:
+            _checked_output(args.report)
+        pictures = ()
+        if args.command == "project":
+            pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
+        request = request_from_args(args, output, pictures).check("cli")
+    open_blend(args.blend)
 
     if args.command == "depth":
         context = bpy.context
-        seen = engine.read_view(
-            context.scene, context.view_layer, camera_view(args.camera, args.resolution)
+        camera = scene.find_camera(context.scene, args.camera)
+        view = scene.camera_view(
+            context.scene, camera, context.evaluated_depsgraph_get(), args.resolution
         )
+        seen = flow.read_view(view)
         images.save_depth_png(seen.depth, output, context.scene)
         return f"Depth map written to {output}"
-    if args.command == "texture":
-        work = texture_work(args, settings, output)
-    else:
-        work = project_work(args, pictures, output)
-    outcome = work.run()
-    images.save_blend_copy(output)
+    outcome = flow.prepare(request, "cli").run(terminal.progress())
+    terminal.close()
+    save_blend_copy(output)
     return f"{outcome.summary()}. Written {output}"
 
 
@@ -239,12 +195,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == "batch":
         return batch.main(args)
+    terminal = TerminalLine()
     try:
-        print(_run(args))
+        print(_run(args, terminal))
+    except CancelledError:
+        terminal.close()
+        print("error: cancelled; nothing was written.", file=sys.stderr)
+        return 1
     except TextureError as error:
-        jobs.TERMINAL.close()
+        terminal.close()
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        terminal.close()
+        print("error: interrupted; nothing was written.", file=sys.stderr)
+        return 130
     return 0
 
 

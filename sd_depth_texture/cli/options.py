@@ -12,7 +12,7 @@ from .. import defaults
 from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
 
 
-def _number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **extra) -> None:
+def add_number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **extra) -> None:
     kind = int if limit.integer else float
     default = kind(limit.default)
     parser.add_argument(
@@ -27,11 +27,11 @@ def _number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **ext
 
 def add_view_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", help="camera to work from (default: the scene camera)")
-    _number(parser, RESOLUTION, "generation size of the short side")
+    add_number(parser, RESOLUTION, "generation size of the short side")
 
 
 def add_texture_options(parser: argparse.ArgumentParser) -> None:
-    _number(parser, TEXTURE_SIZE, "texture width and height")
+    add_number(parser, TEXTURE_SIZE, "texture width and height")
 
 
 def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
@@ -50,8 +50,8 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         action="store_true",
         help="allow downloading the model for this run (as Blender's --online-mode does)",
     )
-    _number(parser, SEED, "same seed, same result")
-    _number(
+    add_number(parser, SEED, "same seed, same result")
+    add_number(
         parser,
         VIEWS,
         "1: the camera's view only; N > 1: texture each object all around from N views "
@@ -69,8 +69,8 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         help="do not append 'front view', 'back view', ... to the prompt",
     )
     parser.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
-    _number(parser, STEPS, "denoising steps")
-    _number(parser, GUIDANCE, "classifier-free guidance scale")
+    add_number(parser, STEPS, "denoising steps")
+    add_number(parser, GUIDANCE, "classifier-free guidance scale")
     parser.add_argument(
         "--scheduler",
         default=defaults.SCHEDULER,

@@ -28,6 +28,7 @@ class Progress:
         self.message = ""
         self.on_change = on_change
         self._start, self._end = 0.0, 1.0
+        self._prefix = ""
 
     @property
     def cancelled(self) -> bool:
@@ -48,18 +49,24 @@ class Progress:
         fraction = max(self.fraction, self._start + (self._end - self._start) * within)
         self.fraction = min(fraction, 1.0)
         if message is not None:
-            self.message = message
+            self.message = f"{self._prefix}: {message}" if self._prefix else message
         if self.on_change is not None:
             self.on_change(self.fraction, self.message)
 
     @contextmanager
-    def span(self, start: float, end: float) -> Iterator[Progress]:
-        """Map 0..1 of the stage inside to ``start``..``end`` of the current span."""
-        outer = self._start, self._end
+    def span(self, start: float, end: float, prefix: str = "") -> Iterator[Progress]:
+        """Map 0..1 of the stage inside to ``start``..``end`` of the current span.
+
+        ``prefix`` ("View 2/10 (back)") is put before every message inside the span. Leaving
+        the span (done, or skipped) moves the fraction to its end.
+        """
+        outer = self._start, self._end, self._prefix
         width = outer[1] - outer[0]
         self._start, self._end = outer[0] + width * start, outer[0] + width * end
+        if prefix:
+            self._prefix = f"{outer[2]}: {prefix}" if outer[2] else prefix
         try:
             yield self
         finally:
             self.update(1.0)
-            self._start, self._end = outer
+            self._start, self._end, self._prefix = outer

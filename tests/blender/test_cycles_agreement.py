@@ -21,15 +21,20 @@ import bpy
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from support import SPOT_COW, cycles_render
+from support import SPOT_COW, cycles_render, runs
 
-from sd_depth_texture.blender import engine, jobs, sample, scene
+from sd_depth_texture.blender import flow, sample, scene
+from sd_depth_texture.blender.pictures import load_picture
+from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.core.bake.surface import texel_surface
+from sd_depth_texture.core.bake.visibility import seen_texels
 from sd_depth_texture.core.geometry.depth import capture_depth
 from sd_depth_texture.core.geometry.mesh import scene_geometry
+from sd_depth_texture.core.geometry.orbit import NamedView
 from sd_depth_texture.core.geometry.views import View
 
-# The written texels compared: those a view painted at full weight (within ~60 deg of facing it).
+# The written texels compared: those a view painted squarely (within 60 deg of facing it).
+SQUARE_DEG = 60.0
 FULL_WEIGHT = 0.99
 # An error this large on a texel means it took its colour from another surface, not blur.
 GROSS_ERROR = 0.25
@@ -195,7 +200,7 @@ class RoundTrip:
     obj: bpy.types.Object
     view: View
     reference: np.ndarray  # (S, S, 3) the texture Cycles showed, row 0 at the top
-    written: np.ndarray  # (S, S, 4) the project's texture, alpha = coverage
+    written: np.ndarray  # (S, S, 4) the project's texture, alpha = painted squarely
     coverage: float  # the project's own figure: painted share of the UV islands
     picture: np.ndarray  # the render that was projected
 
@@ -213,19 +218,23 @@ class RoundTrip:
 
 
 def project_picture(obj: bpy.types.Object, view: View, picture: np.ndarray, size: int) -> tuple:
-    """The project-image path (``engine.run`` with a fixed picture) into a fresh texture."""
-    stale = bpy.data.images.get(engine.texture_name(obj.name))
+    """The project-image path (the flow with a given picture) into a fresh texture."""
+    stale = bpy.data.images.get(texture_name(obj.name))
     if stale is not None:  # start from unfilled grey, not from a previous run's result
         bpy.data.images.remove(stale)
-    outcome = engine.run(
-        bpy.context.scene,
-        bpy.context.view_layer,
-        view,
-        [obj],
-        jobs.fixed_picture(picture),
-        engine.Options(texture_size=size, margin=0),
+    outcome = runs.project(
+        [obj.name], [picture], views=[NamedView("camera", view)], texture_size=size, margin=0
     )
-    written = cycles_render.image_pixels(bpy.data.images[engine.texture_name(obj.name)])
+    written = cycles_render.image_pixels(bpy.data.images[texture_name(obj.name)]).copy()
+    # The texture is opaque: mark in alpha the texels this run painted squarely (within 60
+    # degrees), from the project's own visibility test.
+    _, geometry = flow.read_scene()
+    mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    surface = texel_surface(mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size)
+    seen = seen_texels(surface, capture_depth(view, geometry.vertices, geometry.triangles))
+    square = np.zeros(size * size, dtype=bool)
+    square[surface.texel[seen.index[seen.facing >= np.cos(np.radians(SQUARE_DEG))]]] = True
+    written[..., 3] = (square.reshape(size, size) & outcome.painted[obj.name]).astype(np.float32)
     return written, outcome.coverage[obj.name]
 
 
@@ -244,7 +253,7 @@ def round_trip(
     cycles_render.emission_material(obj, texture)
     reference = cycles_render.image_pixels(texture)[..., :3]
     png = cycles_render.render_png(context_scene, tmp_path / f"{obj.name}.png")
-    picture = jobs.load_picture(str(png))
+    picture = load_picture(str(png))
     assert picture.shape[:2] == (view.height, view.width)
     written, coverage = project_picture(obj, view, picture, reference.shape[0])
     return RoundTrip(obj, view, reference, written, coverage, picture)

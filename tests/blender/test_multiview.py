@@ -10,16 +10,21 @@ import pytest
 import torch
 from support.fingerprints import scene_fingerprint
 
-from sd_depth_texture.blender import engine, images, jobs, sample, whole
+from sd_depth_texture.blender import flow, images, preferences, sample, scene
+from sd_depth_texture.blender.targets import object_front, texture_name
 from sd_depth_texture.core.bake.blending import TextureState, integrate
+from sd_depth_texture.core.bake.color import UNFILLED_GREY
 from sd_depth_texture.core.bake.fill import fill_unpainted
 from sd_depth_texture.core.bake.surface import texel_surface
 from sd_depth_texture.core.bake.visibility import SeenTexels, reliable_texels
 from sd_depth_texture.core.diffusion import generation
 from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
+from sd_depth_texture.core.diffusion.settings import GenerationSettings
 from sd_depth_texture.core.errors import CancelledError
 from sd_depth_texture.core.geometry.depth import capture_depth
-from sd_depth_texture.core.geometry.orbit import orbit_views, ring_azimuths
+from sd_depth_texture.core.geometry.orbit import object_bounds, orbit_views, ring_azimuths
+from sd_depth_texture.core.progress import Progress
+from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
 
 # Views
 
@@ -58,8 +63,8 @@ def test_orbit_follows_the_objects_own_front(lone_suzanne):
 
     lone_suzanne.rotation_euler = (0.0, 0.0, math.radians(90))
     bpy.context.view_layer.update()
-    assert np.allclose(whole.object_front(lone_suzanne), [1.0, 0.0, 0.0], atol=1e-6)
-    views = whole.orbit_for(lone_suzanne, 10, 64)
+    assert np.allclose(object_front(lone_suzanne), [1.0, 0.0, 0.0], atol=1e-6)
+    views = flow.orbit_for(lone_suzanne, 10, 64)
     front, back, top = views[0].view, views[7].view, views[8].view
     center = np.array(lone_suzanne.location)
     assert front.eye[0] > center[0] + 1 and abs(front.eye[1] - center[1]) < 1e-6
@@ -69,7 +74,7 @@ def test_orbit_follows_the_objects_own_front(lone_suzanne):
     assert face[1] > 32
     lone_suzanne.rotation_euler = (math.radians(90), 0.0, 0.0)  # tilted by an importer
     bpy.context.view_layer.update()
-    assert np.allclose(whole.object_front(lone_suzanne), [0.0, -1.0, 0.0])
+    assert np.allclose(object_front(lone_suzanne), [0.0, -1.0, 0.0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,23 +222,23 @@ def test_whole_object_run_fills_every_texel_and_keeps_what_it_kept(
     assert report["colour_spread"] is not None
     assert {"views", "picture", "projection"} <= set(report["views"][0]["seconds"])
 
-    texture = images.image_to_array(bpy.data.images[engine.texture_name("Suzanne")])
+    texture = images.image_to_array(bpy.data.images[texture_name("Suzanne")])
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    mesh = whole.scene.mesh_arrays(lone_suzanne, depsgraph)
+    mesh = scene.mesh_arrays(lone_suzanne, depsgraph)
     islands = texel_surface(mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, 128).mask
     assert np.all(texture[islands][:, 3] == 1.0)  # every island texel filled
-    grey = np.all(np.abs(texture[islands][:, :3] - engine.UNFILLED_GREY) < 1 / 255, axis=1)
+    grey = np.all(np.abs(texture[islands][:, :3] - UNFILLED_GREY) < 1 / 255, axis=1)
     assert grey.mean() < 0.01
 
 
 def test_later_views_leave_kept_texels_unchanged(lone_suzanne):
     """Fold views one by one: texels a view keeps are bit-for-bit what they were."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    mesh = whole.scene.mesh_arrays(lone_suzanne, depsgraph)
+    mesh = scene.mesh_arrays(lone_suzanne, depsgraph)
     surface = texel_surface(mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, 128)
     state = TextureState.empty(surface.texel.size)
     rng = np.random.default_rng(0)
-    center, radius = whole.object_bounds(mesh.vertices)
+    center, radius = object_bounds(mesh.vertices)
     for named in orbit_views(center, radius, 6, size=128):
         capture = capture_depth(named.view, mesh.vertices, mesh.triangles)
         texels = reliable_texels(surface, capture)
@@ -248,16 +253,23 @@ def test_cancelling_a_whole_object_run_changes_nothing(lone_suzanne, tiny_model_
     lone_suzanne.data.uv_layers.remove(lone_suzanne.data.uv_layers[0])  # run must make one
     before = scene_fingerprint()
     steps = []
-    settings = jobs.generation_settings({"prompt": "x", "steps": 2})
-    work = jobs.texture_work(
-        bpy.context.scene, bpy.context.view_layer, [lone_suzanne],
-        spec=jobs.model_spec(source=str(tiny_model_dir)), settings=settings,
-        options=engine.Options(texture_size=64), views=4, resolution=128,
-        on_step=lambda done, total: steps.append(done),
-        should_cancel=lambda: len(steps) >= 3,  # in the second view
-    )  # fmt: skip
+
+    def on_change(_fraction: float, message: str) -> None:
+        if "Step" in message and message not in steps:
+            steps.append(message)
+            if len(steps) >= 3:  # in the second view
+                progress.cancel()
+
+    progress = Progress(on_change)
+    request = TextureRequest(
+        views=ViewSource(resolution=128, orbit=4),
+        targets=(lone_suzanne.name,),
+        generation=GenerationSettings(prompt="x", steps=2),
+        model=preferences.model_spec(str(tiny_model_dir)),
+        output=OutputOptions(texture_size=64),
+    )
     with pytest.raises(CancelledError):
-        work.run()
+        flow.prepare(request).run(progress)
     assert scene_fingerprint() == before  # the UV map made for the run is gone again
 
 

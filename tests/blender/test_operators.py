@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import torch
 from support.fingerprints import scene_fingerprint
+from support.textures import islands, unpainted
 
-from sd_depth_texture.blender import engine, images, jobs
+from sd_depth_texture.blender import flow, images, preferences
+from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.core.diffusion import generation
+from sd_depth_texture.core.diffusion.settings import GenerationSettings
 from sd_depth_texture.core.errors import CancelledError
+from sd_depth_texture.core.progress import Progress
+from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
+from sd_depth_texture.ui.panel import model_status
 
 TEXTURE = 128
 STEPS = 2
@@ -31,7 +37,7 @@ def generate(model_dir, **overrides):
 
 
 def texture_of(name: str) -> np.ndarray:
-    return images.image_to_array(bpy.data.images[engine.texture_name(name)])
+    return images.image_to_array(bpy.data.images[texture_name(name)])
 
 
 def select_only(*names: str) -> None:
@@ -47,30 +53,26 @@ def test_generate_bakes_into_the_uv_texture_and_wires_a_material(sample_scene, t
 
     texture = texture_of("Suzanne")
     assert texture.shape == (TEXTURE, TEXTURE, 4)
-    painted = texture[..., 3] > 0
-    assert 0.1 < painted.mean() < 0.9  # one side only: the far side stays unfilled
-    unfilled = texture[..., 3] == 0
-    # 8-bit storage: within one quantisation step of the unfilled grey.
-    np.testing.assert_allclose(texture[unfilled][:, :3], engine.UNFILLED_GREY, atol=1 / 255)
+    assert np.all(texture[..., 3] == 1.0)  # an opaque base colour: coverage is in the report
+    assert 0.1 < (~unpainted(texture)).mean() < 0.9  # one side only: the far side stays grey
     assert [uv.name for uv in suzanne.data.uv_layers] == uv_maps_before  # no new UV layer
 
     material = suzanne.material_slots[0].material
     assert suzanne.material_slots[0].link == "OBJECT"
     nodes = material.node_tree.nodes
-    assert nodes["SD Texture"].image == bpy.data.images[engine.texture_name("Suzanne")]
+    assert nodes["SD Texture"].image == bpy.data.images[texture_name("Suzanne")]
     assert nodes["SD UV Map"].uv_map == suzanne.data.uv_layers.active.name
     base_color = next(n for n in nodes if n.type == "BSDF_PRINCIPLED").inputs["Base Color"]
     assert base_color.links[0].from_node == nodes["SD Texture"]
-    image = bpy.data.images[engine.texture_name("Suzanne")]
+    image = bpy.data.images[texture_name("Suzanne")]
     assert image.colorspace_settings.name == "sRGB"
-    assert image.alpha_mode == "CHANNEL_PACKED"  # coverage in alpha never shows as holes
     # Other objects were not selected, so they were not touched.
-    assert engine.texture_name("Cube") not in bpy.data.images
+    assert texture_name("Cube") not in bpy.data.images
 
 
 def test_depth_map_sent_is_kept_and_near_is_bright(sample_scene, tiny_model_dir):
     generate(tiny_model_dir)
-    depth = images.image_to_array(bpy.data.images[engine.DEPTH_IMAGE])[..., 0]
+    depth = images.image_to_array(bpy.data.images[flow.DEPTH_IMAGE])[..., 0]
     assert depth.shape == (256, 384)  # the camera's 3:2 aspect, short side 256
     assert depth.min() == 0.0 and depth.max() == pytest.approx(1.0)
     # The floor runs away from the camera: down its left edge, lower rows are nearer (brighter).
@@ -93,14 +95,16 @@ def test_running_again_updates_the_same_texture_and_material(sample_scene, tiny_
 def test_same_seed_gives_the_same_texture(sample_scene, tiny_model_dir):
     generate(tiny_model_dir, seed=7)
     first = texture_of("Suzanne")
-    bpy.data.images.remove(bpy.data.images[engine.texture_name("Suzanne")])
+    bpy.data.images.remove(bpy.data.images[texture_name("Suzanne")])
     generate(tiny_model_dir, seed=7)
     np.testing.assert_array_equal(first, texture_of("Suzanne"))
 
 
-def test_undo_is_possible(sample_scene, tiny_model_dir):
-    assert "UNDO" in bpy.types.SD_DEPTH_TEXTURE_OT_generate.bl_options
-    assert "UNDO" in bpy.types.SD_DEPTH_TEXTURE_OT_project_image.bl_options
+def test_undo_is_possible_and_adjust_last_operation_never_reruns(sample_scene, tiny_model_dir):
+    for operator in (bpy.types.SD_DEPTH_TEXTURE_OT_generate,
+                     bpy.types.SD_DEPTH_TEXTURE_OT_project_image):  # fmt: skip
+        assert "UNDO" in operator.bl_options
+        assert "REGISTER" not in operator.bl_options  # no redo panel re-running a generation
 
 
 def test_capture_depth_writes_a_16_bit_png_matching_the_image(sample_scene, tmp_path):
@@ -108,7 +112,7 @@ def test_capture_depth_writes_a_16_bit_png_matching_the_image(sample_scene, tmp_
     assert bpy.ops.sd_depth_texture.capture_depth(filepath=str(path), resolution=256) == {
         "FINISHED"
     }
-    kept = images.image_to_array(bpy.data.images[engine.DEPTH_IMAGE])[..., 0]
+    kept = images.image_to_array(bpy.data.images[flow.DEPTH_IMAGE])[..., 0]
     written = bpy.data.images.load(str(path))
     written.colorspace_settings.name = "Non-Color"
     assert written.depth in (16, 48, 64) or written.is_float  # 16 bits per channel
@@ -132,9 +136,9 @@ def test_project_image_puts_the_picture_on_visible_texels(sample_scene, tmp_path
     assert result == {"FINISHED"}
     assert "red" not in bpy.data.images  # the source image is not left in the file
     texture = texture_of("Cube")
-    full = texture[..., 3] > 0.999
-    assert full.any()
-    assert np.abs(texture[full][:, :3] - [1.0, 0.0, 0.0]).max() < 1e-6
+    painted = ~unpainted(texture) & islands("Cube", TEXTURE)
+    assert painted.any()
+    assert np.abs(texture[painted][:, :3] - [1.0, 0.0, 0.0]).max() < 1e-6
 
 
 def test_a_mesh_without_uvs_gets_smart_uv_project(sample_scene, tiny_model_dir):
@@ -143,35 +147,38 @@ def test_a_mesh_without_uvs_gets_smart_uv_project(sample_scene, tiny_model_dir):
     select_only("Cube")
     generate(tiny_model_dir)
     assert len(cube.data.uv_layers) == 1
-    assert texture_of("Cube")[..., 3].max() > 0
+    assert (~unpainted(texture_of("Cube"))).any()
 
 
 def test_free_model_releases_the_cached_pipeline(sample_scene, tiny_model_dir):
     generate(tiny_model_dir)
-    assert jobs.model_status() != "not loaded"
+    assert model_status() != "not loaded"
     bpy.ops.sd_depth_texture.free_model()
-    assert jobs.model_status() == "not loaded"
+    assert model_status() == "not loaded"
 
 
 def test_cancel_between_steps_leaves_the_scene_as_it_was(sample_scene, tiny_model_dir):
     before = scene_fingerprint()
     steps_seen = []
-    settings = jobs.generation_settings({"prompt": "moss", "steps": 4})
-    picture = jobs.diffusion_picture(
-        jobs.model_spec(source=str(tiny_model_dir)),
-        settings,
-        lambda done, total: steps_seen.append(done),
-        should_cancel=lambda: len(steps_seen) >= 2,
+
+    def on_change(_fraction: float, message: str) -> None:
+        if "Step" in message and message != progress.last:
+            progress.last = message
+            steps_seen.append(int(message.rpartition("Step ")[2].split("/")[0]))
+            if len(steps_seen) >= 2:
+                progress.cancel()
+
+    progress = Progress(on_change)
+    progress.last = ""
+    request = TextureRequest(
+        views=ViewSource(resolution=256, cameras=("",)),
+        targets=("Suzanne",),
+        generation=GenerationSettings(prompt="moss", steps=4),
+        model=preferences.model_spec(str(tiny_model_dir)),
+        output=OutputOptions(texture_size=TEXTURE),
     )
     with pytest.raises(CancelledError):
-        engine.run(
-            sample_scene,
-            bpy.context.view_layer,
-            jobs.camera_view(bpy.context, "", 256),
-            [bpy.data.objects["Suzanne"]],
-            picture,
-            engine.Options(texture_size=TEXTURE),
-        )
+        flow.prepare(request).run(progress)
     assert steps_seen == [1, 2]
     assert scene_fingerprint() == before
 
@@ -266,7 +273,7 @@ def test_bad_input_gets_one_clear_message_and_changes_nothing(
 
 
 def test_out_of_memory_is_reported_and_changes_nothing(sample_scene, tiny_model_dir):
-    pipe = generation.load_pipeline(jobs.model_spec(source=str(tiny_model_dir)))
+    pipe = generation.load_pipeline(preferences.model_spec(str(tiny_model_dir)))
 
     def exhaust(*_args, **_kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -363,7 +363,9 @@ def test_batch_textures_every_asset_and_records_the_bad_ones(reference, library)
         "a Chair, a wooden dining chair, wood, chair, Furniture/Chairs, photorealistic"
     )
     assert chair["seed"] == batch.derive_seed(0, "furniture/chairs.blend", "Chair")
-    assert {"open", "compute", "projection", "preview", "save", "total"} <= set(chair["seconds"])
+    assert {"open", "prepare", "load", "paint", "write", "preview", "save", "total"} <= set(
+        chair["seconds"]
+    )
     assert sum(r.get("model_loaded", False) for r in last.values()) == 1  # loaded once
     assert "had no UV map" in " ".join(last["props/misc.blend::Crate"]["notes"])
 

@@ -8,8 +8,10 @@ import bpy
 import numpy as np
 import pytest
 from support.fingerprints import folder_fingerprint
+from support.textures import islands, unpainted
 
-from sd_depth_texture.blender import engine, images, sample
+from sd_depth_texture.blender import images, sample
+from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.cli import main as cli
 
 
@@ -37,19 +39,20 @@ def test_texture_writes_the_blend_with_its_textures_beside_it(sample_blend, tiny
 
     # The written file opens on its own and finds its texture by a relative path.
     bpy.ops.wm.open_mainfile(filepath=str(output))
-    image = bpy.data.images[engine.texture_name("Suzanne")]
+    image = bpy.data.images[texture_name("Suzanne")]
     assert image.filepath.startswith("//")
     assert Path(bpy.path.abspath(image.filepath)).resolve() == png.resolve()
     texture = images.image_to_array(image)  # loads the PNG from disk
     assert image.packed_file is None and image.has_data
-    assert texture[..., 3].max() > 0
+    assert np.all(texture[..., 3] == 1.0)  # opaque: coverage is in the report
+    assert (~unpainted(texture)).any()
     assert bpy.data.objects["Suzanne"].material_slots[0].material.name == "Suzanne SD Texture"
 
 
 def test_texture_without_object_textures_what_the_camera_sees(sample_blend, tiny_model_dir):
     code = cli.main(
         ["texture", str(sample_blend), "--prompt", "clay", "--model", str(tiny_model_dir),
-         "--steps", "1", "--texture-size", "32", "--resolution", "256"]
+         "--steps", "1", "--texture-size", "64", "--resolution", "256"]
     )  # fmt: skip
     assert code == 0
     output = sample_blend.with_name("sample_textured.blend")
@@ -69,8 +72,8 @@ def test_project_and_depth_commands(sample_blend, tmp_path):
     assert cli.main(["project", str(sample_blend), "--image", str(picture_path),
                      "--object", "Cube", "--texture-size", "64"]) == 0  # fmt: skip
     bpy.ops.wm.open_mainfile(filepath=str(sample_blend.with_name("sample_textured.blend")))
-    texture = images.image_to_array(bpy.data.images[engine.texture_name("Cube")])
-    painted = texture[..., 3] > 0.999
+    texture = images.image_to_array(bpy.data.images[texture_name("Cube")])
+    painted = ~unpainted(texture) & islands("Cube", 64)
     assert painted.any() and np.abs(texture[painted][:, :3] - [0, 0, 1]).max() < 1e-6
 
     depth_path = tmp_path / "depth.png"
@@ -144,7 +147,7 @@ def test_output_elsewhere_keeps_the_files_own_relative_paths_and_leaves_no_backu
     output = tmp_path / "elsewhere" / "out.blend"
     output.parent.mkdir()
     arguments = ["project", str(sample_blend), "--image", str(picture), "--object", "Cube",
-                 "--texture-size", "32", "--output", str(output)]  # fmt: skip
+                 "--texture-size", "64", "--output", str(output)]  # fmt: skip
 
     assert cli.main(arguments) == 0
     assert cli.main(arguments) == 0  # overwriting the output
@@ -154,7 +157,7 @@ def test_output_elsewhere_keeps_the_files_own_relative_paths_and_leaves_no_backu
     assert Path(bpy.path.abspath(bpy.data.images["wood"].filepath)).resolve() == (
         (maps / "wood.png").resolve()
     )
-    texture = bpy.data.images[engine.texture_name("Cube")]
+    texture = bpy.data.images[texture_name("Cube")]
     assert Path(bpy.path.abspath(texture.filepath)).resolve() == (
         (output.parent / "textures" / "Cube_SD_Texture.png").resolve()
     )
@@ -175,7 +178,7 @@ def test_project_with_several_cameras_textures_what_they_see(tmp_path, addon):
     output = tmp_path / "out.blend"
 
     code = cli.main(["project", str(source), "--image", str(picture), "--camera", "Camera",
-                     "--image", str(picture), "--camera", "Left", "--texture-size", "32",
+                     "--image", str(picture), "--camera", "Left", "--texture-size", "64",
                      "--output", str(output)])  # fmt: skip
 
     assert code == 0

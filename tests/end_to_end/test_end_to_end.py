@@ -26,7 +26,7 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
         import os
 
         sample = importlib.import_module(ADDON_MODULE + ".blender.sample")
-        engine = importlib.import_module(ADDON_MODULE + ".blender.engine")
+        targets = importlib.import_module(ADDON_MODULE + ".blender.targets")
         cli = importlib.import_module(ADDON_MODULE + ".cli.main")
 
         # A user points the preferences at a local model folder; nothing else names it.
@@ -38,13 +38,14 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
             prompt="green moss", steps=2, texture_size=64, resolution=256
         )
         assert result == {{"FINISHED"}}, result
-        texture = bpy.data.images[engine.texture_name("Suzanne")]
+        texture = bpy.data.images[targets.texture_name("Suzanne")]
         assert tuple(texture.size) == (64, 64)
         material = bpy.data.objects["Suzanne"].material_slots[0].material
         assert material.node_tree.nodes["SD Texture"].image == texture
-        # The model cache defaults to the extension's own user folder.
-        jobs = importlib.import_module(ADDON_MODULE + ".blender.jobs")
-        assert jobs.default_cache_dir().startswith(USER_DIR), jobs.default_cache_dir()
+        # Without a cache folder in the preferences, models live in the standard Hugging Face
+        # cache that every tool shares.
+        preferences = importlib.import_module(ADDON_MODULE + ".blender.preferences")
+        assert preferences.model_spec().cache_dir is None
 
         scene_file = os.path.join(USER_DIR, "scene.blend")
         bpy.ops.wm.save_as_mainfile(filepath=scene_file)

@@ -1,4 +1,5 @@
-"""Pure geometry (no bpy): rasteriser, views, depth map, projection and margin."""
+"""Pure geometry and baking (no bpy): rasteriser, views, depth map, projection, the one
+blending rule and margin."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ import numpy as np
 import pytest
 
 from sd_depth_texture.core.bake import visibility
-from sd_depth_texture.core.bake.blending import blend_into_texture, project_view
 from sd_depth_texture.core.bake.margin import dilate_margin
-from sd_depth_texture.core.bake.sampling import sample_bilinear
+from sd_depth_texture.core.bake.paint import PaintTarget, paint_group
+from sd_depth_texture.core.bake.sampling import sample_bilinear, sample_seen
 from sd_depth_texture.core.bake.surface import cached_texel_surface, texel_surface
 from sd_depth_texture.core.errors import TextureError
 from sd_depth_texture.core.geometry import orbit, raster
 from sd_depth_texture.core.geometry.depth import FAR_FOREGROUND, capture_depth, depth_for_model
+from sd_depth_texture.core.geometry.mesh import MeshArrays, scene_geometry
+from sd_depth_texture.core.geometry.orbit import NamedView
 from sd_depth_texture.core.geometry.raster import NO_TRIANGLE, rasterize
 from sd_depth_texture.core.geometry.views import View, generation_size
+from sd_depth_texture.core.pictures import given_pictures
 
 
 def perspective(fov_deg: float, aspect: float, near: float = 0.1, far: float = 100.0):
@@ -30,6 +34,26 @@ def orthographic(half_height: float, aspect: float, near: float = 0.1, far: floa
             [0, 0, 0, 1],
         ]
     )
+
+
+def project(surface, capture, picture):
+    """The texels a view sees and their colours from its picture."""
+    seen = visibility.seen_texels(surface, capture)
+    return seen, sample_seen(picture, seen, capture)
+
+
+def paint_quad(view: View, picture: np.ndarray, size: int, start=None, occluders=()):
+    """One view painted onto the quad by the flow's own pure painting; returns the texture
+    and the texels this run painted."""
+    quad = MeshArrays("Quad", QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES)
+    surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, size)
+    start_colours = None if start is None else start.reshape(-1, 3)[surface.texel]
+    geometry = scene_geometry([quad, *occluders])
+    painted, _depth = paint_group(
+        [PaintTarget("Quad", quad, 0, surface, start_colours)], [NamedView("view", view)],
+        geometry, given_pictures([picture]), fill=False, margin=0,
+    )  # fmt: skip
+    return painted["Quad"].texture, painted["Quad"].painted
 
 
 def eye_at(z: float) -> np.ndarray:
@@ -107,20 +131,21 @@ def test_blocks_bands_and_chunks_do_not_change_any_result(monkeypatch):
     def run():
         rasters = [rasterize(xy, triangles, 96, 80, key) for key in (depth, None)]
         surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 48)
-        return rasters, project_view(surface, capture, picture)
+        return rasters, project(surface, capture, picture)
 
-    (whole_rasters, whole_samples) = run()
+    (whole_rasters, (whole_seen, whole_colour)) = run()
     monkeypatch.setattr(raster, "_ROWS_PER_CHUNK", 7)
     monkeypatch.setattr(raster, "_PIXELS_PER_BAND", 100)
     monkeypatch.setattr(visibility, "_TEXELS_PER_BLOCK", 333)
-    (split_rasters, split_samples) = run()
+    (split_rasters, (split_seen, split_colour)) = run()
     for whole, split in zip(whole_rasters, split_rasters, strict=True):
         np.testing.assert_array_equal(whole.pixel, split.pixel)
         np.testing.assert_array_equal(whole.pixel_triangle, split.pixel_triangle)
         np.testing.assert_array_equal(whole.pixel_barycentric, split.pixel_barycentric)
-    assert whole_samples.index.size > 1000
-    for field in ("index", "color", "facing"):
-        np.testing.assert_array_equal(getattr(whole_samples, field), getattr(split_samples, field))
+    assert whole_seen.index.size > 1000
+    np.testing.assert_array_equal(whole_colour, split_colour)
+    for field in ("index", "facing"):
+        np.testing.assert_array_equal(getattr(whole_seen, field), getattr(split_seen, field))
 
 
 @pytest.mark.parametrize("near, far", [(0.1, 100.0), (1e-4, 1e5)])
@@ -134,7 +159,7 @@ def test_the_depth_test_holds_for_any_clip_range(near, far):
     capture = capture_depth(view, scene_vertices, scene_triangles)
     surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 64)
     seen = np.zeros(surface.texel.size, dtype=bool)
-    seen[project_view(surface, capture, np.ones((64, 64, 3), np.float32)).index] = True
+    seen[visibility.seen_texels(surface, capture).index] = True
     reach = np.abs(surface.position[:, :2]).max(axis=1)
     assert not seen[reach < 0.45].any()  # 0.5 behind the blocker, 50 units away
     assert seen[(reach > 0.55) & (reach < 0.9)].all()  # texels on the outline may fall outside
@@ -223,13 +248,10 @@ def test_projection_round_trip_reproduces_the_texture_on_a_facing_quad():
 
     surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, size)
     assert surface.texel.size == size * size
-    samples = project_view(surface, capture, picture)
-    assert samples.index.size == size * size
-    start = np.zeros((size, size, 4), dtype=np.float32)
-    result, written = blend_into_texture(start, surface, samples)
+    assert visibility.seen_texels(surface, capture).index.size == size * size
+    result, written = paint_quad(view, picture, size)
     assert written.all()
-    np.testing.assert_allclose(result[..., :3], texture, atol=1e-4)
-    np.testing.assert_allclose(result[..., 3], 1.0)
+    np.testing.assert_allclose(result, texture, atol=1e-4)
 
 
 def test_hidden_and_grazing_texels_are_not_written():
@@ -239,9 +261,8 @@ def test_hidden_and_grazing_texels_are_not_written():
     scene_triangles = np.concatenate([QUAD_TRIANGLES, QUAD_TRIANGLES + 4])
     capture = capture_depth(view, scene_vertices, scene_triangles)
     surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 32)
-    samples = project_view(surface, capture, np.ones((64, 64, 3), dtype=np.float32))
     seen = np.zeros(surface.texel.size, dtype=bool)
-    seen[samples.index] = True
+    seen[visibility.seen_texels(surface, capture).index] = True
     centre = np.abs(surface.position[:, :2]).max(axis=1) < 0.4
     assert not seen[centre].any()  # behind the blocker
     assert seen[np.abs(surface.position[:, :2]).max(axis=1) > 0.9].all()  # rim in plain view
@@ -249,19 +270,31 @@ def test_hidden_and_grazing_texels_are_not_written():
     edge_on = View(np.array([[0, 0, -1, 0], [0, 1, 0, 0], [1, 0, 0, -5], [0, 0, 0, 1.0]]),
                    perspective(40, 1.0), 64, 64)  # fmt: skip
     grazing = capture_depth(edge_on, QUAD, QUAD_TRIANGLES)
-    assert project_view(surface, grazing, np.ones((64, 64, 3), np.float32)).index.size == 0
+    assert visibility.seen_texels(surface, grazing).index.size == 0
 
 
 def test_texels_outside_the_view_keep_the_old_texture():
     view = View(eye_at(5.0), perspective(15, 1.0), 64, 64)  # sees only the quad's middle
-    capture = capture_depth(view, QUAD, QUAD_TRIANGLES)
-    surface = texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 32)
-    samples = project_view(surface, capture, np.ones((64, 64, 3), dtype=np.float32))
-    old = np.full((32, 32, 4), 0.25, dtype=np.float32)
-    new, written = blend_into_texture(old, surface, samples)
+    old = np.full((32, 32, 3), 0.25, dtype=np.float32)
+    new, written = paint_quad(view, np.ones((64, 64, 3), dtype=np.float32), 32, start=old)
     assert 0 < written.mean() < 1
     np.testing.assert_array_equal(new[~written], old[~written])
-    assert np.all(new[written][:, :3] > 0.25)
+    assert np.all(new[written] > 0.25)
+
+
+def test_one_view_over_an_old_texture_replaces_square_texels_and_fades_at_grazing_ones():
+    """The texture a one-view run paints over counts as an earlier view seen at 60 degrees:
+    a square view nearly replaces it, a steeply tilted one blends into it."""
+    old = np.zeros((32, 32, 3), dtype=np.float32)
+    white = np.ones((64, 64, 3), dtype=np.float32)
+    square, _ = paint_quad(View(eye_at(5.0), perspective(40, 1.0), 64, 64), white, 32, start=old)
+    tilt = np.radians(70)
+    eye = np.array([0.0, -np.sin(tilt), np.cos(tilt)]) * 5.0
+    tilted_view = View(orbit.look_at(eye, np.zeros(3), np.array([0, 0, 1.0])),
+                       perspective(40, 1.0), 64, 64)  # fmt: skip
+    tilted, painted = paint_quad(tilted_view, white, 32, start=old)
+    assert square[8:24, 8:24].min() > 0.9  # cos^4(0) = 1 against cos^4(60) = 1/16
+    assert 0.1 < tilted[painted].mean() < 0.4  # cos^4(70) = 0.014 against 1/16
 
 
 def test_bilinear_sampling_interpolates_between_pixel_centres():

@@ -1,9 +1,17 @@
 """The one blending rule: how the views of a run fold into one texture, texel by texel.
 
-No bpy. A per-texel record of the best facing so far makes sure a later, worse view never
-overwrites a better one; where a better view does write, colours blend with cos^k weights so
-view borders do not show as seams. Pixels already painted well are kept during denoising,
-pixels never painted are generated, pixels seen much more squarely than before are refined.
+No bpy. One view or many, a texel's colour is the cos^k-weighted mean of the views that wrote
+it, and a per-texel record of the best facing so far makes sure a later, worse view never
+overwrites a better one (cos^k rather than a fixed fade: detail comes from the views that face
+the surface, and where two views overlap their border does not show as a seam). Pixels already
+painted well are kept during denoising, pixels never painted are generated, pixels seen much
+more squarely than before are refined.
+
+A run from one view paints over the texture it finds: those colours count as one earlier view
+seen at :data:`START_ANGLE_DEG`, so a square view replaces them and a grazing one fades into
+them. A run from several views starts empty. Texels seen only on a depth edge (where a picture's
+colour is least reliable) are painted last, from the best such view, and only if no view saw
+them well.
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import numpy as np
 
 from ..geometry.depth import DepthCapture
 from .sampling import sample_seen
-from .surface import TexelSurface
-from .visibility import GRAZING_ANGLE_DEG, SeenTexels, seen_texels
+from .visibility import SeenTexels
 
 FACING_POWER = 4  # weights cos^k: detail comes from the views that face the surface
 
 REFINE_MARGIN = 0.3  # a view refines a texel when its cosine beats the best so far by this
+START_ANGLE_DEG = 60.0  # how squarely the texture a one-view run paints over counts as seen
 
 
 @dataclass
@@ -30,6 +38,10 @@ class TextureState:
     weight: np.ndarray  # (N,) float32, sum of cos^k of the views that wrote the texel
     best_facing: np.ndarray  # (N,) float32 cosine of the most square view so far; 0 = unpainted
 
+    # Texels seen only on depth edges: the colour of the most square such sighting.
+    edge_color: np.ndarray | None = None  # (N, 3) float32
+    edge_facing: np.ndarray | None = None  # (N,) float32; 0 = never seen on an edge
+
     @classmethod
     def empty(cls, count: int, grey: float = 0.5) -> TextureState:
         return cls(
@@ -38,9 +50,47 @@ class TextureState:
             best_facing=np.zeros(count, dtype=np.float32),
         )
 
+    @classmethod
+    def over(cls, colors: np.ndarray) -> TextureState:
+        """A state that paints over existing (N, 3) colours (see :data:`START_ANGLE_DEG`)."""
+        count = colors.shape[0]
+        start_weight = np.float32(np.cos(np.radians(START_ANGLE_DEG)) ** FACING_POWER)
+        return cls(
+            color=np.ascontiguousarray(colors[:, :3], dtype=np.float32),
+            weight=np.full(count, start_weight, dtype=np.float32),
+            best_facing=np.zeros(count, dtype=np.float32),
+        )
+
     @property
     def painted(self) -> np.ndarray:
-        return self.weight > 0
+        """Texels this run's views painted (the texture it started from does not count)."""
+        return self.best_facing > 0
+
+    def note_edges(self, seen: SeenTexels, color: np.ndarray) -> None:
+        """Remember edge sightings (``seen`` on depth edges, ``color`` sampled there)."""
+        if self.edge_color is None:
+            self.edge_color = np.zeros_like(self.color)
+            self.edge_facing = np.zeros(self.color.shape[0], dtype=np.float32)
+        better = seen.facing > self.edge_facing[seen.index]
+        self.edge_color[seen.index[better]] = color[better]
+        self.edge_facing[seen.index[better]] = seen.facing[better]
+
+    def paint_edges(self) -> int:
+        """Fold in the best edge sighting of texels no view saw well (by the same cos^k rule,
+        so over an old texture they blend as any other view would); returns how many."""
+        if self.edge_facing is None:
+            return 0
+        only_edge = np.flatnonzero((self.best_facing == 0) & (self.edge_facing > 0))
+        facing = self.edge_facing[only_edge]
+        weight = facing**FACING_POWER
+        old_weight = self.weight[only_edge]
+        self.color[only_edge] = (
+            old_weight[:, None] * self.color[only_edge]
+            + weight[:, None] * self.edge_color[only_edge]
+        ) / (old_weight + weight)[:, None]
+        self.weight[only_edge] += weight
+        self.best_facing[only_edge] = facing
+        return int(only_edge.size)
 
 
 @dataclass
@@ -48,6 +98,7 @@ class ViewRecord:
     """What one view did, for the run's report."""
 
     label: str
+    coverage: float = 0.0  # fraction of the target's texels this view saw well
     new: float = 0.0  # fractions of the texels this view could use
     refined: float = 0.0
     kept: float = 0.0
@@ -112,49 +163,3 @@ def integrate(
     record.refined = float(refine.sum()) / total
     record.kept = float((painted & ~better).sum()) / total
     return record
-
-
-FULL_ANGLE_DEG = 60.0
-
-
-@dataclass
-class ViewSamples:
-    """The texels one view saw: indices into a :class:`TexelSurface`, colours and facing."""
-
-    index: np.ndarray  # (M,) indices into the surface's arrays
-    color: np.ndarray  # (M, C) float32 sampled from the view's image
-    facing: np.ndarray  # (M,) float32 cosine between the surface normal and the view ray
-
-
-def project_view(surface: TexelSurface, capture: DepthCapture, image: np.ndarray) -> ViewSamples:
-    """Sample ``image`` (the view's picture, any size with the view's aspect) for visible texels."""
-    seen = seen_texels(surface, capture)
-    return ViewSamples(
-        index=seen.index, color=sample_seen(image, seen, capture), facing=seen.facing
-    )
-
-
-def facing_weight(facing: np.ndarray) -> np.ndarray:
-    """1 for surfaces within FULL_ANGLE of the view, easing to 0 at GRAZING_ANGLE (smoothstep)."""
-    low = np.cos(np.radians(GRAZING_ANGLE_DEG))
-    high = np.cos(np.radians(FULL_ANGLE_DEG))
-    t = np.clip((facing - low) / (high - low), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
-
-
-def blend_into_texture(
-    texture: np.ndarray, surface: TexelSurface, samples: ViewSamples
-) -> tuple[np.ndarray, np.ndarray]:
-    """Write a view's RGB samples over a (size, size, 4) texture, easing out towards grazing angles.
-
-    Alpha accumulates coverage (1 where a view painted squarely, 0 where none did). Returns the
-    new texture and a (size, size) mask of the texels that received colour.
-    """
-    flat = np.array(texture, dtype=np.float32).reshape(-1, 4)
-    texel = surface.texel[samples.index]
-    alpha = facing_weight(samples.facing)[:, None]
-    flat[texel, :3] = alpha * samples.color[:, :3] + (1.0 - alpha) * flat[texel, :3]
-    flat[texel, 3:] = alpha + (1.0 - alpha) * flat[texel, 3:]
-    written = np.zeros(flat.shape[0], dtype=bool)
-    written[texel[alpha[:, 0] > 0]] = True
-    return flat.reshape(texture.shape), written.reshape(texture.shape[:2])

@@ -134,3 +134,9 @@ def orbit_views(
         )
         for label, azimuth, elevation in placements
     ]
+
+
+def object_bounds(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre of the bounding box and the radius of the sphere around it holding every vertex."""
+    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2.0
+    return center, float(np.linalg.norm(vertices - center, axis=1).max())

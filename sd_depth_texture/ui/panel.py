@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import bpy
 
-from .blender import engine, jobs
+from ..blender.flow import DEPTH_IMAGE
 
 
 class SDT_PT_main(bpy.types.Panel):
@@ -53,13 +55,22 @@ class SDT_PT_main(bpy.types.Panel):
         row.operator("sd_depth_texture.project_image", icon="IMAGE_DATA")
 
         box = layout.box()
-        box.label(text=f"Model: {jobs.model_status()}", icon="MODIFIER")
+        box.label(text=f"Model: {model_status()}", icon="MODIFIER")
         box.operator("sd_depth_texture.free_model", icon="TRASH")
-        depth = bpy.data.images.get(engine.DEPTH_IMAGE)
+        depth = bpy.data.images.get(DEPTH_IMAGE)
         if depth is not None:
             box = layout.box()
             box.label(text="Depth sent to the model")
             box.template_icon(icon_value=depth.preview_ensure().icon_id, scale=6)
+
+
+def model_status() -> str:
+    """What is loaded, without importing torch (or waiting on a load in progress)."""
+    if "torch" not in sys.modules:
+        return "not loaded"
+    from ..core.diffusion.cache import pipeline_status
+
+    return pipeline_status()
 
 
 classes = (SDT_PT_main,)

