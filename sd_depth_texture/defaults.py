@@ -58,7 +58,7 @@ class Limit:
         if self.integer:
             every = f" in steps of {self.multiple}" if self.multiple > 1 else ""
             return f"an integer from {int(self.low)} to {int(self.high)}{every}"
-        above = f"above {self.low:g}" if self.low_open else f"from {self.low:g}"
+        above = f"above {self.low:g} up" if self.low_open else f"from {self.low:g}"
         return f"a number {above} to {self.high:g}"
 
     def check(self, value: Any, door: str = "cli") -> int | float:

@@ -304,7 +304,9 @@ class FileWorker:
                 model=self.spec,
                 view_prompts=args.view_prompts,
                 output=OutputOptions(
-                    texture_size=args.texture_size, blend_path=os.path.join(staging, "x.blend")
+                    texture_size=args.texture_size,
+                    margin=args.margin,
+                    blend_path=os.path.join(staging, "x.blend"),
                 ),
             )
             run = flow.prepare(request, "cli")

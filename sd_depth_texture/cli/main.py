@@ -125,6 +125,7 @@ def request_from_args(
     """The request a ``texture`` or ``project`` command line asks for (nothing read yet)."""
     out = OutputOptions(
         texture_size=args.texture_size,
+        margin=args.margin,
         blend_path=output,
         report_path=os.path.abspath(args.report) if args.report else None,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .. import defaults
-from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
+from ..defaults import GUIDANCE, MARGIN, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
 
 
 def add_number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **extra) -> None:
@@ -32,6 +32,7 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
 
 def add_texture_options(parser: argparse.ArgumentParser) -> None:
     add_number(parser, TEXTURE_SIZE, "texture width and height")
+    add_number(parser, MARGIN, "texels of padding around the UV islands")
 
 
 def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
