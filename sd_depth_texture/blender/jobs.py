@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..core.errors import TextureError
 from ..core.geometry.views import View
+from ..core.progress import Progress
 from . import engine, images, scene
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 ADDON_ID = __package__.rpartition(".")[0]
 # An image whose aspect differs from the view's by more than this would be projected stretched.
 ASPECT_TOLERANCE = 0.01
+_STEP = re.compile(r"Step (?P<done>\d+)/(?P<total>\d+)")
 
 
 def camera_view(context, camera_name: str, resolution: int) -> View:
@@ -64,10 +67,11 @@ def default_cache_dir() -> str | None:
 
 def model_spec(context=None, source: str | None = None):
     """The model to use: the given source, else the add-on preferences, else the default."""
-    from ..core.diffusion.generation import DEFAULT_MODEL, ModelSpec
+    from ..core.diffusion.settings import ModelSpec
+    from ..defaults import MODEL_ID
 
     prefs = preferences(context)
-    source = source or (prefs.model_source if prefs else "") or DEFAULT_MODEL
+    source = source or (prefs.model_source if prefs else "") or MODEL_ID
     return ModelSpec(
         source=bpy.path.abspath(source) if source.startswith("//") else source,
         config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
@@ -79,7 +83,7 @@ def model_spec(context=None, source: str | None = None):
 
 
 def generation_settings(values: dict):
-    from ..core.diffusion.generation import GenerationSettings
+    from ..core.diffusion.settings import GenerationSettings
 
     if not str(values.get("prompt", "")).strip():
         raise TextureError("The prompt is empty: describe the texture you want.")
@@ -93,6 +97,37 @@ def generation_settings(values: dict):
     )
 
 
+class _CallbackProgress(Progress):
+    """The callbacks the doors pass today, behind the one Progress protocol of the core."""
+
+    def __init__(self, should_cancel: Callable[[], bool] | None, on_change) -> None:
+        super().__init__(on_change)
+        self.should_cancel = should_cancel
+
+    def check(self, doing: str = "") -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            self.cancel()
+        super().check(doing)
+
+
+def _load_progress(on_load, should_cancel) -> Progress:
+    """Loading (and downloading) reported as ``on_load(message, fraction)``."""
+    return _CallbackProgress(
+        should_cancel, (lambda f, m: on_load(m, f)) if on_load is not None else None
+    )
+
+
+def _step_progress(on_step, should_cancel) -> Progress:
+    """Denoising reported as ``on_step(done, total)``, read from the "Step done/total" line."""
+
+    def on_change(_fraction: float, message: str) -> None:
+        step = _STEP.fullmatch(message)
+        if on_step is not None and step is not None:
+            on_step(int(step["done"]), int(step["total"]))
+
+    return _CallbackProgress(should_cancel, on_change)
+
+
 def diffusion_picture(
     spec,
     settings,
@@ -102,12 +137,12 @@ def diffusion_picture(
     on_load: Callable[[str, float], None] | None = None,
 ) -> Callable[[engine.Prepared], np.ndarray]:
     """A stage-2 function that runs SD2-depth on the prepared depth map (no Blender data used)."""
-    from ..core.diffusion import generation
+    from ..core.diffusion import cache, generate
 
     def make(prepared: engine.Prepared) -> np.ndarray:
-        pipe = generation.load_pipeline(spec, on_load)
-        return generation.generate(
-            pipe, prepared.depth, settings, on_step=on_step, should_cancel=should_cancel
+        pipe = cache.load_pipeline(spec, _load_progress(on_load, should_cancel))
+        return generate.generate(
+            pipe, prepared.depth, settings, progress=_step_progress(on_step, should_cancel)
         )
 
     return make
@@ -129,11 +164,11 @@ def diffusion_views(
     """
     import dataclasses
 
-    from ..core.diffusion import generation
+    from ..core.diffusion import cache, generate
     from ..core.diffusion.kept_regions import keep_regions_hook
 
     def make(request) -> np.ndarray:
-        pipe = generation.load_pipeline(spec, on_load)
+        pipe = cache.load_pipeline(spec, _load_progress(on_load, should_cancel))
         prompt = settings.prompt
         if view_prompts and request.prompt_hint:
             prompt = f"{prompt}, {request.prompt_hint}"
@@ -143,9 +178,9 @@ def diffusion_views(
         hook = None
         if request.keep.any():
             hook = keep_regions_hook(pipe, request.known, request.keep, view_settings.seed)
-        return generation.generate(
-            pipe, request.depth, view_settings, on_step=on_step, should_cancel=should_cancel,
-            on_latents=hook,
+        return generate.generate(
+            pipe, request.depth, view_settings,
+            progress=_step_progress(on_step, should_cancel), on_latents=hook,
         )  # fmt: skip
 
     return make
@@ -266,7 +301,7 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 def free_model() -> bool:
     if "torch" not in sys.modules:
         return False
-    from ..core.diffusion.generation import free_pipeline
+    from ..core.diffusion.cache import free_pipeline
 
     return free_pipeline()
 
@@ -274,7 +309,7 @@ def free_model() -> bool:
 def model_status() -> str:
     if "torch" not in sys.modules:
         return "not loaded"
-    from ..core.diffusion.generation import pipeline_status
+    from ..core.diffusion.cache import pipeline_status
 
     return pipeline_status()
 
