@@ -148,6 +148,12 @@ def test_a_fresh_process_takes_the_standard_cache_from_hf_home(tmp_path: Path) -
         assert Path(result.stdout.strip()) == expected
 
 
+def test_an_invalid_hub_id_is_one_line(home: Path, no_network) -> None:
+    with pytest.raises(TextureError, match="not a valid Hugging Face id") as raised:
+        load_pipeline(ModelSpec(source="someone/two--dashes", device="cpu"))
+    one_line(raised)
+
+
 # ---- Downloads from a Hub on 127.0.0.1 -------------------------------------------------------
 
 

@@ -59,7 +59,7 @@ def load_pipeline(
         dtype = resolve_dtype(spec.precision, device)
         free_pipeline()
         started = time.perf_counter()
-        _set_status(NOT_LOADED, loading=spec.source)
+        _set_status(NOT_LOADED, loading_source=spec.source)
         try:
             progress.update(0.0, f"Loading {spec.source}")
             with progress.span(0.0, 0.9):
@@ -72,7 +72,7 @@ def load_pipeline(
             pipe.set_progress_bar_config(disable=True)
             _loaded = _Loaded(spec=spec, pipe=pipe, device=device, dtype=dtype)
         finally:
-            _set_status(_describe(_loaded), loading=None)
+            _set_status(_describe(_loaded), loading_source=None)
         logger.info("Loaded %s in %.1f s: %s", spec.source, time.perf_counter() - started, _status)
         progress.update(1.0, "Model loaded")
         return pipe
@@ -87,7 +87,7 @@ def free_pipeline() -> bool:
     with _load_lock:
         was_loaded = _loaded is not None
         _loaded = None
-        _set_status(NOT_LOADED, loading=_loading_source)
+        _set_status(NOT_LOADED, loading_source=_loading_source)
         empty_device_caches()
         if was_loaded:
             logger.info("Released the model")
@@ -108,10 +108,10 @@ def loading() -> bool:
         return _loading_source is not None
 
 
-def _set_status(status: str, *, loading: str | None) -> None:
+def _set_status(status: str, *, loading_source: str | None) -> None:
     global _status, _loading_source
     with _status_lock:
-        _status, _loading_source = status, loading
+        _status, _loading_source = status, loading_source
 
 
 def _describe(loaded: _Loaded | None) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ...defaults import MODEL_ID, MODEL_REVISION, RANDOM_MODEL
 from ..errors import TextureError
@@ -127,6 +128,12 @@ def _load_hub_model(
     spec: ModelSpec, repo_id: str, dtype: torch.dtype, progress: Progress
 ) -> StableDiffusionDepth2ImgPipeline:
     """The first complete cached copy, else a download (when allowed) into the download cache."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise TextureError(
+            f"'{repo_id}' is not a valid Hugging Face id: {first_line(error)}"
+        ) from error
     revision = MODEL_REVISION if repo_id == MODEL_ID else None
     caches = hub.search_caches(spec.cache_dir)
     unusable: list[IncompleteModelError] = []
