@@ -110,7 +110,10 @@ def download_snapshot(
 
     Files already cached are not fetched again. One file at a time, so a cancel stops within a
     chunk and at most one partial file exists (huggingface_hub deletes it when its download
-    fails). On cancel or any error every file this call added is removed again.
+    fails). On cancel or any error every file this call added is removed again. Files the Hub
+    stores with Xet are fetched by ``hf_xet``; whether it stops inside such a file when its
+    progress callback raises is up to ``hf_xet``, so a cancel lands there at the latest when
+    the file is done.
     """
     progress = progress or Progress()
     branch = revision or constants.DEFAULT_REVISION
@@ -156,7 +159,7 @@ def download_snapshot(
         undo.run()
         if progress.cancelled:
             raise CancelledError(
-                f"Cancelled while downloading {repo_id}; nothing of it was kept"
+                f"Cancelled while downloading {repo_id}; the unfinished download was removed"
             ) from error
         if isinstance(error, TextureError) or not isinstance(error, Exception):
             raise
