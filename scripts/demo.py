@@ -22,11 +22,9 @@ from huggingface_hub import try_to_load_from_cache  # noqa: E402
 
 from sd_depth_texture.blender import sample  # noqa: E402
 from sd_depth_texture.cli import main as cli  # noqa: E402
-from sd_depth_texture.core.diffusion.generation import (  # noqa: E402
-    DEFAULT_MODEL,
-    DEFAULT_REVISION,
-    RANDOM_SOURCE,
-)
+from sd_depth_texture.defaults import MODEL_ID as DEFAULT_MODEL  # noqa: E402
+from sd_depth_texture.defaults import MODEL_REVISION as DEFAULT_REVISION  # noqa: E402
+from sd_depth_texture.defaults import RANDOM_MODEL as RANDOM_SOURCE  # noqa: E402
 
 PROMPT = "a weathered bronze statue of a monkey head, green patina, museum photo"
 

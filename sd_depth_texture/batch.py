@@ -1240,7 +1240,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def _check_options(options: Mapping[str, Any]) -> None:
     """Refuse settings that would fail every asset, before any file is opened."""
-    from .core.diffusion.generation import GenerationSettings, validate_settings
+    from .core.diffusion.settings import GenerationSettings, validate_settings
     from .core.geometry.views import generation_size
 
     validate_settings(

@@ -17,9 +17,10 @@ from sd_depth_texture.core.bake.color import UNFILLED_GREY
 from sd_depth_texture.core.bake.fill import fill_unpainted
 from sd_depth_texture.core.bake.surface import texel_surface
 from sd_depth_texture.core.bake.visibility import SeenTexels, reliable_texels
-from sd_depth_texture.core.diffusion import generation
+from sd_depth_texture.core.diffusion.cache import load_pipeline
+from sd_depth_texture.core.diffusion.generate import generate
 from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
-from sd_depth_texture.core.diffusion.settings import GenerationSettings
+from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec
 from sd_depth_texture.core.errors import CancelledError
 from sd_depth_texture.core.geometry.depth import capture_depth
 from sd_depth_texture.core.geometry.orbit import object_bounds, orbit_views, ring_azimuths
@@ -163,7 +164,7 @@ def test_fill_crosses_uv_seams_over_the_mesh():
 
 
 def test_kept_latent_cells_end_exactly_as_the_known_picture():
-    pipe = generation.load_pipeline(generation.ModelSpec(source="random", device="cpu"))
+    pipe = load_pipeline(ModelSpec(source="random", device="cpu"))
     depth = np.tile(np.linspace(0.1, 1.0, 64, dtype=np.float32), (64, 1))
     known = np.zeros((64, 64, 3), np.float32)
     known[..., 0] = 0.8
@@ -178,8 +179,8 @@ def test_kept_latent_cells_end_exactly_as_the_known_picture():
         seen_latents.append(out)
         return out
 
-    settings = generation.GenerationSettings(prompt="stone", steps=4, seed=3)
-    generation.generate(pipe, depth, settings, on_latents=recording_hook)
+    settings = GenerationSettings(prompt="stone", steps=4, seed=3)
+    generate(pipe, depth, settings, on_latents=recording_hook)
     with torch.no_grad():
         image = torch.from_numpy(known.transpose(2, 0, 1))[None] * 2 - 1
         known_latents = pipe.vae.encode(image).latent_dist.mean * pipe.vae.config.scaling_factor

@@ -13,10 +13,11 @@ from support.textures import islands, unpainted
 
 from sd_depth_texture.blender import flow, images, preferences
 from sd_depth_texture.blender.targets import texture_name
-from sd_depth_texture.core.diffusion import generation
+from sd_depth_texture.core.diffusion import cache
 from sd_depth_texture.core.diffusion.settings import GenerationSettings
 from sd_depth_texture.core.errors import CancelledError
 from sd_depth_texture.core.progress import Progress
+from sd_depth_texture.defaults import MODEL_ID
 from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
 from sd_depth_texture.ui.panel import model_status
 
@@ -238,7 +239,7 @@ def _prepare_case(case: str, tmp_path, tiny_model_dir) -> dict:
         checkpoint.write_bytes(b"\x80\x04not really a pickle")
         arguments["model"] = str(checkpoint)
     elif case == "offline, not cached":
-        arguments["model"] = generation.DEFAULT_MODEL
+        arguments["model"] = MODEL_ID
     elif case == "linked data":
         _linked_scene(tmp_path)
     return arguments
@@ -263,7 +264,7 @@ BAD_INPUTS = {
 def test_bad_input_gets_one_clear_message_and_changes_nothing(
     case, sample_scene, tiny_model_dir, tmp_path
 ):
-    generation.free_pipeline()
+    cache.free_pipeline()
     arguments = _prepare_case(case, tmp_path, tiny_model_dir)
     before = scene_fingerprint()
     with pytest.raises(RuntimeError, match=BAD_INPUTS[case]) as raised:
@@ -273,7 +274,7 @@ def test_bad_input_gets_one_clear_message_and_changes_nothing(
 
 
 def test_out_of_memory_is_reported_and_changes_nothing(sample_scene, tiny_model_dir):
-    pipe = generation.load_pipeline(preferences.model_spec(str(tiny_model_dir)))
+    pipe = cache.load_pipeline(preferences.model_spec(str(tiny_model_dir)))
 
     def exhaust(*_args, **_kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

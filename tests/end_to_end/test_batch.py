@@ -169,9 +169,9 @@ def library(tmp_path_factory, addon) -> Path:
 @pytest.fixture(scope="module")
 def reference(library, tiny_model_dir, tmp_path_factory):
     """One batch over the whole library: its output, exit code, printed text and pixels."""
-    from sd_depth_texture.core.diffusion import generation
+    from sd_depth_texture.core.diffusion import cache
 
-    generation.free_pipeline()  # so this run has to load the model itself
+    cache.free_pipeline()  # so this run has to load the model itself
     before = folder_fingerprint(library)
     out = tmp_path_factory.mktemp("reference") / "out"
     stdout = io.StringIO()
@@ -471,7 +471,7 @@ def _run_killed(argv: list[str], kill_point: str, count: int, tmp_path: Path) ->
         import os, signal, sys
         from sd_depth_texture.cli import main as cli
         from sd_depth_texture.blender import assets
-        from sd_depth_texture.core.diffusion import generation
+        from sd_depth_texture.core.diffusion import generate
 
         calls = [0]
 
@@ -487,7 +487,7 @@ def _run_killed(argv: list[str], kill_point: str, count: int, tmp_path: Path) ->
         if {kill_point!r} == "commit":
             assets.FileWorker._commit = dying(assets.FileWorker._commit)
         else:
-            generation.generate = dying(generation.generate)
+            generate.generate = dying(generate.generate)
         sys.exit(cli.main({argv!r}))
         """
     )

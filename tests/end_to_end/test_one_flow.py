@@ -108,8 +108,9 @@ def test_every_kind_of_run_writes_the_same_report(sample_blend, tmp_path, tiny_m
     common = [str(sample_blend), "--object", "Cube", "--texture-size", "64"]
 
     one_view = tmp_path / "texture.json"
-    assert cli.main(["texture", *common, "--prompt", "rust", "--model", str(tiny_model_dir),
-                     "--steps", "1", "--resolution", "128", "--report", str(one_view)]) == 0  # fmt: skip
+    code = cli.main(["texture", *common, "--prompt", "rust", "--model", str(tiny_model_dir),
+                     "--steps", "1", "--resolution", "128", "--report", str(one_view)])  # fmt: skip
+    assert code == 0
     data = check_report(one_view, ["Camera"], generating=True)
     assert data["settings"]["generation"]["prompt"] == "rust"
     assert data["settings"]["views"]["kind"] == "cameras"
@@ -123,8 +124,9 @@ def test_every_kind_of_run_writes_the_same_report(sample_blend, tmp_path, tiny_m
     sample.add_camera("Left", (-5.0, -5.0, 3.0), (0.0, 0.0, 1.0))
     bpy.ops.wm.save_as_mainfile(filepath=str(sample_blend))
     several = tmp_path / "several.json"
-    assert cli.main(["project", *common, "--image", str(red), "--camera", "Camera",
-                     "--image", str(blue), "--camera", "Left", "--report", str(several)]) == 0  # fmt: skip
+    pairs = ["--image", str(red), "--camera", "Camera", "--image", str(blue), "--camera", "Left"]
+    code = cli.main(["project", *common, *pairs, "--report", str(several)])
+    assert code == 0
     data = check_report(several, ["Camera", "Left"], generating=False)
     assert data["settings"]["projected_images"] == 2
 
@@ -149,9 +151,11 @@ def kept_depth() -> np.ndarray:
 def test_the_depth_map_sent_survives_save_and_reload(views, sample_blend, tiny_model_dir, tmp_path):
     """One view keeps its depth map; a whole-object run keeps its last view's."""
     output = tmp_path / "out.blend"
-    assert cli.main(["texture", str(sample_blend), "--object", "Suzanne", "--prompt", "stone",
+    code = cli.main(["texture", str(sample_blend), "--object", "Suzanne", "--prompt", "stone",
                      "--model", str(tiny_model_dir), "--steps", "1", "--resolution", "128",
-                     "--texture-size", "64", "--views", str(views), "--output", str(output)]) == 0  # fmt: skip
+                     "--texture-size", "64", "--views", str(views),
+                     "--output", str(output)])  # fmt: skip
+    assert code == 0
     bpy.ops.wm.open_mainfile(filepath=str(output))
     depth = kept_depth()
     assert depth.shape == ((128, 192) if views == 1 else (128, 128))

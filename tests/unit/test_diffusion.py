@@ -18,20 +18,20 @@ from diffusers import (
     StableDiffusionDepth2ImgPipeline,
 )
 from safetensors.torch import save_file
+from support.fake_hub import FakeHub, hub_environment
 from support.ldm_keys import pipeline_to_ldm
 
-from sd_depth_texture.core.diffusion import generation as gen
-from sd_depth_texture.core.diffusion.generation import (
-    DEFAULT_MODEL,
-    GenerationSettings,
-    ModelSpec,
-    free_pipeline,
-    generate,
-    load_pipeline,
-    pipeline_status,
-)
+from sd_depth_texture.core.diffusion import device, hub
+from sd_depth_texture.core.diffusion import generate as generate_module
+from sd_depth_texture.core.diffusion.cache import free_pipeline, load_pipeline, pipeline_status
+from sd_depth_texture.core.diffusion.generate import generate
+from sd_depth_texture.core.diffusion.schedulers import SCHEDULERS
+from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec
 from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
 from sd_depth_texture.core.errors import CancelledError, TextureError
+from sd_depth_texture.core.progress import Progress
+from sd_depth_texture.defaults import MODEL_ID as DEFAULT_MODEL
+from sd_depth_texture.defaults import MODEL_REVISION as DEFAULT_REVISION
 
 SETTINGS = GenerationSettings(prompt="weathered red brick wall", steps=3, seed=1)
 
@@ -46,6 +46,25 @@ def make_depth(height: int = 64, width: int = 96) -> np.ndarray:
 
 def make_image(height: int = 64, width: int = 96, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+
+
+def steps_progress(seen: list[tuple[int, int]], cancel_after: int | None = None) -> Progress:
+    """A Progress recording each reported step as (done, total); cancels after some steps."""
+
+    def on_change(_fraction: float, message: str) -> None:
+        done, total = message.removeprefix("Step ").split("/")
+        seen.append((int(done), int(total)))
+        if cancel_after is not None and len(seen) >= cancel_after:
+            progress.cancel()
+
+    progress = Progress(on_change)
+    return progress
+
+
+def cancelled() -> Progress:
+    progress = Progress()
+    progress.cancel()
+    return progress
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +147,9 @@ def test_result_without_init_does_not_depend_on_any_image(
 ) -> None:
     depth = make_depth()
     baseline = generate(pipe, depth, SETTINGS)
-    monkeypatch.setattr(gen, "_placeholder_image", lambda h, w: torch.rand((1, 3, h, w)))
+    monkeypatch.setattr(
+        generate_module, "_placeholder_image", lambda h, w: torch.rand((1, 3, h, w))
+    )
     np.testing.assert_array_equal(generate(pipe, depth, SETTINGS), baseline)
 
 
@@ -136,7 +157,7 @@ def test_pure_noise_start_is_undone_after_the_call(pipe) -> None:
     generate(pipe, make_depth(), SETTINGS)
     assert "prepare_latents" not in vars(pipe)
     with pytest.raises(CancelledError):
-        generate(pipe, make_depth(), SETTINGS, should_cancel=lambda: True)
+        generate(pipe, make_depth(), SETTINGS, progress=cancelled())
     assert "prepare_latents" not in vars(pipe)
 
 
@@ -153,13 +174,11 @@ def test_init_image_and_strength_change_the_result(pipe) -> None:
 def test_on_step_reports_every_step_with_the_total(pipe) -> None:
     seen: list[tuple[int, int]] = []
     settings = GenerationSettings(prompt=SETTINGS.prompt, steps=4, seed=1)
-    generate(pipe, make_depth(), settings, on_step=lambda done, total: seen.append((done, total)))
+    generate(pipe, make_depth(), settings, progress=steps_progress(seen))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     seen.clear()
     half = GenerationSettings(prompt=SETTINGS.prompt, steps=4, seed=1, strength=0.5)
-    generate(
-        pipe, make_depth(), half, init_image=make_image(), on_step=lambda d, t: seen.append((d, t))
-    )
+    generate(pipe, make_depth(), half, init_image=make_image(), progress=steps_progress(seen))
     assert seen == [(1, 2), (2, 2)]
 
 
@@ -173,8 +192,7 @@ def test_cancel_after_k_steps(pipe) -> None:
                 pipe,
                 make_depth(),
                 GenerationSettings(prompt=SETTINGS.prompt, steps=5),
-                on_step=lambda done, total: seen.append((done, total)),
-                should_cancel=lambda: len(seen) >= 2,
+                progress=steps_progress(seen, cancel_after=2),
             )
     finally:
         handle.remove()
@@ -183,15 +201,11 @@ def test_cancel_after_k_steps(pipe) -> None:
 
 
 def test_cancel_before_the_first_step(pipe) -> None:
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
+    progress = steps_progress(seen)
+    progress.cancel()
     with pytest.raises(CancelledError):
-        generate(
-            pipe,
-            make_depth(),
-            SETTINGS,
-            on_step=lambda d, t: seen.append(d),
-            should_cancel=lambda: True,
-        )
+        generate(pipe, make_depth(), SETTINGS, progress=progress)
     assert seen == []
 
 
@@ -229,7 +243,7 @@ def test_scheduler_is_swapped(pipe, name: str, cls: type) -> None:
 
 
 def test_every_scheduler_runs(pipe) -> None:
-    for name in gen.SCHEDULERS:
+    for name in SCHEDULERS:
         settings = GenerationSettings(prompt=SETTINGS.prompt, steps=2, scheduler=name)
         assert generate(pipe, make_depth(), settings).shape == (64, 96, 3)
 
@@ -355,7 +369,10 @@ def test_a_different_spec_releases_the_old_pipeline() -> None:
         alive_when_loading.append(old() is not None)
         assert 0.0 <= fraction <= 1.0
 
-    new = load_pipeline(ModelSpec(source="random", device="cpu", precision="fp32"), progress)
+    new = load_pipeline(
+        ModelSpec(source="random", device="cpu", precision="fp32"),
+        Progress(lambda fraction, message: progress(message, fraction)),
+    )
     assert new is not old()
     assert old() is None
     assert alive_when_loading and not any(alive_when_loading)
@@ -442,7 +459,7 @@ def test_offline_hub_id_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def no_network(*_args, **_kwargs):
         raise AssertionError("went online")
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", no_network)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
     for source in (DEFAULT_MODEL, "someone/some-depth-model"):
         spec = ModelSpec(source=source, device="cpu", cache_dir=str(tmp_path), allow_online=False)
         with pytest.raises(TextureError, match="online access is off") as caught:
@@ -458,11 +475,11 @@ def fake_hub_cache(model_dir: Path, cache: Path, listed: list[str]) -> Path:
     there but absent from the snapshot (the other weight variant) were never downloaded.
     """
     storage = cache / ("models--" + DEFAULT_MODEL.replace("/", "--"))
-    snapshot = storage / "snapshots" / gen.DEFAULT_REVISION
+    snapshot = storage / "snapshots" / DEFAULT_REVISION
     shutil.copytree(model_dir, snapshot)
     files = {name: {"size": 1, "blob_id": "0" * 40} for name in listed}
     (storage / "trees").mkdir()
-    (storage / "trees" / f"{gen.DEFAULT_REVISION}.json").write_text(
+    (storage / "trees" / f"{DEFAULT_REVISION}.json").write_text(
         json.dumps({"format_version": 1, "files": files})
     )
     return snapshot
@@ -476,7 +493,7 @@ def test_offline_hub_id_loads_from_a_partial_cache(
     def no_network(*_args, **_kwargs):
         raise AssertionError("went online")
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", no_network)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
     have = [p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()]
     fake_hub_cache(model_dir, tmp_path, [*have, *REPO_FILES])
     free_pipeline()
@@ -495,40 +512,29 @@ def test_offline_hub_id_with_an_incomplete_cache(model_dir: Path, tmp_path: Path
         load_pipeline(spec)
 
 
-def test_online_download_asks_only_for_needed_files(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The Hub itself is replaced (no network here); the loaded pipeline is real."""
-    import huggingface_hub
-
-    calls: list[dict] = []
-
-    def fake_download(repo_id: str, **kwargs) -> str:
-        calls.append({"repo_id": repo_id, **kwargs})
-        bar = kwargs["tqdm_class"](total=4, desc="Fetching 4 files")
-        bar.update(2)
-        bar.update(2)
-        bar.close()
-        return str(model_dir)
-
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: REPO_FILES)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+def test_online_download_asks_only_for_needed_files(model_dir: Path, tmp_path: Path) -> None:
+    """A Hub imitation on 127.0.0.1 serves the repository; download and pipeline are real."""
+    extras = {name: b"never downloaded" for name in REPO_FILES if not (model_dir / name).exists()}
     free_pipeline()
     seen: list[tuple[str, float]] = []
     spec = ModelSpec(source=DEFAULT_MODEL, device="cpu", cache_dir=str(tmp_path), allow_online=True)
-    loaded = load_pipeline(spec, lambda message, fraction: seen.append((message, fraction)))
+    server = FakeHub.from_folder(DEFAULT_MODEL, DEFAULT_REVISION, model_dir, **extras)
+    home = tmp_path / "home"
+    with server, hub_environment(HF_HOME=str(home), HF_ENDPOINT=server.endpoint):
+        loaded = load_pipeline(
+            spec, Progress(lambda fraction, message: seen.append((message, fraction)))
+        )
     assert isinstance(loaded, StableDiffusionDepth2ImgPipeline)
-    (call,) = calls
-    assert call["revision"] == gen.DEFAULT_REVISION
-    assert call["cache_dir"] == str(tmp_path)
-    assert "unet/diffusion_pytorch_model.safetensors" in call["allow_patterns"]  # fp32 on CPU
-    assert not any("fp16" in p or p.endswith(".bin") for p in call["allow_patterns"])
-    assert not any(
-        p.startswith(("depth_estimator", "feature_extractor")) for p in call["allow_patterns"]
-    )
-    assert "*.bin" in call["ignore_patterns"]
-    downloads = [f for message, f in seen if message.startswith("Downloading")]
-    assert downloads == [0.45, 0.9]
+    downloaded = server.downloaded()
+    assert ("API", f"tree/{DEFAULT_REVISION}") in server.requests
+    assert hub.cached_snapshot(DEFAULT_MODEL, DEFAULT_REVISION, tmp_path) is not None
+    assert not (home / "hub").exists()  # cache_dir was given: nothing in the standard cache
+    assert "unet/diffusion_pytorch_model.safetensors" in downloaded  # fp32 on CPU
+    assert not any("fp16" in p or p.endswith(".bin") for p in downloaded)
+    assert not any(p.startswith(("depth_estimator", "feature_extractor")) for p in downloaded)
+    downloads = [(m, f) for m, f in seen if m.startswith("Downloading")]
+    assert [f for _, f in downloads] == sorted(f for _, f in downloads)
+    assert downloads[-1][0].endswith("(100%)") and 0.5 < downloads[-1][1] <= 0.9
     assert seen[-1] == ("Model loaded", 1.0)
     free_pipeline()
 
@@ -560,16 +566,16 @@ def test_out_of_memory_during_loading(model_dir: Path, monkeypatch: pytest.Monke
 
 def test_bad_device_and_precision() -> None:
     with pytest.raises(TextureError):
-        gen.resolve_device("tpu9")
+        device.resolve_device("tpu9")
     with pytest.raises(TextureError):
-        gen.resolve_dtype("fp8", torch.device("cpu"))
-    assert gen.resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert gen.resolve_dtype("auto", torch.device("cuda")) == torch.float16
-    assert gen.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+        device.resolve_dtype("fp8", torch.device("cpu"))
+    assert device.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert device.resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    assert device.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     if not torch.cuda.is_available():
-        assert gen.resolve_device("auto").type in ("cpu", "mps")
+        assert device.resolve_device("auto").type in ("cpu", "mps")
         with pytest.raises(TextureError, match="CUDA"):
-            gen.resolve_device("cuda")
+            device.resolve_device("cuda")
 
 
 # ---- Hub download planning (no network) ------------------------------------------------------
@@ -596,8 +602,8 @@ REPO_FILES = [
 
 
 def test_download_patterns_pick_one_safetensors_set() -> None:
-    fp16 = gen._download_patterns(REPO_FILES, want_fp16=True)
-    full = gen._download_patterns(REPO_FILES, want_fp16=False)
+    fp16 = hub.download_patterns(REPO_FILES, want_fp16=True)
+    full = hub.download_patterns(REPO_FILES, want_fp16=False)
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in fp16
     assert "unet/diffusion_pytorch_model.safetensors" not in fp16
     assert "unet/diffusion_pytorch_model.safetensors" in full
@@ -610,19 +616,20 @@ def test_download_patterns_pick_one_safetensors_set() -> None:
 def test_download_patterns_refuse_pickle_only_repos() -> None:
     files = [f for f in REPO_FILES if not f.startswith("unet/diffusion_pytorch_model.")]
     with pytest.raises(TextureError, match="Refusing"):
-        gen._download_patterns([*files, "unet/diffusion_pytorch_model.bin"], want_fp16=False)
+        hub.download_patterns([*files, "unet/diffusion_pytorch_model.bin"], want_fp16=False)
 
 
 def test_download_progress_is_forwarded() -> None:
     seen: list[tuple[str, float]] = []
-    bar = gen._progress_tqdm(lambda message, fraction: seen.append((message, fraction)))(
-        total=10, desc="Downloading bytes", name="ignored"
-    )
-    bar.update(5)
-    bar.update(5)
-    bar.close()
-    assert [round(f, 3) for _, f in seen] == [0.45, 0.9]
-    assert "Downloading bytes" in seen[0][0]
+    progress = Progress(lambda fraction, message: seen.append((message, fraction)))
+    with progress.span(0.0, 0.9):
+        meter = hub._DownloadMeter(progress, "owner/name", total=10)
+        bar = meter.bar_class(total=10, desc="Downloading bytes", name="ignored")
+        bar.update(5)
+        bar.update(5)
+        bar.close()
+    assert [round(f, 3) for _, f in seen[:2]] == [0.45, 0.9]
+    assert seen[0][0].startswith("Downloading owner/name: 5.00 B of 10.0 B (50%)")
 
 
 # ---- Single original-layout .safetensors file ------------------------------------------------

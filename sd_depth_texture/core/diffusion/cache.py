@@ -1,12 +1,124 @@
-"""The one cached pipeline (thin over :mod:`.generation` for now)."""
+"""The one loaded pipeline: load it once, reuse it for equal specs, free it on request.
+
+No bpy. Models take GBs of GPU memory, so only one pipeline is kept and a different spec
+releases the old one before loading. A load can take minutes (a download) while a panel keeps
+asking what is loaded, so :func:`pipeline_status` and :func:`loading` read a small snapshot
+under their own short lock and never wait for a load.
+"""
 
 from __future__ import annotations
 
-from .generation import free_pipeline, pipeline_status  # noqa: F401
-from .generation import load_pipeline as _load
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+from diffusers import StableDiffusionDepth2ImgPipeline
+
+from ...defaults import RANDOM_MODEL
+from ..progress import Progress
+from .device import empty_device_caches, out_of_memory, resolve_device, resolve_dtype
+from .settings import ModelSpec
+from .sources import load_source
+
+logger = logging.getLogger(__name__)
+
+NOT_LOADED = "not loaded"
 
 
-def load_pipeline(spec, progress=None):
-    return _load(
-        spec, (lambda message, fraction: progress.update(fraction, message)) if progress else None
-    )
+@dataclass
+class _Loaded:
+    spec: ModelSpec
+    pipe: StableDiffusionDepth2ImgPipeline
+    device: torch.device
+    dtype: torch.dtype
+
+
+_load_lock = threading.RLock()  # held for a whole load or free
+_status_lock = threading.Lock()  # held only to read or replace the two values below
+_loaded: _Loaded | None = None
+_status = NOT_LOADED
+_loading_source: str | None = None
+
+
+def load_pipeline(
+    spec: ModelSpec, progress: Progress | None = None
+) -> StableDiffusionDepth2ImgPipeline:
+    """Load (or return the cached) pipeline for ``spec``.
+
+    ``progress`` hears of the download (when one is needed) and the load; a cancelled download
+    raises ``CancelledError`` and keeps nothing of it.
+    """
+    global _loaded
+    progress = progress or Progress()
+    with _load_lock:
+        if _loaded is not None and _loaded.spec == spec:
+            return _loaded.pipe
+        device = resolve_device(spec.device)
+        dtype = resolve_dtype(spec.precision, device)
+        free_pipeline()
+        started = time.perf_counter()
+        _set_status(NOT_LOADED, loading_source=spec.source)
+        try:
+            progress.update(0.0, f"Loading {spec.source}")
+            with progress.span(0.0, 0.9):
+                pipe = load_source(spec, dtype, progress)
+            progress.update(0.95, f"Moving the model to {device}")
+            with out_of_memory(f"loading the model onto {device}"):
+                pipe = pipe.to(device=device)
+                if pipe.dtype != dtype:
+                    pipe = pipe.to(dtype=dtype)
+            pipe.set_progress_bar_config(disable=True)
+            _loaded = _Loaded(spec=spec, pipe=pipe, device=device, dtype=dtype)
+        finally:
+            _set_status(_describe(_loaded), loading_source=None)
+        logger.info("Loaded %s in %.1f s: %s", spec.source, time.perf_counter() - started, _status)
+        progress.update(1.0, "Model loaded")
+        return pipe
+
+
+def free_pipeline() -> bool:
+    """Drop the cached pipeline and return its GPU memory; True if one was loaded.
+
+    Waits for a load in progress to end first (the load's memory is what there is to free).
+    """
+    global _loaded
+    with _load_lock:
+        was_loaded = _loaded is not None
+        _loaded = None
+        _set_status(NOT_LOADED, loading_source=_loading_source)
+        empty_device_caches()
+        if was_loaded:
+            logger.info("Released the model")
+        return was_loaded
+
+
+def pipeline_status() -> str:
+    """One line for a UI panel describing what is loaded (or loading); never waits for a load."""
+    with _status_lock:
+        if _loading_source is not None:
+            return f"loading {_loading_source}"
+        return _status
+
+
+def loading() -> bool:
+    """Whether a load is running now (in any thread); never waits for it."""
+    with _status_lock:
+        return _loading_source is not None
+
+
+def _set_status(status: str, *, loading_source: str | None) -> None:
+    global _status, _loading_source
+    with _status_lock:
+        _status, _loading_source = status, loading_source
+
+
+def _describe(loaded: _Loaded | None) -> str:
+    if loaded is None:
+        return NOT_LOADED
+    dtype = str(loaded.dtype).removeprefix("torch.")
+    where = f"on {loaded.device} ({dtype})"
+    if loaded.spec.source.strip() == RANDOM_MODEL:
+        return f"random test weights {where}: textures are noise"
+    return f"{loaded.spec.source} {where}"

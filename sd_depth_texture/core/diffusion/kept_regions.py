@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 
+from .device import out_of_memory
+
 
 @torch.no_grad()
 def keep_regions_hook(
@@ -23,7 +25,8 @@ def keep_regions_hook(
     vae = pipe.vae
     image = torch.from_numpy(np.ascontiguousarray(known[..., :3].transpose(2, 0, 1)))[None]
     image = image.to(device=vae.device, dtype=vae.dtype) * 2.0 - 1.0
-    known_latents = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
+    with out_of_memory("encoding the parts earlier views painted"):
+        known_latents = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
     factor = image.shape[-1] // known_latents.shape[-1]
     mask = torch.from_numpy(np.ascontiguousarray(keep, dtype=np.float32))[None, None]
     mask = functional.avg_pool2d(mask, factor)  # fraction of kept pixels per latent cell

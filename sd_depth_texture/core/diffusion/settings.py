@@ -16,7 +16,9 @@ from ..errors import TextureError
 class ModelSpec:
     """Which model to load and where to run it; equal specs share one cached pipeline.
 
-    ``cache_dir`` None: the standard Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``).
+    A Hub model is looked for in ``cache_dir`` (when set) and in the standard Hugging Face
+    cache (``HF_HOME`` / ``HF_HUB_CACHE``); a download (only with ``allow_online``) goes to
+    ``cache_dir``, else to the standard cache.
     """
 
     source: str = MODEL_ID

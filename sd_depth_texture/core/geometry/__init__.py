@@ -1,0 +1,1 @@
+"""Geometry and depth: views as matrices, the rasteriser, the Z-buffer, meshes as arrays (no bpy)."""

@@ -1,0 +1,489 @@
+"""Where a model comes from, and how each kind is read safely, completely and strictly.
+
+No bpy. Every failure a user can cause (a missing, damaged or unsafe file, another model) is a
+one-line :class:`~sd_depth_texture.core.errors.TextureError` raised before the weights load.
+
+Model sources (:attr:`ModelSpec.source`):
+
+* a Hugging Face Hub id (default: the community mirror of ``stable-diffusion-2-depth``, pinned
+  to :data:`~sd_depth_texture.defaults.MODEL_REVISION`): looked up in the caches first and
+  downloaded only when ``allow_online`` is set (:mod:`.hub`);
+* a local diffusers folder (``model_index.json`` plus ``unet``/``vae``/``text_encoder``/
+  ``tokenizer``/``scheduler``) with ``.safetensors`` weights;
+* a single ``.safetensors`` file in the original Stability AI (LDM) layout of
+  ``512-depth-ema``, together with :attr:`ModelSpec.config`, a diffusers-layout folder that holds
+  the component configs (``unet/config.json``, ``vae/config.json``, ``text_encoder/config.json``,
+  ``tokenizer/``, ``scheduler/scheduler_config.json``; weights there are ignored). Accepted keys:
+  ``model.diffusion_model.*`` (UNet; ``model_ema.*`` EMA copies are preferred when present),
+  ``first_stage_model.*`` (VAE, attention as 1x1 convolutions or linear) and
+  ``cond_stage_model.model.*`` (OpenCLIP text tower: ``token_embedding``,
+  ``positional_embedding``, ``transformer.resblocks.N`` with fused ``in_proj``, ``ln_final``).
+  SD2 uses the penultimate text layer, so one resblock more than the config's
+  ``num_hidden_layers`` is allowed and dropped. Everything else (``depth_model.*``, schedule
+  buffers, ``text_projection``) is ignored. Conversion uses diffusers' own converters and every
+  component is loaded strictly: any missing, unexpected or mis-shaped tensor is an error;
+* ``random``: a tiny random-weight pipeline (:func:`~.tiny.build_tiny_pipeline`) for testing;
+  its textures are noise.
+
+Pickle checkpoints (``.ckpt``, ``.bin``, ``.pt``, ``.pth``, ``.pkl``) are refused, never
+unpickled: loading one can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from ...defaults import MODEL_ID, MODEL_REVISION, RANDOM_MODEL
+from ..errors import TextureError
+from ..progress import Progress
+from . import hub
+from .device import first_line, out_of_memory
+from .schedulers import scheduler_from_config_folder
+from .settings import ModelSpec
+from .tiny import build_tiny_pipeline
+
+logger = logging.getLogger(__name__)
+
+#: File types that are Python pickles: opening one can execute arbitrary code.
+PICKLE_SUFFIXES = hub.PICKLE_SUFFIXES
+#: Components whose weights are loaded (depth_estimator / feature_extractor are never needed).
+WEIGHT_COMPONENTS = hub.WEIGHT_COMPONENTS
+#: Every component folder the pipeline reads files from.
+COMPONENTS = (*WEIGHT_COMPONENTS, "tokenizer", "scheduler")
+#: Config files a folder (or a single file's config folder) must hold as regular files.
+CONFIG_FILES = (
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer/tokenizer_config.json",
+)
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_FP16_NAME = hub.FP16_NAME
+_OFFLINE_FIX = (
+    "Allow online access in Blender's Preferences (System > Network) to download it once, "
+    "or pass --model PATH to a local diffusers folder, or --model random to test with random "
+    "weights"
+)
+
+
+class IncompleteModelError(TextureError):
+    """A model folder lacks files or holds damaged ones (downloading again would fix it)."""
+
+
+def load_source(
+    spec: ModelSpec, dtype: torch.dtype, progress: Progress
+) -> StableDiffusionDepth2ImgPipeline:
+    """Dispatch on the kind of source; every path ends in a strict, safetensors-only load."""
+    source = (spec.source or "").strip()
+    if not source:
+        raise TextureError("No model given: set a Hub id, a model folder, a file or 'random'")
+    if source == RANDOM_MODEL:
+        logger.warning("Using random weights: generated textures will be noise")
+        return build_tiny_pipeline()
+    path = Path(source).expanduser()
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise pickle_refusal(path)
+    if suffix == ".safetensors":
+        pipe = load_single_file(path, spec.config)
+    elif path.is_dir():
+        pipe = load_folder(path, dtype)
+    elif path.exists():
+        raise TextureError(f"{path} is neither a diffusers model folder nor a .safetensors file")
+    elif path.is_absolute() or source.startswith((".", "~")) or "\\" in source:
+        raise TextureError(f"Model folder not found: {path}")
+    elif _HUB_ID.fullmatch(source):
+        pipe = _load_hub_model(spec, source, dtype, progress)
+    else:
+        raise TextureError(
+            f"Model '{source}' is not a folder, a .safetensors file or a Hugging Face id "
+            "(owner/name)"
+        )
+    _check_token_length(pipe, source)
+    return pipe
+
+
+def pickle_refusal(path: Path) -> TextureError:
+    return TextureError(
+        f"Refusing to load {path.name}: pickle weights ({', '.join(PICKLE_SUFFIXES)}) can run "
+        "arbitrary code when opened; use .safetensors weights instead"
+    )
+
+
+# ---- Hugging Face Hub id ---------------------------------------------------------------------
+
+
+def _load_hub_model(
+    spec: ModelSpec, repo_id: str, dtype: torch.dtype, progress: Progress
+) -> StableDiffusionDepth2ImgPipeline:
+    """The first complete cached copy, else a download (when allowed) into the download cache."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise TextureError(
+            f"'{repo_id}' is not a valid Hugging Face id: {first_line(error)}"
+        ) from error
+    revision = MODEL_REVISION if repo_id == MODEL_ID else None
+    caches = hub.search_caches(spec.cache_dir)
+    unusable: list[IncompleteModelError] = []
+    progress.update(0.0, f"Looking for {repo_id} in the model cache")
+    for cache in caches:
+        folder = hub.cached_snapshot(repo_id, revision, cache)
+        if folder is None:
+            continue
+        try:
+            variant = check_model_folder(folder, dtype)
+        except IncompleteModelError as error:
+            logger.info("The copy of %s in %s is unusable: %s", repo_id, cache, error)
+            unusable.append(error)
+            continue
+        logger.info("Using the cached copy of %s in %s", repo_id, folder)
+        return _from_pretrained(folder, dtype, variant)
+    if not spec.allow_online:
+        if unusable:
+            raise TextureError(
+                f"The cached copy of {repo_id} is unusable ({unusable[0]}) and online access "
+                f"is off. {_OFFLINE_FIX}"
+            )
+        where = " or ".join(str(cache) for cache in caches)
+        raise TextureError(
+            f"Model {repo_id} is not cached in {where} and online access is off. {_OFFLINE_FIX}"
+        )
+    with progress.span(0.0, 0.9):
+        folder = hub.download_snapshot(
+            repo_id,
+            revision,
+            hub.download_cache(spec.cache_dir),
+            want_fp16=dtype == torch.float16,
+            progress=progress,
+        )
+    progress.update(0.95, f"Loading {repo_id}")
+    return load_folder(folder, dtype)
+
+
+# ---- Local diffusers folder ------------------------------------------------------------------
+
+
+def load_folder(folder: Path, dtype: torch.dtype) -> StableDiffusionDepth2ImgPipeline:
+    """Load a diffusers-layout folder from disk only, after checking it is safe and complete."""
+    return _from_pretrained(folder, dtype, check_model_folder(folder, dtype))
+
+
+def check_model_folder(folder: Path, dtype: torch.dtype) -> str | None:
+    """Check a diffusers folder without loading weights; returns the weight variant to load.
+
+    Reading a pipe (FIFO) or a device blocks forever, and a tokenizer without its config pads
+    prompts to ~1e30 tokens: both are refused here, before diffusers opens anything.
+    """
+    index = folder / "model_index.json"
+    if not os.path.lexists(index):
+        raise IncompleteModelError(
+            f"{folder} is not a diffusers model folder (no model_index.json)"
+        )
+    _require_regular_files(folder, ["model_index.json"])
+    _refuse_special_files(folder, COMPONENTS)
+    _require_regular_files(folder, [name for name in CONFIG_FILES if "tokenizer" not in name])
+    unet_config = read_json(folder / "unet" / "config.json")
+    if unet_config.get("in_channels") != 5:
+        raise TextureError(
+            f"{folder} is not a Stable Diffusion 2 depth model (its UNet takes "
+            f"{unet_config.get('in_channels')} input channels, the depth model takes 5)"
+        )
+    check_tokenizer(folder, read_json(folder / "text_encoder" / "config.json"))
+    weights = {name: _component_weights(folder, name) for name in WEIGHT_COMPONENTS}
+    for files in weights.values():
+        for path in files:
+            _check_safetensors(path)
+    return _choose_variant(weights, dtype)
+
+
+def _refuse_special_files(folder: Path, components: tuple[str, ...]) -> None:
+    """Only regular files and folders: a pipe, socket or device would hang or break the load."""
+    for component in components:
+        directory = folder / component
+        if not directory.is_dir():
+            continue
+        for root, dirs, files in os.walk(directory):
+            for name in [*dirs, *files]:
+                path = Path(root) / name
+                if not (path.is_file() or path.is_dir()):
+                    _raise_not_regular(folder, path)
+
+
+def _require_regular_files(folder: Path, names: list[str]) -> None:
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            _raise_not_regular(folder, path)
+
+
+def _raise_not_regular(folder: Path, path: Path) -> None:
+    name = path.relative_to(folder).as_posix()
+    if not os.path.lexists(path):
+        raise IncompleteModelError(f"Model folder {folder} has no {name}")
+    if not path.exists():
+        raise IncompleteModelError(f"{name} in {folder} is a broken link (an unfinished copy?)")
+    raise IncompleteModelError(
+        f"{name} in {folder} is not a regular file (a pipe, socket or device): replace it with "
+        "the real file"
+    )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A config file as a dict; only called on paths checked to be regular files."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise IncompleteModelError(f"{path} is unreadable ({first_line(error)})") from error
+    if not isinstance(config, dict):
+        raise IncompleteModelError(f"{path} is not a JSON object")
+    return config
+
+
+def check_tokenizer(folder: Path, text_encoder_config: dict[str, Any]) -> None:
+    """The tokenizer files exist and their context fits the text encoder's positions."""
+    tokenizer = folder / "tokenizer"
+    what = "tokenizer/ with tokenizer_config.json and tokenizer.json, or vocab.json and merges.txt"
+    if not tokenizer.is_dir():
+        raise IncompleteModelError(f"Model folder {folder} has no tokenizer ({what})")
+    has_fast = (tokenizer / "tokenizer.json").is_file()
+    has_slow = (tokenizer / "vocab.json").is_file() and (tokenizer / "merges.txt").is_file()
+    config_path = tokenizer / "tokenizer_config.json"
+    if not config_path.is_file() or not (has_fast or has_slow):
+        raise IncompleteModelError(f"The tokenizer in {folder} is incomplete (needs {what})")
+    length = read_json(config_path).get("model_max_length")
+    positions = text_encoder_config.get("max_position_embeddings", 77)
+    if not isinstance(length, int) or not 0 < length <= positions:
+        raise IncompleteModelError(
+            f"The tokenizer in {folder} has model_max_length {length!r} in "
+            f"tokenizer_config.json; the text encoder takes {positions} tokens"
+        )
+
+
+def _check_token_length(pipe: StableDiffusionDepth2ImgPipeline, source: str) -> None:
+    """Whatever the source, a prompt must pad to what the text encoder can take."""
+    length = pipe.tokenizer.model_max_length
+    positions = pipe.text_encoder.config.max_position_embeddings
+    if length > positions:
+        raise TextureError(
+            f"The tokenizer of {source} pads prompts to {length} tokens, the text encoder takes "
+            f"{positions}: its tokenizer_config.json lacks model_max_length"
+        )
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read only the header: catches truncated or corrupt files before a multi-GB load."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as error:
+        raise IncompleteModelError(
+            f"Weights file {path} is corrupt or truncated ({first_line(error)}); "
+            "delete it and download or copy it again"
+        ) from error
+
+
+def _component_weights(folder: Path, component: str) -> list[Path]:
+    """The component's safetensors files; refuses folders whose weights are only pickles."""
+    directory = folder / component
+    if not directory.is_dir():
+        raise IncompleteModelError(f"Model folder {folder} has no '{component}' folder")
+    files = [p for p in directory.iterdir() if p.is_file()]
+    weights = sorted(p for p in files if p.name.endswith(".safetensors"))
+    if not weights:
+        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles:
+            raise pickle_refusal(pickles[0])
+        raise IncompleteModelError(f"Model folder {folder} has no weights in '{component}'")
+    return weights
+
+
+def _choose_variant(weights: dict[str, list[Path]], dtype: torch.dtype) -> str | None:
+    """Use the fp16 files when running in fp16, or when they are the only ones present."""
+    has_fp16 = all(any(_FP16_NAME.search(p.name) for p in ps) for ps in weights.values())
+    has_full = all(any(not _FP16_NAME.search(p.name) for p in ps) for ps in weights.values())
+    if has_fp16 and (dtype == torch.float16 or not has_full):
+        return "fp16"
+    return None
+
+
+def _from_pretrained(
+    folder: Path, dtype: torch.dtype, variant: str | None
+) -> StableDiffusionDepth2ImgPipeline:
+    logger.info("Loading %s (variant %s, %s)", folder, variant or "full", dtype)
+    try:
+        with out_of_memory("loading the model"):
+            return StableDiffusionDepth2ImgPipeline.from_pretrained(
+                str(folder),
+                depth_estimator=None,
+                feature_extractor=None,
+                use_safetensors=True,
+                local_files_only=True,
+                dtype=dtype,
+                variant=variant,
+            )
+    except TextureError:
+        raise
+    except Exception as error:
+        logger.debug("Loading %s failed", folder, exc_info=True)
+        raise TextureError(f"Could not load the model in {folder}: {first_line(error)}") from error
+
+
+# ---- Single LDM-layout .safetensors file ---------------------------------------------------
+
+_LDM_PREFIXES = (
+    "model.diffusion_model.",
+    "model_ema.",
+    "first_stage_model.",
+    "vae.",
+    "cond_stage_model.model.",
+)
+_OPENCLIP_PREFIX = "cond_stage_model.model."
+_RESBLOCK = re.compile(re.escape(_OPENCLIP_PREFIX) + r"transformer\.resblocks\.(\d+)\.")
+
+
+def _read_ldm_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Read only the UNet/VAE/text tensors (skips e.g. the ~500 MB MiDaS ``depth_model``)."""
+    from safetensors import safe_open
+
+    try:
+        with out_of_memory(f"reading {path.name}"), safe_open(str(path), framework="pt") as handle:
+            names = [key for key in handle.keys() if key.startswith(_LDM_PREFIXES)]  # noqa: SIM118
+            return {key: handle.get_tensor(key) for key in names}
+    except TextureError:
+        raise
+    except Exception as error:
+        raise TextureError(
+            f"Checkpoint {path} is corrupt or truncated ({first_line(error)})"
+        ) from error
+
+
+def _drop_penultimate_extra(checkpoint: dict[str, torch.Tensor], layers: int) -> None:
+    """SD2 conditions on the penultimate OpenCLIP layer: the last resblock is unused."""
+    indices = {int(m.group(1)) for key in checkpoint if (m := _RESBLOCK.match(key))}
+    if indices and max(indices) == layers:
+        for key in [
+            k for k in checkpoint if (m := _RESBLOCK.match(k)) and int(m.group(1)) == layers
+        ]:
+            del checkpoint[key]
+
+
+def load_strict(module: torch.nn.Module, state: dict[str, Any], what: str, source: Path) -> None:
+    """Load every tensor exactly: a partial match would silently generate garbage."""
+    state = {k: v for k, v in state.items() if v is not None}
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise TextureError(
+            f"The {what} weights in {source.name} do not match the config: "
+            f"{len(missing)} missing (e.g. {', '.join(missing[:2]) or '-'}), "
+            f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2]) or '-'})"
+        )
+    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        key = wrong[0]
+        raise TextureError(
+            f"The {what} weights in {source.name} do not match the config: {key} has shape "
+            f"{tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _check_config_folder(path: Path, config_dir: Path) -> None:
+    """The configs a single checkpoint needs, as regular readable files, before any is read."""
+    if not config_dir.is_dir():
+        raise TextureError(f"Config folder {config_dir} for {path.name} is not a folder")
+    absent = [name for name in CONFIG_FILES if not os.path.lexists(config_dir / name)]
+    if absent:
+        raise TextureError(f"Config folder {config_dir} lacks {', '.join(absent)}")
+    _refuse_special_files(config_dir, COMPONENTS)
+    _require_regular_files(config_dir, list(CONFIG_FILES))
+    check_tokenizer(config_dir, read_json(config_dir / "text_encoder" / "config.json"))
+
+
+def load_single_file(path: Path, config: str | None) -> StableDiffusionDepth2ImgPipeline:
+    """Build the components from ``config`` and fill them from an LDM-layout checkpoint."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if not os.path.lexists(path):
+        raise TextureError(f"Checkpoint file not found: {path}")
+    if not path.is_file():
+        raise TextureError(f"Checkpoint {path} is not a regular file")
+    if not config:
+        raise TextureError(
+            f"{path.name} is a single checkpoint file: also give a config folder (a diffusers "
+            "layout folder of the SD2 depth model with unet/, vae/, text_encoder/, tokenizer/ "
+            "and scheduler/ configs)"
+        )
+    config_dir = Path(config).expanduser()
+    _check_config_folder(path, config_dir)
+    try:
+        with out_of_memory("building the model"):
+            unet = UNet2DConditionModel.from_config(
+                UNet2DConditionModel.load_config(str(config_dir / "unet"))
+            )
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(config_dir / "vae")))
+            text_encoder = CLIPTextModel(
+                CLIPTextConfig.from_pretrained(
+                    str(config_dir / "text_encoder"), local_files_only=True
+                )
+            )
+            tokenizer = CLIPTokenizer.from_pretrained(
+                str(config_dir / "tokenizer"), local_files_only=True
+            )
+            scheduler = scheduler_from_config_folder(str(config_dir / "scheduler"))
+    except TextureError:
+        raise
+    except Exception as error:
+        raise TextureError(
+            f"Could not read the configs in {config_dir}: {first_line(error)}"
+        ) from error
+    if unet.config.in_channels != 5:
+        raise TextureError(f"{config_dir} is not a Stable Diffusion 2 depth config")
+
+    checkpoint = _read_ldm_checkpoint(path)
+    _drop_penultimate_extra(checkpoint, text_encoder.config.num_hidden_layers)
+    try:
+        unet_state = convert_ldm_unet_checkpoint(checkpoint, unet.config, extract_ema=True)
+        vae_state = convert_ldm_vae_checkpoint(checkpoint, vae.config)
+        text_state = convert_open_clip_checkpoint(text_encoder, checkpoint, prefix=_OPENCLIP_PREFIX)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as error:
+        raise TextureError(
+            f"{path.name} is not an SD2 depth checkpoint in the original (LDM) layout: "
+            f"{first_line(error)}"
+        ) from error
+    if not hasattr(text_encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
+        text_state = {k.removeprefix("text_model."): v for k, v in text_state.items()}
+    load_strict(unet, unet_state, "UNet", path)
+    load_strict(vae, vae_state, "VAE", path)
+    load_strict(text_encoder, text_state, "text encoder", path)
+    del checkpoint
+    logger.info("Converted %s with the configs in %s", path, config_dir)
+    return StableDiffusionDepth2ImgPipeline(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        unet=unet.eval(),
+        scheduler=scheduler,
+        depth_estimator=None,
+        feature_extractor=None,
+    )
