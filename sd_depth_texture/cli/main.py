@@ -16,11 +16,10 @@ from collections.abc import Sequence
 
 import bpy
 
-from .. import batch
 from ..blender import engine, images, jobs, scene, whole
 from ..core.errors import TextureError
 from ..core.geometry.orbit import NamedView
-from . import options
+from . import batch, options
 
 log = logging.getLogger(__name__)
 
