@@ -32,6 +32,7 @@ import numpy as np
 from ..blender import engine, images, jobs, scene, whole  # the flow: texture_asset, model_spec
 from ..core.bake.render import render_texture
 from ..core.bake.surface import face_normals
+from ..core.diffusion.settings import ModelSpec
 from ..core.errors import TextureError
 from ..core.geometry.depth import capture_depth
 from ..core.geometry.orbit import orbit_view
@@ -245,7 +246,7 @@ class Textured:
     model_loaded: bool = False  # this asset paid for loading the pipeline
 
 
-def model_spec(options: Mapping[str, Any]):
+def model_spec(options: Mapping[str, Any]) -> ModelSpec:
     """The add-on's model choice with this run's --model/--config/--device/--online on top."""
     spec = jobs.model_spec(bpy.context, options.get("model"))
     overrides = {
@@ -257,7 +258,7 @@ def model_spec(options: Mapping[str, Any]):
 
 
 def texture_asset(
-    obj: bpy.types.Object, job: AssetJob, args: argparse.Namespace, spec: Any, staging: str
+    obj: bpy.types.Object, job: AssetJob, args: argparse.Namespace, spec: ModelSpec, staging: str
 ) -> Textured:
     """Texture ``obj`` (already isolated) for ``job``, writing its PNGs below ``staging``.
 
@@ -268,6 +269,7 @@ def texture_asset(
     engine.check_target(obj)
     values = {**vars(args), "prompt": job.prompt, "negative_prompt": job.negative_prompt}
     settings = jobs.generation_settings({**values, "seed": job.seed})
+    started = time.perf_counter()
     view = None
     if args.views <= 1 and not args.camera_collection:
         if args.camera:
@@ -279,7 +281,6 @@ def texture_asset(
         else:
             view = whole.orbit_for(obj, 1, args.resolution)[0].view
     loads: list[str] = []
-    started = time.perf_counter()
     work = jobs.texture_work(
         bpy.context.scene,
         bpy.context.view_layer,
@@ -331,7 +332,7 @@ def _clear_staging(task: FileTask) -> None:
 class FileWorker:
     """Textures assets of one open file at a time and commits the file after each asset."""
 
-    def __init__(self, options: dict[str, Any], spec: Any) -> None:
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         self.args = argparse.Namespace(**options)
         self.spec = spec
         self.current: str | None = None  # the task (file) whose state is open and clean

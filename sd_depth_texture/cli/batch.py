@@ -116,7 +116,8 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace, options: dict[str, Any]) -> int:
-    """The batch's steps; every refusal is a TextureError raised before the first write."""
+    """The batch's steps; every refusal is a TextureError raised before any work, with the
+    user's files as they were."""
     started = time.perf_counter()
     # 1. Options, prompts and the model: nothing read but the prompts file.
     check_options(options)
