@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bpy  # noqa: E402
 
-from sd_depth_texture import batch  # noqa: E402
+from sd_depth_texture.batch.records import DONE, MANIFEST_NAME, Manifest  # noqa: E402
 from sd_depth_texture.cli import main as cli  # noqa: E402
 
 STAGES = ("open", "prepare", "projection", "write", "preview", "save")
@@ -77,13 +77,13 @@ def run_batch(library: Path, out: Path, model: Path, args, *extra: str) -> float
         code = cli.main(argv)
     seconds = time.perf_counter() - started
     if code != 0:
-        raise SystemExit(f"batch failed ({code}); see {out / batch.MANIFEST_NAME}")
+        raise SystemExit(f"batch failed ({code}); see {out / MANIFEST_NAME}")
     return seconds
 
 
 def done_records(out: Path) -> list[dict]:
-    records = batch.Manifest(str(out / batch.MANIFEST_NAME)).read().values()
-    return [r for r in records if r["status"] == batch.DONE]
+    records = Manifest(str(out / MANIFEST_NAME)).read().values()
+    return [r for r in records if r["status"] == DONE]
 
 
 def stage_table(records: list[dict]) -> dict[str, dict[str, float]]:

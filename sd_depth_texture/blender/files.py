@@ -1,4 +1,4 @@
-"""Files the runs write: the .blend saved atomically."""
+"""The .blend files a run opens and writes (saved atomically)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,19 @@ import os
 
 import bpy
 
+from ..core.errors import TextureError
+
 log = logging.getLogger(__name__)
+
+
+def open_blend(path: str) -> None:
+    """Open a .blend; a clear line when it is missing or damaged."""
+    if not path.lower().endswith(".blend") or not os.path.isfile(path):
+        raise TextureError(f"There is no .blend file at '{path}'.")
+    try:
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path), load_ui=False)
+    except RuntimeError as error:
+        raise TextureError(f"Blender cannot open '{path}': it may be damaged.") from error
 
 
 def fsync(path: str) -> None:

@@ -26,7 +26,8 @@ import bpy
 import numpy as np
 
 from ..core.bake.paint import Painted, PaintTarget, TargetReport, paint_group
-from ..core.bake.surface import cached_texel_surface
+from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside_faces_fraction
+from ..core.budget import check_fits
 from ..core.errors import TextureError
 from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
 from ..core.geometry.mesh import MeshArrays, SceneGeometry, scene_geometry
@@ -303,8 +304,11 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
     try:
         for obj in named or []:
             _ensure_uv(obj, created, notes)
-        meshes, geometry = read_scene(named or [])
         shared = _shared_views(request, context, door) if not request.views.orbit else None
+        side = request.views.resolution
+        widest = max((v.view.width * v.view.height for v in shared or ()), default=side * side)
+        check_fits(request.output.texture_size, widest)
+        meshes, geometry = read_scene(named or [])
         captures: dict[int, DepthCapture] = {}
         if shared is not None:
             for number, view in enumerate(shared):
@@ -374,6 +378,13 @@ def find_camera(context_scene, name: str, door: str = "cli"):
         ) from error
 
 
+def camera_view(name: str, resolution: int, door: str = "cli"):
+    """The named camera's view (the scene camera for ""), at a generation resolution."""
+    context = bpy.context
+    camera = find_camera(context.scene, name, door)
+    return scene.camera_view(context.scene, camera, context.evaluated_depsgraph_get(), resolution)
+
+
 def _seen_targets(
     request: TextureRequest, geometry: SceneGeometry, captures: dict, context, door: str
 ) -> list[bpy.types.Object]:
@@ -428,6 +439,13 @@ def _groups(
     paint_targets = []
     for obj in named:
         mesh = meshes[position[obj.name]]
+        outside = outside_faces_fraction(mesh.uv, mesh.uv_triangles)
+        if outside > MAX_OUTSIDE_FACES:
+            raise TextureError(
+                f"'{obj.name}' has UVs outside the 0-1 square on {outside:.0%} of its faces "
+                "(UDIM tiles or unpacked UVs), and one texture holds only that square: pack the "
+                "islands into it (UV > Pack Islands)."
+            )
         surface = cached_texel_surface(
             mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size
         )

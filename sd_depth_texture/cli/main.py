@@ -17,15 +17,14 @@ from collections.abc import Sequence
 import bpy
 import numpy as np
 
-from .. import batch
-from ..blender import flow, images, preferences, scene
-from ..blender.files import save_blend_copy
+from ..blender import flow, images, preferences
+from ..blender.files import open_blend, save_blend_copy
 from ..blender.pictures import load_picture
 from ..core.diffusion.settings import GenerationSettings, ModelSpec
 from ..core.errors import CancelledError, TextureError
 from ..defaults import RESOLUTION, check_numbers
 from ..request import OutputOptions, TextureRequest, ViewSource
-from . import options
+from . import batch, options
 from .terminal import TerminalLine
 
 log = logging.getLogger(__name__)
@@ -84,16 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch.add_parser(commands)
     return parser
-
-
-def open_blend(path: str) -> None:
-    """Open a .blend for a command; a clear line when it is missing or damaged."""
-    if not path.lower().endswith(".blend") or not os.path.isfile(path):
-        raise TextureError(f"There is no .blend file at '{path}'.")
-    try:
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path), load_ui=False)
-    except RuntimeError as error:
-        raise TextureError(f"Blender cannot open '{path}': it may be damaged.") from error
 
 
 def _default_output(blend: str, suffix: str) -> str:
@@ -170,6 +159,8 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
         output = _checked_output(args.output or _default_output(args.blend, "_textured.blend"))
         if args.report:
             _checked_output(args.report)
+        if args.command == "texture":
+            options.require_model_packages()
         pictures = ()
         if args.command == "project":
             pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
@@ -177,13 +168,8 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     open_blend(args.blend)
 
     if args.command == "depth":
-        context = bpy.context
-        camera = scene.find_camera(context.scene, args.camera)
-        view = scene.camera_view(
-            context.scene, camera, context.evaluated_depsgraph_get(), args.resolution
-        )
-        seen = flow.read_view(view)
-        images.save_depth_png(seen.depth, output, context.scene)
+        seen = flow.read_view(flow.camera_view(args.camera or "", args.resolution, "cli"))
+        images.save_depth_png(seen.depth, output, bpy.context.scene)
         return f"Depth map written to {output}"
     outcome = flow.prepare(request, "cli").run(terminal.progress())
     terminal.close()

@@ -1,4 +1,5 @@
-"""The command-line options that several commands share, built from :mod:`..defaults`.
+"""The command-line options that several commands share, built from :mod:`..defaults`, and
+the checks they share.
 
 ``texture``, ``project``, ``depth`` and ``batch`` all add their options here, so a default or a
 range is written once (in :mod:`..defaults`) and every command shows the same help.
@@ -7,8 +8,11 @@ range is written once (in :mod:`..defaults`) and every command shows the same he
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import defaults
+from ..core.diffusion.dependencies import missing_packages
+from ..core.errors import TextureError
 from ..defaults import GUIDANCE, MARGIN, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
 
 
@@ -77,3 +81,15 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         default=defaults.SCHEDULER,
         help=f"{', '.join(defaults.SCHEDULERS)} (default {defaults.SCHEDULER})",
     )
+
+
+def require_model_packages() -> None:
+    """Generating needs torch and diffusers; depth and projection do not. One line naming what
+    is missing, before any file is opened."""
+    missing = missing_packages()
+    if missing:
+        raise TextureError(
+            f"Generating textures needs {', '.join(missing)}, not installed in this Blender's "
+            f"Python ({sys.executable}): see docs/install.md. 'depth' and 'project' work "
+            "without them."
+        )

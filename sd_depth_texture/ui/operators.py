@@ -286,10 +286,7 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
             if view_source.given:
                 view = view_source.given[0].view
             else:
-                camera = flow.find_camera(context.scene, view_source.cameras[0], "ui")
-                view = scene.camera_view(
-                    context.scene, camera, context.evaluated_depsgraph_get(), view_source.resolution
-                )
+                view = flow.camera_view(view_source.cameras[0], view_source.resolution, "ui")
             seen = flow.read_view(view)
             if self.filepath:
                 path = bpy.path.abspath(self.filepath)

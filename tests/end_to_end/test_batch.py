@@ -24,7 +24,8 @@ import pytest
 from support import REPO
 from support.fingerprints import folder_fingerprint
 
-from sd_depth_texture import batch
+from sd_depth_texture.batch import plan, prompts, records, report, runners, sources, worker
+from sd_depth_texture.batch.sources import CATALOG_FILE
 from sd_depth_texture.cli import main as cli
 from sd_depth_texture.core.errors import TextureError
 
@@ -70,7 +71,7 @@ def _add(kind: str, name: str, **kwargs):
 def build_library(root: Path, boxes: int = 0) -> Path:
     """Write the test library under ``root``; ``boxes`` adds a file with that many cube assets."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / batch.CATALOG_FILE).write_text(
+    (root / CATALOG_FILE).write_text(
         "# This is an Asset Catalog Definition file for Blender.\nVERSION 1\n\n"
         f"{CHAIRS}:Furniture/Chairs:Furniture-Chairs\n{TABLES}:Furniture/Tables:Furniture-Tables\n"
     )
@@ -150,13 +151,13 @@ def texture_pixels(out: Path) -> dict[str, bytes]:
 
 
 def manifest_lines(out: Path) -> list[dict]:
-    return batch.Manifest(str(out / batch.MANIFEST_NAME)).records()
+    return records.Manifest(str(out / records.MANIFEST_NAME)).records()
 
 
 def done_lines(out: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for record in manifest_lines(out):
-        if record["status"] == batch.DONE:
+        if record["status"] == records.DONE:
             counts[record["key"]] = counts.get(record["key"], 0) + 1
     return counts
 
@@ -202,141 +203,56 @@ def reference(library, tiny_model_dir, tmp_path_factory):
 
 
 def test_sources_are_folders_files_or_library_names(library, tmp_path):
-    files = batch.resolve_sources([str(library)], {})
+    files = sources.resolve_sources([str(library)], {})
     assert [f.relpath for f in files] == [
         "broken.blend", "furniture/chairs.blend", "furniture/tables.blend", "props/misc.blend"
     ]  # fmt: skip
     # A file also reachable through a folder keeps the folder's identity, whatever the order.
     chairs = str(library / "furniture" / "chairs.blend")
     for order in ([chairs, str(library)], [str(library), chairs]):
-        relpaths = [f.relpath for f in batch.resolve_sources(order, {})]
+        relpaths = [f.relpath for f in sources.resolve_sources(order, {})]
         assert "furniture/chairs.blend" in relpaths and "chairs.blend" not in relpaths
-    assert [f.relpath for f in batch.resolve_sources([chairs], {})] == ["chairs.blend"]
-    by_name = batch.resolve_sources(["Props"], {"Props": str(library / "props")})
+    assert [f.relpath for f in sources.resolve_sources([chairs], {})] == ["chairs.blend"]
+    by_name = sources.resolve_sources(["Props"], {"Props": str(library / "props")})
     assert [f.relpath for f in by_name] == ["misc.blend"]
     # The output folder inside a source is never taken for sources.
     inside = library / "furniture" / "out_inside"
     (inside / "x").mkdir(parents=True)
     (inside / "x" / "copy.blend").write_bytes(b"")
     try:
-        found = batch.resolve_sources([str(library)], {}, exclude=[str(inside)])
+        found = sources.resolve_sources([str(library)], {}, exclude=[str(inside)])
         assert all("out_inside" not in f.relpath for f in found)
     finally:
         (inside / "x" / "copy.blend").unlink()
         (inside / "x").rmdir()
         inside.rmdir()
     with pytest.raises(TextureError, match="asset library"):
-        batch.resolve_sources(["No Such Library"], {})
+        sources.resolve_sources(["No Such Library"], {})
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "same.blend").write_bytes(b"")
     (tmp_path / "b" / "same.blend").write_bytes(b"")
     with pytest.raises(TextureError, match="both be written"):
-        batch.resolve_sources([str(tmp_path / "a"), str(tmp_path / "b")], {})
+        sources.resolve_sources([str(tmp_path / "a"), str(tmp_path / "b")], {})
 
 
 def test_catalogs_and_prompt_templates(library):
-    source = next(f for f in batch.resolve_sources([str(library)], {}) if "chairs" in f.relpath)
-    catalogs = batch.find_catalogs(source)  # found in the library root, above the file
+    source = next(f for f in sources.resolve_sources([str(library)], {}) if "chairs" in f.relpath)
+    catalogs = sources.find_catalogs(source)  # found in the library root, above the file
     assert catalogs[CHAIRS] == "Furniture/Chairs"
-    info = batch.AssetInfo("Chair", "a wooden dining chair", ("wood", "chair"), CHAIRS, "")
-    fields = batch.template_fields(info, source, catalogs)
+    info = records.AssetInfo("Chair", "a wooden dining chair", ("wood", "chair"), CHAIRS, "")
+    fields = prompts.template_fields(info, source, catalogs)
     assert fields["catalog"] == "Furniture/Chairs" and fields["catalog_name"] == "Chairs"
-    assert batch.fill_template(TEMPLATE, fields) == (
+    assert prompts.fill_template(TEMPLATE, fields) == (
         "a Chair, a wooden dining chair, wood, chair, Furniture/Chairs, photorealistic"
     )
-    bare = batch.template_fields(batch.AssetInfo("Crate"), source, {})
-    assert batch.fill_template(TEMPLATE, bare) == "a Crate, photorealistic"
-    assert batch.fill_template("{description}, {name}", bare) == "Crate"
+    bare = prompts.template_fields(records.AssetInfo("Crate"), source, {})
+    assert prompts.fill_template(TEMPLATE, bare) == "a Crate, photorealistic"
+    assert prompts.fill_template("{description}, {name}", bare) == "Crate"
     with pytest.raises(TextureError, match=r"\{colour\}"):
-        batch.check_template("a {colour} thing")
+        prompts.check_template("a {colour} thing")
     with pytest.raises(TextureError, match="malformed"):
-        batch.check_template("a {name")
-
-
-def test_prompt_files_csv_and_toml(tmp_path):
-    csv_path = tmp_path / "prompts.csv"
-    csv_path.write_text(
-        "asset,prompt,negative_prompt,seed\n"
-        "furniture/chairs.blend::Chair,an oak chair,blurry,7\n"
-        "Table,a marble table,,\n"
-        "props/misc.blend,a prop,cartoon,\n",
-        encoding="utf-8",
-    )
-    table = batch.PromptTable.load(str(csv_path))
-    assert table.lookup("furniture/chairs.blend", "Chair") == batch.PromptEntry(
-        "an oak chair", "blurry", 7
-    )
-    assert table.lookup("furniture/tables.blend", "Table").prompt == "a marble table"
-    assert table.lookup("props/misc.blend", "Vase").negative_prompt == "cartoon"
-    assert table.lookup("furniture/chairs.blend", "Stool") is None
-
-    toml_path = tmp_path / "prompts.toml"
-    toml_path.write_text(
-        '"*" = "a generic prop"\nVase = "a blue vase"\n'
-        '["furniture/chairs.blend::Chair"]\nprompt = "an oak chair"\nseed = 3\n',
-        encoding="utf-8",
-    )
-    table = batch.PromptTable.load(str(toml_path))
-    assert table.lookup("props/misc.blend", "Vase").prompt == "a blue vase"
-    assert table.lookup("furniture/chairs.blend", "Chair").seed == 3
-    assert table.lookup("x.blend", "Anything").prompt == "a generic prop"
-
-    (tmp_path / "bad.csv").write_text("name,text\nChair,x\n", encoding="utf-8")
-    with pytest.raises(TextureError, match="header"):
-        batch.PromptTable.load(str(tmp_path / "bad.csv"))
-    (tmp_path / "bad.toml").write_text('[Chair]\nprompt = "x"\ncolour = "red"\n')
-    with pytest.raises(TextureError, match="unknown fields"):
-        batch.PromptTable.load(str(tmp_path / "bad.toml"))
-    with pytest.raises(TextureError, match=r"\.csv or \.toml"):
-        batch.PromptTable.load(str(csv_path.rename(tmp_path / "prompts.txt")))
-
-
-def test_seeds_depend_on_identity_only():
-    seed = batch.derive_seed(0, "furniture/chairs.blend", "Chair")
-    # Pinned: the same asset gets the same seed on any machine, in any run, in any order.
-    expected = hashlib.sha256(b"0\x00furniture/chairs.blend\x00Chair").digest()[:4]
-    assert seed == int.from_bytes(expected, "big") % 2**31  # the seed range Blender can hold
-    assert seed != batch.derive_seed(1, "furniture/chairs.blend", "Chair")
-    assert seed != batch.derive_seed(0, "furniture/chairs.blend", "Stool")
-    assert seed != batch.derive_seed(0, "other/chairs.blend", "Chair")
-    assert 0 <= seed < 2**32
-
-
-def test_manifest_survives_a_cut_line_and_decides_resumes(tmp_path):
-    manifest = batch.Manifest(str(tmp_path / "m.jsonl"))
-    manifest.append({"key": "a", "status": "done", "request": "r1"})
-    manifest.append({"key": "b", "status": "failed", "request": "r1"})
-    with open(manifest.path, "a", encoding="utf-8") as stream:
-        stream.write('{"key": "c", "stat')  # killed mid-write
-    manifest.append({"key": "b", "status": "done", "request": "r1"})
-    last = manifest.read()
-    assert set(last) == {"a", "b"} and last["b"]["status"] == "done"
-    assert len(manifest.records()) == 3
-
-    job = batch.AssetJob("a", "f", "a", "p", "", 1, "r1")
-    assert batch.decide(job, None, False, False) == batch.RUN
-    assert batch.decide(job, last["a"], True, False) == batch.SKIP_DONE
-    assert batch.decide(job, last["a"], False, False) == batch.RUN  # output gone: redo
-    failed = {"status": "failed", "request": "r1"}
-    assert batch.decide(job, failed, True, False) == batch.SKIP_FAILED
-    assert batch.decide(job, failed, True, True) == batch.RUN
-    assert batch.decide(job, {**failed, "request": "r0"}, True, False) == batch.RUN
-    assert batch.decide(job, {"status": "done", "request": "r0"}, True, False) == batch.CHANGED
-
-
-def test_progress_line_has_an_eta():
-    now = [100.0]
-    stream = io.StringIO()
-    progress = batch.Progress(10, done=2, failed=1, stream=stream, clock=lambda: now[0])
-    assert "3/10 assets, 1 failed, ETA --" in progress.line()
-    now[0] += 20.0
-    progress.finish({"status": "done"})
-    now[0] += 20.0
-    progress.finish({"status": "failed"})
-    # 2 assets in 40 s this run, 5 left: 100 s.
-    assert "5/10 assets, 2 failed, ETA 1m40s" in progress.line()
-    assert stream.getvalue().count("\n") == 2  # not a terminal: one line per update
+        prompts.check_template("a {name")
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,7 +268,7 @@ def test_batch_textures_every_asset_and_records_the_bad_ones(reference, library)
     assert "failed broken.blend: Blender cannot open" in text
     assert folder_fingerprint(library) == reference["sources_before"]  # sources untouched
 
-    last = batch.Manifest(str(out / batch.MANIFEST_NAME)).read()
+    last = records.Manifest(str(out / records.MANIFEST_NAME)).read()
     assert sorted(k for k, r in last.items() if r["status"] == "done") == DONE_ASSETS
     assert {k for k, r in last.items() if r["status"] == "failed"} == {
         "broken.blend", "furniture/tables.blend::Flat"
@@ -362,7 +278,7 @@ def test_batch_textures_every_asset_and_records_the_bad_ones(reference, library)
     assert chair["prompt"] == (
         "a Chair, a wooden dining chair, wood, chair, Furniture/Chairs, photorealistic"
     )
-    assert chair["seed"] == batch.derive_seed(0, "furniture/chairs.blend", "Chair")
+    assert chair["seed"] == prompts.derive_seed(0, "furniture/chairs.blend", "Chair")
     assert {"open", "prepare", "load", "paint", "write", "preview", "save", "total"} <= set(
         chair["seconds"]
     )
@@ -447,15 +363,18 @@ def test_order_of_processing_changes_nothing(reference, library, tiny_model_dir,
     """Files and the assets within them done in reverse order give the same pixels."""
     args = cli.build_parser().parse_args(batch_argv(library, tmp_path / "out", tiny_model_dir))
     options = vars(args)
-    from sd_depth_texture.blender import assets
-
-    plan = batch.make_plan(options, {}, assets.scan_file)
+    destinations = plan.check_destinations(options, {})
+    the_plan = plan.make_plan(
+        options, destinations, prompts.prompt_source(options), worker.scan_file
+    )
     tasks = [
-        batch.FileTask(**{**vars(task), "jobs": tuple(reversed(task.jobs))})
-        for task in reversed(plan.tasks)
+        records.FileTask(**{**vars(task), "jobs": tuple(reversed(task.jobs))})
+        for task in reversed(the_plan.tasks)
     ]
-    sink = batch.Sink(plan.manifest, batch.Progress(plan.to_run, stream=io.StringIO()))
-    batch.run_sequential(tasks, options, cli.model_spec_from_args(args), sink)
+    sink = runners.Sink(
+        the_plan.manifest, report.ProgressLine(the_plan.to_run, stream=io.StringIO())
+    )
+    runners.run_sequential(tasks, worker.FileWorker(options, worker.model_spec(options)), sink)
     assert [r["key"] for r in sink.records][:2] == [
         "props/misc.blend::Vase", "props/misc.blend::Crate"
     ]  # fmt: skip
@@ -470,7 +389,7 @@ def _run_killed(argv: list[str], kill_point: str, count: int, tmp_path: Path) ->
         f"""
         import os, signal, sys
         from sd_depth_texture.cli import main as cli
-        from sd_depth_texture.blender import assets
+        from sd_depth_texture.batch import worker
         from sd_depth_texture.core.diffusion import generate
 
         calls = [0]
@@ -485,7 +404,7 @@ def _run_killed(argv: list[str], kill_point: str, count: int, tmp_path: Path) ->
             return wrapper
 
         if {kill_point!r} == "commit":
-            assets.FileWorker._commit = dying(assets.FileWorker._commit)
+            worker.FileWorker._commit = dying(worker.FileWorker._commit)
         else:
             generate.generate = dying(generate.generate)
         sys.exit(cli.main({argv!r}))
@@ -524,7 +443,7 @@ def test_prompts_file_and_in_place_with_backups(library, tiny_model_dir, tmp_pat
 
     sources = tmp_path / "library"
     shutil.copytree(library / "furniture", sources / "furniture")
-    shutil.copy(library / batch.CATALOG_FILE, sources)
+    shutil.copy(library / CATALOG_FILE, sources)
     originals = folder_fingerprint(sources)
     prompts = tmp_path / "prompts.toml"
     prompts.write_text(
@@ -536,7 +455,7 @@ def test_prompts_file_and_in_place_with_backups(library, tiny_model_dir, tmp_pat
     argv = ["batch", str(sources), "--out", str(out), "--model", str(tiny_model_dir),
             "--prompts", str(prompts), "--prompt", "a thing", "--in-place", *FAST]  # fmt: skip
     assert cli.main(argv) == 1  # Flat has no faces
-    last = batch.Manifest(str(out / batch.MANIFEST_NAME)).read()
+    last = records.Manifest(str(out / records.MANIFEST_NAME)).read()
     assert last["furniture/chairs.blend::Chair"]["prompt"] == "an oak chair"
     assert last["furniture/chairs.blend::Chair"]["negative_prompt"] == "blur"
     assert last["furniture/chairs.blend::Stool"]["prompt"] == "a thing"
@@ -563,14 +482,14 @@ def test_all_meshes_from_the_files_camera(library, tiny_model_dir, tmp_path):
     assert cli.main([*argv, "--contact-sheet", "md"]) == 0
     sheet = (out / "contact_sheet.md").read_text(encoding="utf-8")
     assert "| ![Floor](previews/chairs/Floor.png) | Floor | chairs.blend | a Floor, photo" in sheet
-    last = batch.Manifest(str(out / batch.MANIFEST_NAME)).read()
+    last = records.Manifest(str(out / records.MANIFEST_NAME)).read()
     assert sorted(last) == ["chairs.blend::Chair", "chairs.blend::Floor", "chairs.blend::Stool"]
     assert last["chairs.blend::Floor"]["prompt"] == "a Floor, photorealistic"
-    assert last["chairs.blend::Chair"]["seed"] == batch.derive_seed(5, "chairs.blend", "Chair")
+    assert last["chairs.blend::Chair"]["seed"] == prompts.derive_seed(5, "chairs.blend", "Chair")
     assert (out / "textures" / "chairs" / "Floor_SD_Texture.png").is_file()
 
     assert cli.main(batch_argv(library, tmp_path / "out2", tiny_model_dir, "--camera", "Cam")) == 1
-    last = batch.Manifest(str(tmp_path / "out2" / batch.MANIFEST_NAME)).read()
+    last = records.Manifest(str(tmp_path / "out2" / records.MANIFEST_NAME)).read()
     assert last["props/misc.blend::Vase"]["error"] == "There is no camera named 'Cam' in the file."
     assert last["furniture/chairs.blend::Chair"]["status"] == "done"
 
@@ -582,7 +501,7 @@ def test_texture_options_apply_per_asset_whole_object_views(
     out = tmp_path / "out"
     argv = batch_argv(library / "props" / "misc.blend", out, tiny_model_dir, "--views", "4")
     assert cli.main(argv) == 0
-    last = batch.Manifest(str(out / batch.MANIFEST_NAME)).read()
+    last = records.Manifest(str(out / records.MANIFEST_NAME)).read()
     single = {r["key"]: r for r in reference["manifest"]}
     for asset in ("Crate", "Vase"):
         record = last[f"misc.blend::{asset}"]
@@ -608,7 +527,7 @@ def test_bad_options_stop_before_any_work(extra, message, library, tmp_path, cap
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
-    assert not (out / batch.MANIFEST_NAME).exists()
+    assert not (out / records.MANIFEST_NAME).exists()
 
 
 def test_sources_that_are_not_there_or_would_be_overwritten(library, tmp_path, capsys):

@@ -22,7 +22,7 @@ from test_batch import (
     texture_pixels,
 )
 
-from sd_depth_texture import batch
+from sd_depth_texture.batch.records import DONE, MANIFEST_NAME, Manifest, worker_name
 from sd_depth_texture.cli import main as cli
 
 ray = pytest.importorskip("ray")
@@ -48,7 +48,7 @@ def sequential(library, tiny_model_dir, tmp_path_factory):
 def _comparable(out) -> dict[str, tuple]:
     return {
         key: (r["status"], r.get("prompt"), r.get("seed"), r.get("request"), r.get("error"))
-        for key, r in batch.Manifest(str(out / batch.MANIFEST_NAME)).read().items()
+        for key, r in Manifest(str(out / MANIFEST_NAME)).read().items()
     }
 
 
@@ -60,9 +60,9 @@ def test_ray_gives_the_sequential_result(library, sequential, tiny_model_dir, tm
     assert _comparable(out) == _comparable(sequential)
     assert texture_pixels(out) == texture_pixels(sequential)  # textures and previews, bit for bit
     assert folder_fingerprint(library) == before
-    records = [r for r in manifest_lines(out) if r["status"] == batch.DONE]
+    records = [r for r in manifest_lines(out) if r["status"] == DONE]
     workers = {r["worker"] for r in records}
-    assert len(workers) == 2 and batch.worker_name() not in workers
+    assert len(workers) == 2 and worker_name() not in workers
     # Each worker loaded the model once and kept it for all its assets.
     assert sorted(r["worker"] for r in records if r["model_loaded"]) == sorted(workers)
     assert (out / "contact_sheet.html").is_file()
@@ -70,7 +70,7 @@ def test_ray_gives_the_sequential_result(library, sequential, tiny_model_dir, tm
 
 def test_a_killed_worker_loses_nothing(library, sequential, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    manifest = out / batch.MANIFEST_NAME
+    manifest = out / MANIFEST_NAME
     killed: list[int] = []
     stop = threading.Event()
 
@@ -79,7 +79,7 @@ def test_a_killed_worker_loses_nothing(library, sequential, tiny_model_dir, tmp_
         # then, mid-file (in an asset, or about to start the next).
         while not stop.is_set():
             for record in manifest_lines(out) if manifest.exists() else []:
-                if record["key"].startswith("boxes/") and record["status"] == batch.DONE:
+                if record["key"].startswith("boxes/") and record["status"] == DONE:
                     pid = int(record["worker"].rpartition(":")[2])
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)

@@ -124,3 +124,14 @@ def test_the_panel_and_command_line_settings_choose_the_view_source():
     assert not ViewSource.choose(1, resolution=512).several
     assert ViewSource.choose(6, resolution=512).several
     assert ViewSource(collection="Rig").several  # its size is known once the scene is read
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_naming_what_it_needs():
+    from sd_depth_texture.core import budget
+
+    budget.check_fits(2048, 512 * 768, available=8 * 1024**3)  # fits
+    with pytest.raises(TextureError, match=r"8192x8192 texture needs about 10\.0 GB .* 4\.0 GB"):
+        budget.check_fits(8192, 512 * 768, available=4 * 1024**3)
+    with pytest.raises(TextureError, match=r"view of 34 million pixels needs about 6\.9 GB"):
+        budget.check_fits(1024, 2048 * 16384, available=4 * 1024**3)
+    assert budget.available_memory() is None or budget.available_memory() > 0

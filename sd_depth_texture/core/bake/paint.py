@@ -34,7 +34,7 @@ from .fill import fill_unpainted
 from .margin import dilate_margin
 from .render import psnr, render_texture
 from .sampling import sample_bilinear, sample_seen
-from .surface import TexelSurface, face_normals
+from .surface import TexelSurface, face_normals, shared_texel_fraction
 from .visibility import GRAZING_ANGLE_DEG, depth_edges, pixel_facing, seen_texels
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 MIN_BOTTOM_SHARE = 0.05
 # A target painted on less of its texels than this gets a warning in the summary and report.
 SPARSE_COVERAGE = 0.01
+# Overlapping UVs above this share of texels get a note in the summary and report.
+SHARED_NOTE = 0.02
 _COS_GRAZING = float(np.cos(np.radians(GRAZING_ANGLE_DEG)))
 
 
@@ -80,6 +82,7 @@ class TargetReport:
     name: str
     views: list[dict] = field(default_factory=list)
     coverage_before_fill: float = 0.0
+    shared_texels: float = 0.0  # share of texels several faces cover (overlapping UVs)
     edge_texels: int = 0
     fill_rings: int = 0
     psnr_per_view: dict[str, float] = field(default_factory=dict)
@@ -294,6 +297,12 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     spreads = [v["overlap_difference"] for v in report.views if v["overlap_difference"] is not None]
     report.colour_spread = float(np.mean(spreads)) if spreads else None
     report.seconds["report"] = time.perf_counter() - start
+    report.shared_texels = shared_texel_fraction(surface, target.mesh.uv, target.mesh.uv_triangles)
+    if report.shared_texels > SHARED_NOTE:
+        report.notes.append(
+            f"{report.shared_texels:.0%} of the texels of '{target.name}' are shared by several "
+            "faces (overlapping or mirrored UVs): each shows the colour painted for one of them"
+        )
     if 0 < report.coverage_before_fill < SPARSE_COVERAGE:
         report.notes.append(
             f"only {report.coverage_before_fill:.2%} of '{target.name}' was painted: the views "

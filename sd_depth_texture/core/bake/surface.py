@@ -161,3 +161,31 @@ def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Unit normals per triangle (float32); degenerate triangles get a zero normal."""
     _, edge0, edge1 = _triangle_frames(vertices, triangles)
     return _unit_normals(edge0, edge1).astype(np.float32)
+
+
+# Share of faces whose UVs may lie outside the 0-1 square before a layout is refused.
+MAX_OUTSIDE_FACES = 0.01
+
+
+def shared_texel_fraction(surface: TexelSurface, uv: np.ndarray, uv_triangles: np.ndarray) -> float:
+    """Share of the layout's texels that several faces cover (overlapping or mirrored UVs).
+
+    The UV area the triangles cover, in texels, against the texels they cover: equal for a
+    layout without overlaps (up to the texels on island borders), larger by the shared texels.
+    A shared texel keeps one surface point (the face the UV raster drew last), so it shows the
+    colour painted for that face.
+    """
+    corners = (
+        np.asarray(uv, dtype=np.float64)[np.asarray(uv_triangles, dtype=np.intp)] * surface.size
+    )
+    edge0, edge1 = corners[:, 0] - corners[:, 2], corners[:, 1] - corners[:, 2]
+    area = 0.5 * np.abs(edge0[:, 0] * edge1[:, 1] - edge0[:, 1] * edge1[:, 0]).sum()
+    covered = max(surface.texel.size, 1)
+    return float(max(0.0, (area - covered) / covered))
+
+
+def outside_faces_fraction(uv: np.ndarray, uv_triangles: np.ndarray) -> float:
+    """Share of faces whose UV centre lies outside the 0-1 square (UDIM tiles, unpacked UVs)."""
+    centres = np.asarray(uv, dtype=np.float64)[np.asarray(uv_triangles, dtype=np.intp)].mean(axis=1)
+    outside = np.any((centres < 0.0) | (centres > 1.0), axis=1)
+    return float(outside.mean()) if outside.size else 0.0

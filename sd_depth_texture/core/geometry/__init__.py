@@ -1,1 +1,4 @@
-"""Geometry and depth: views as matrices, the rasteriser, the Z-buffer, meshes as arrays (no bpy)."""
+"""Geometry and depth: views as matrices, the rasteriser, the Z-buffer, meshes as arrays.
+
+No bpy.
+"""

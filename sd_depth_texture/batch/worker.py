@@ -1,9 +1,14 @@
-"""The Blender side of a batch: list a file's assets, texture one asset, commit the file.
+"""The Blender side of a batch, and the only module of :mod:`..batch` that imports ``bpy``.
 
-:class:`FileWorker` keeps one file open between the assets of that file and is what both the
-sequential loop and a Ray actor call, so both produce the same output for the same request.
-Each asset is textured in isolation (every other mesh hidden for the moment), from a view
-framed on the asset's bounds unless ``--camera`` names one; nothing of that set-up is saved.
+It lists a file's assets, reads an output's in-file record, and :class:`FileWorker` textures one
+asset of one open file and commits the file. The sequential loop and a Ray actor both drive
+that same class, which is why both produce the same pixels. Each asset is textured in isolation
+(every other mesh hidden for the moment), from a view framed on the asset's bounds unless
+``--camera`` names one; nothing of that set-up is saved.
+
+The texturing itself goes through :func:`texture_asset`, which builds a
+:class:`~..request.TextureRequest` and runs the one flow (:mod:`..blender.flow`), as every
+other door does; :func:`model_spec` resolves the model from the preferences and the options.
 """
 
 from __future__ import annotations
@@ -16,14 +21,28 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
 import numpy as np
 
-from ..batch import (
+from ..blender import flow, images, preferences, scene  # the flow: texture_asset, model_spec
+from ..blender.files import fsync, open_blend, save_blend_copy
+from ..blender.targets import texture_name
+from ..core.bake.render import render_texture
+from ..core.bake.surface import face_normals
+from ..core.diffusion.settings import GenerationSettings, ModelSpec
+from ..core.errors import TextureError
+from ..core.geometry.depth import capture_depth
+from ..core.geometry.orbit import object_bounds, orbit_view
+from ..core.geometry.views import View
+from ..core.progress import Progress
+from ..request import OutputOptions, TextureRequest, ViewSource
+from .outputs import STAGING, preview_path, record_paths, staged_path, texture_path
+from .records import (
     DONE,
     AssetInfo,
     AssetJob,
@@ -33,28 +52,21 @@ from ..batch import (
     now_iso,
     worker_name,
 )
-from ..core.bake.render import render_texture
-from ..core.bake.surface import face_normals
-from ..core.diffusion.settings import GenerationSettings
-from ..core.errors import TextureError
-from ..core.geometry.depth import capture_depth
-from ..core.geometry.orbit import object_bounds, orbit_view
-from ..core.geometry.views import View
-from ..core.progress import Progress
-from ..request import OutputOptions, TextureRequest, ViewSource
-from . import flow, images, scene
-from .files import fsync, save_blend_copy
-from .targets import check_target, texture_name
 
 log = logging.getLogger(__name__)
 
 #: The in-file record: which assets this output holds, committed together with them.
 RECORD_TEXT = "SD Batch Record"
-STAGING = ".staging"
 PREVIEW_AZIMUTH_DEG = 35.0  # front-right, so a lead sees the painted front and a side
 PREVIEW_ELEVATION_DEG = 20.0
 PREVIEW_FOV_DEG = 40.0
 PREVIEW_BACKGROUND = 0.93
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+# --------------------------------------------------------------------------------------------
+# Files, assets and records
+# --------------------------------------------------------------------------------------------
 
 
 def library_paths() -> dict[str, str]:
@@ -63,15 +75,6 @@ def library_paths() -> dict[str, str]:
         library.name: bpy.path.abspath(library.path)
         for library in bpy.context.preferences.filepaths.asset_libraries
     }
-
-
-def open_blend(path: str) -> None:
-    if not os.path.isfile(path):
-        raise TextureError(f"There is no .blend file at '{path}'.")
-    try:
-        bpy.ops.wm.open_mainfile(filepath=path, load_ui=False)
-    except RuntimeError as error:
-        raise TextureError(f"Blender cannot open '{path}': it may be damaged.") from error
 
 
 def scan_file(path: str, all_meshes: bool = False) -> list[AssetInfo]:
@@ -101,9 +104,6 @@ def scan_file(path: str, all_meshes: bool = False) -> list[AssetInfo]:
     return found
 
 
-_NIL_UUID = "00000000-0000-0000-0000-000000000000"
-
-
 def read_record() -> dict[str, Any] | None:
     """The assets the open file holds from earlier batch runs; None if it has no record."""
     text = bpy.data.texts.get(RECORD_TEXT)
@@ -119,6 +119,21 @@ def read_record() -> dict[str, Any] | None:
 def write_record(record: dict[str, Any]) -> None:
     text = bpy.data.texts.get(RECORD_TEXT) or bpy.data.texts.new(RECORD_TEXT)
     text.from_string(json.dumps({"version": 1, "assets": record}, indent=1, sort_keys=True))
+
+
+def output_record(path: str) -> dict[str, Any] | None:
+    """The in-file record of the .blend at ``path`` (None: not written by a batch, or not a
+    .blend Blender can read). Opens the file."""
+    try:
+        open_blend(path)
+    except TextureError:
+        return None
+    return read_record()
+
+
+# --------------------------------------------------------------------------------------------
+# One asset on its own, and its preview
+# --------------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -165,7 +180,8 @@ def isolated(obj: bpy.types.Object) -> Iterator[None]:
 
 
 def preview_view(vertices: np.ndarray, size: int) -> View:
-    """The textured asset from the front right, framed like the texturing views."""
+    """The textured asset from the front right, framed on the sphere around its bounding box
+    (as the texturing views are)."""
     center, radius = object_bounds(vertices)
     return orbit_view(
         center, radius, PREVIEW_AZIMUTH_DEG, PREVIEW_ELEVATION_DEG, fov_deg=PREVIEW_FOV_DEG,
@@ -173,8 +189,8 @@ def preview_view(vertices: np.ndarray, size: int) -> View:
     )  # fmt: skip
 
 
-def render_preview(obj: bpy.types.Object, size: int) -> np.ndarray:
-    """A small shaded picture of the textured asset, rendered with the project's rasteriser.
+def render_preview(obj: bpy.types.Object, image: bpy.types.Image, size: int) -> np.ndarray:
+    """A small shaded picture of the asset with ``image`` on it, from the project's rasteriser.
 
     No Blender render engine: Workbench costs seconds per picture in background mode and EEVEE
     far more, which would dwarf the rest of an asset's overhead.
@@ -182,7 +198,7 @@ def render_preview(obj: bpy.types.Object, size: int) -> np.ndarray:
     mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     view = preview_view(mesh.vertices, size)
     capture = capture_depth(view, mesh.vertices, mesh.triangles)
-    texture = images.image_to_array(bpy.data.images[texture_name(obj.name)])[..., :3]
+    texture = images.image_to_array(image)[..., :3]
     picture, mask, _ = render_texture(
         capture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, 0, texture
     )
@@ -194,23 +210,122 @@ def render_preview(obj: bpy.types.Object, size: int) -> np.ndarray:
 
 
 def save_png(pixels: np.ndarray, path: str) -> None:
-    """Write an (H, W, 3) sRGB array as PNG under a temporary name, then rename it into place."""
+    """Write an (H, W, 3) sRGB array as PNG (to a staging path: it is moved into place later)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     image = images.array_to_image("SD Batch Preview", pixels)
-    temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
     try:
-        image.filepath_raw = temporary
+        image.filepath_raw = path
         image.file_format = "PNG"
         image.save()
     finally:
         bpy.data.images.remove(image)
-    os.replace(temporary, path)
+    fsync(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The texturing: a request to the one flow
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Textured:
+    """What texturing one asset made, in the batch's terms (not the flow's)."""
+
+    textures: dict[str, str]  # object name -> its texture PNG, written under the staging folder
+    images: dict[str, str]  # object name -> the image datablock holding that texture
+    coverage: float  # share of the asset's texels painted
+    seconds: dict[str, float]  # prepare, load, paint (the pictures and projection), write
+    notes: list[str] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # whole-object runs, per object
+    model_loaded: bool = False  # this asset paid for loading the pipeline
+
+
+def model_spec(options: Mapping[str, Any]) -> ModelSpec:
+    """The add-on's model choice with this run's --model/--config/--device/--online on top."""
+    spec = preferences.model_spec(options.get("model"))
+    overrides = {
+        "config": options.get("config"),
+        "device": options.get("device"),
+        "allow_online": options.get("online"),
+    }
+    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
+
+
+def _views(args: argparse.Namespace) -> ViewSource:
+    """--camera, a camera collection or an orbit of --views; one view by default, framed on
+    the asset's bounds from its front (-Y) at a moderate elevation."""
+    if args.camera or args.camera_collection or args.views > 1:
+        return ViewSource.choose(
+            args.views,
+            resolution=args.resolution,
+            collection=args.camera_collection or "",
+            camera=args.camera or "",
+        )
+    return ViewSource(resolution=args.resolution, orbit=1)
+
+
+def texture_asset(
+    obj: bpy.types.Object, job: AssetJob, args: argparse.Namespace, spec: ModelSpec, staging: str
+) -> Textured:
+    """Texture ``obj`` (already isolated) for ``job`` through the one flow, writing its PNGs
+    below ``staging``."""
+    request = TextureRequest(
+        views=_views(args),
+        targets=(obj.name,),
+        generation=GenerationSettings(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            scheduler=args.scheduler,
+        ),
+        model=spec,
+        view_prompts=args.view_prompts,
+        output=OutputOptions(
+            texture_size=args.texture_size,
+            margin=args.margin,
+            blend_path=os.path.join(staging, "x.blend"),
+        ),
+    )
+    messages: list[str] = []
+    run = flow.prepare(request, "cli")
+    outcome = run.run(Progress(on_change=lambda _fraction, message: messages.append(message)))
+    return Textured(
+        textures=dict(outcome.textures),
+        images={name: texture_name(name) for name in outcome.textures},
+        coverage=float(outcome.coverage.get(obj.name, 0.0)),
+        seconds=dict(outcome.seconds),
+        notes=list(outcome.notes),
+        reports=[dataclasses.asdict(report) for report in outcome.reports],
+        # load_pipeline reports "Loading ..." only when it loads, not when it reuses the model
+        model_loaded=any("Loading" in message for message in messages),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The worker
+# --------------------------------------------------------------------------------------------
+
+
+def _publish(entries: Iterable[Mapping[str, Any]]) -> None:
+    """Move the staged files that committed record entries name into their final place."""
+    for entry in entries:
+        for final in record_paths(entry):
+            staged = staged_path(final)
+            if os.path.isfile(staged):
+                os.replace(staged, final)
+
+
+def _clear_staging(task: FileTask) -> None:
+    for folder in (task.texture_dir, task.preview_dir):
+        shutil.rmtree(os.path.join(folder, STAGING), ignore_errors=True)
 
 
 class FileWorker:
     """Textures assets of one open file at a time and commits the file after each asset."""
 
-    def __init__(self, options: dict[str, Any], spec: Any) -> None:
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         self.args = argparse.Namespace(**options)
         self.spec = spec
         self.current: str | None = None  # the task (file) whose state is open and clean
@@ -244,97 +359,67 @@ class FileWorker:
         return failed_record(job, task, message, time.perf_counter() - started)
 
     def _open(self, task: FileTask) -> None:
+        """Open the task's output (or its source the first time), finish moving what its record
+        committed, and drop whatever an interrupted asset left staged."""
         if self.current == task.file:
             return
         started = time.perf_counter()
         self.current = None
-        staging = os.path.join(task.texture_dir, STAGING)
-        shutil.rmtree(staging, ignore_errors=True)
         record = None
         if os.path.isfile(task.output):
             open_blend(task.output)
             record = read_record()
             if record is None and task.output != task.source:
-                log.warning("%s was not written by a batch; starting from the source", task.output)
-        if record is None and (task.output != task.source or not os.path.isfile(task.output)):
+                raise TextureError(
+                    f"'{task.output}' was not written by a batch (it has no batch record): it "
+                    "was left as it is; choose another --out."
+                )
+        if record is None:
             open_blend(task.source)
             record = {}
-        self.record = record or {}
+        _publish(record.values())
+        _clear_staging(task)
+        self.record = record
         self.current = task.file
         self.open_seconds = time.perf_counter() - started
 
-    def _views(self) -> ViewSource:
-        """--camera, a camera collection or an orbit of --views; one view by default, framed on
-        the asset's bounds from its front (-Y) at a moderate elevation."""
-        args = self.args
-        if args.camera or args.camera_collection or args.views > 1:
-            return ViewSource.choose(
-                args.views,
-                resolution=args.resolution,
-                collection=args.camera_collection or "",
-                camera=args.camera or "",
-            )
-        return ViewSource(resolution=args.resolution, orbit=1)
-
     def _texture(self, task: FileTask, job: AssetJob, started: float) -> dict[str, Any]:
+        """Texture, stage the PNGs, commit the .blend with its record, then publish the PNGs:
+        every file under its final name is named by a committed record."""
         seconds = {"open": self.open_seconds}
         self.open_seconds = 0.0
         obj = bpy.data.objects.get(job.asset)
         if obj is None or obj.library is not None:
             raise TextureError(f"There is no local object named '{job.asset}' in the file.")
-        check_target(obj)
-        args = self.args
-        settings = GenerationSettings(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
-            seed=job.seed,
-            steps=args.steps,
-            guidance=args.guidance,
-            scheduler=args.scheduler,
-        )
-        loads: list[str] = []
-        staging = os.path.join(task.texture_dir, STAGING)
-        preview = os.path.join(task.preview_dir, bpy.path.clean_name(job.asset) + ".png")
+        preview = preview_path(task, job.asset)
         with isolated(obj):
-            stage = time.perf_counter()
-            request = TextureRequest(
-                views=self._views(),
-                targets=(obj.name,),
-                generation=settings,
-                model=self.spec,
-                view_prompts=args.view_prompts,
-                output=OutputOptions(
-                    texture_size=args.texture_size,
-                    margin=args.margin,
-                    blend_path=os.path.join(staging, "x.blend"),
-                ),
+            textured = texture_asset(
+                obj, job, self.args, self.spec, os.path.join(task.texture_dir, STAGING)
             )
-            run = flow.prepare(request, "cli")
-            seconds["prepare"] = time.perf_counter() - stage
-            outcome = run.run(Progress(on_change=lambda _f, message: loads.append(message)))
-            seconds.update(outcome.seconds)  # compute (the diffusion), projection/write or fill
+            seconds.update(textured.seconds)  # prepare, load, paint, write
             stage = time.perf_counter()
-            save_png(render_preview(obj, self.args.preview_size), preview)
+            image = bpy.data.images[textured.images[obj.name]]
+            save_png(render_preview(obj, image, self.args.preview_size), staged_path(preview))
             seconds["preview"] = time.perf_counter() - stage
 
-        # Staged PNGs move into the file's own texture folder whole (rename), never half-written.
         textures = {}
-        for name, staged in outcome.textures.items():
-            final = os.path.join(task.texture_dir, os.path.basename(staged))
-            os.replace(staged, final)
-            bpy.data.images[texture_name(name)].filepath_raw = images.relative_to_open_file(final)
+        for name, written in textured.textures.items():
+            final = texture_path(task, name)
+            os.replace(written, staged_path(final))
+            bpy.data.images[textured.images[name]].filepath_raw = images.relative_to_open_file(
+                final
+            )
             textures[name] = final
-        shutil.rmtree(staging, ignore_errors=True)
 
         record = {
             **base_record(job, task),
             "status": DONE,
             "textures": textures,
             "preview": preview,
-            "coverage": round(float(outcome.coverage.get(obj.name, 0.0)), 4),
-            "notes": outcome.notes,
-            "model_loaded": any("Loading" in message for message in loads),
-            "report": [dataclasses.asdict(report) for report in outcome.reports] or None,
+            "coverage": round(textured.coverage, 4),
+            "notes": [*job.notes, *textured.notes],
+            "model_loaded": textured.model_loaded,
+            "report": textured.reports or None,
             "worker": worker_name(),
             "error": None,
         }
@@ -345,6 +430,8 @@ class FileWorker:
         except BaseException:
             self.record.pop(job.key, None)
             raise
+        _publish([record])
+        _clear_staging(task)
         seconds["save"] = time.perf_counter() - stage
         seconds["total"] = time.perf_counter() - started
         record["seconds"] = {key: round(value, 4) for key, value in seconds.items()}

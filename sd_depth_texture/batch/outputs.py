@@ -1,0 +1,331 @@
+"""Where a batch writes, and what it refuses to write over. No bpy.
+
+Every path a run writes is named here (the output .blend, its textures, the previews and the
+staging place beside each), so the planner can check them all before any work and the worker
+writes exactly those. The rules, each a one-line refusal before anything is written:
+
+* ``--out`` is a folder this process can write, and neither lies in a source folder nor holds
+  one (its outputs would land on sources), unless ``--in-place``, which writes into the
+  sources by design (with backups);
+* no output is a source file;
+* no existing file the run would write was written by something other than a batch: an output
+  .blend without an in-file batch record, a texture or preview no batch record names, a
+  contact sheet the batch did not make (the manifest checks itself,
+  :meth:`.records.Manifest.verify`);
+* one batch at a time per ``--out``: :class:`OutLock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import TextureError
+from .records import FileTask, SourceFile, now_iso
+from .sources import is_within
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".batch.lock"
+#: Staged files wait here, beside their final place, until the record naming them is committed.
+STAGING = ".staging"
+TEXTURE_SUFFIX = "_SD_Texture.png"
+# Blender's bpy.path.clean_name keeps these (and every character from U+00FF up).
+_NAME_SAFE = frozenset("-_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+# --------------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------------
+
+
+def file_safe_name(name: str) -> str:
+    """``name`` with the characters that trouble file systems replaced by '_', exactly as
+    Blender's ``bpy.path.clean_name`` does (the texturing flow names its images that way)."""
+    return "".join(c if c in _NAME_SAFE or ord(c) >= 0xFF else "_" for c in name)
+
+
+def output_paths(source: SourceFile, out: str, in_place: bool) -> dict[str, str | None]:
+    """Where a file's results go: the .blend, its own texture folder, previews, backup."""
+    relative = Path(source.relpath)
+    stem = relative.stem
+    if in_place:
+        output = source.path
+        backup = os.path.join(out, "backups", *relative.parts)
+    else:
+        output = os.path.join(out, *relative.parts)
+        backup = None
+    return {
+        "output": output,
+        "texture_dir": os.path.join(os.path.dirname(output), "textures", stem),
+        "preview_dir": os.path.join(out, "previews", *relative.with_suffix("").parts),
+        "backup": backup,
+    }
+
+
+def texture_path(task: FileTask, asset: str) -> str:
+    return os.path.join(task.texture_dir, file_safe_name(asset) + TEXTURE_SUFFIX)
+
+
+def preview_path(task: FileTask, asset: str) -> str:
+    return os.path.join(task.preview_dir, file_safe_name(asset) + ".png")
+
+
+def staged_path(final: str) -> str:
+    """Where ``final`` is written first: a hidden folder beside it (same disk, so the move into
+    place is a rename, and never a half-written file under the real name)."""
+    return os.path.join(os.path.dirname(final), STAGING, os.path.basename(final))
+
+
+def record_paths(record: Mapping[str, Any]) -> list[str]:
+    """The files a manifest line (or an in-file record entry) says a batch wrote."""
+    paths = [record.get("output"), record.get("preview"), *(record.get("textures") or {}).values()]
+    return [os.path.normpath(path) for path in paths if isinstance(path, str) and path]
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals before any work
+# --------------------------------------------------------------------------------------------
+
+
+def check_out_folder(out: str) -> None:
+    """``--out`` must be a folder, or a path where one can be made, that this process can write."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise TextureError(f"--out '{out}' is a file, not a folder.")
+    existing = out
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise TextureError(f"--out '{out}' cannot be made: '{existing}' is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TextureError(
+            f"--out '{out}' is not writable: '{existing}' is read-only for this user."
+        )
+
+
+def refuse_overlap(out: str, manifest: str, folders: Sequence[str]) -> None:
+    """Neither ``--out`` nor the manifest may lie in a source folder, and ``--out`` may not hold
+    one: outputs mirror the sources' layout and would land on them."""
+    manifest_folder = os.path.dirname(os.path.realpath(manifest))
+    for folder in folders:
+        if is_within(out, folder):
+            raise TextureError(
+                f"--out would overwrite the source folder '{folder}': '{out}' lies inside it. "
+                "Choose a folder outside the sources, or pass --in-place to texture the "
+                "sources themselves."
+            )
+        if is_within(folder, out):
+            raise TextureError(
+                f"--out would overwrite the source folder '{folder}': it lies inside '{out}'. "
+                "Choose a folder outside the sources, or pass --in-place to texture the "
+                "sources themselves."
+            )
+        if is_within(manifest_folder, folder):
+            raise TextureError(
+                f"--manifest '{manifest}' lies inside the source folder '{folder}': choose a "
+                "place outside the sources."
+            )
+
+
+def refuse_writing_sources(outputs: Iterable[str], sources: Sequence[SourceFile]) -> None:
+    """No output may be a source file (through any folder or link)."""
+    real = {os.path.realpath(source.path): source for source in sources}
+    for output in outputs:
+        source = real.get(os.path.realpath(output))
+        if source is not None:
+            raise TextureError(
+                f"--out would overwrite the source '{source.path}': choose another folder, "
+                "or pass --in-place to texture the sources themselves."
+            )
+
+
+def _foreign(path: str) -> TextureError:
+    return TextureError(
+        f"'{path}' exists and was not written by a batch: it was left as it is. "
+        "Choose another --out, or move that file away."
+    )
+
+
+def refuse_foreign_files(
+    tasks: Sequence[FileTask],
+    manifest_records: Iterable[Mapping[str, Any]],
+    read_record: Callable[[str], Mapping[str, Any] | None],
+    in_place: bool,
+    sheet: str | None = None,
+    is_sheet: Callable[[str], bool] = lambda _path: True,
+) -> None:
+    """Refuse the run if any file it would write exists and no batch wrote it.
+
+    A batch's own files are known from its records: an output .blend carries an in-file record
+    (``read_record(path)``, None when there is none), and every texture and preview is named by
+    a manifest line or by that in-file record before it is moved into place.
+    """
+    owned = {path for record in manifest_records for path in record_paths(record)}
+    for task in tasks:
+        if not task.jobs:
+            continue
+        if not in_place and os.path.exists(task.output):
+            record = read_record(task.output) if os.path.isfile(task.output) else None
+            if record is None:
+                raise TextureError(
+                    f"'{task.output}' exists and was not written by a batch (it has no batch "
+                    "record): it was left as it is. Choose another --out, or move that file away."
+                )
+            owned.update(path for entry in record.values() for path in record_paths(entry))
+        elif in_place and os.path.isfile(task.output):
+            record = read_record(task.output) or {}
+            owned.update(path for entry in record.values() for path in record_paths(entry))
+        for job in task.jobs:
+            for path in (texture_path(task, job.asset), preview_path(task, job.asset)):
+                if os.path.lexists(path) and os.path.normpath(path) not in owned:
+                    raise _foreign(path)
+    if sheet is not None and os.path.lexists(sheet) and not is_sheet(sheet):
+        raise _foreign(sheet)
+
+
+# --------------------------------------------------------------------------------------------
+# One batch at a time
+# --------------------------------------------------------------------------------------------
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Whether the lock's holder may still run: always, unless it is gone from this host."""
+    if host != socket.gethostname():
+        return True  # another machine's processes cannot be seen from here
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+class OutLock:
+    """The lock on an ``--out`` folder: a file made with O_CREAT|O_EXCL holding host, pid and
+    start time. A lock whose process is gone from this host is taken over; a live one, or one
+    from another host, refuses the run naming its holder.
+
+    Entering makes the folder if needed; leaving removes the lock and any folder entering made
+    that is still empty, so a run refused before any work leaves nothing behind.
+    """
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.path = os.path.join(out, LOCK_NAME)
+        self.content: bytes | None = None
+        self.created: list[str] = []
+
+    def __enter__(self) -> OutLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        missing = []
+        folder = self.out
+        while not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        os.makedirs(self.out, exist_ok=True)
+        self.created = missing
+        content = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": now_iso()}
+        ).encode()
+        try:
+            for _ in range(5):
+                try:
+                    descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    self._take_over_if_stale()
+                    continue
+                with os.fdopen(descriptor, "wb") as stream:
+                    stream.write(content)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                self.content = content
+                return
+            raise TextureError(f"Cannot take the lock '{self.path}': other batches keep taking it.")
+        except BaseException:
+            self._remove_created()
+            raise
+
+    def _holder(self) -> tuple[bytes, dict[str, Any]] | None:
+        """The lock's bytes and holder; None when it vanished meanwhile."""
+        try:
+            with open(self.path, "rb") as stream:
+                data = stream.read()
+        except FileNotFoundError:
+            return None
+        try:
+            holder = json.loads(data.decode("utf-8"))
+            if not isinstance(holder, dict):
+                raise ValueError("not an object")
+            holder = {**holder, "host": str(holder["host"]), "pid": int(holder["pid"])}
+        except (ValueError, KeyError, TypeError) as error:
+            raise TextureError(
+                f"'{self.path}' is not a batch lock that can be read: if no batch is writing to "
+                f"'{self.out}', delete it."
+            ) from error
+        return data, holder
+
+    def _take_over_if_stale(self) -> None:
+        found = self._holder()
+        if found is None:
+            return  # released meanwhile: try again
+        data, holder = found
+        if _alive(holder["host"], holder["pid"]):
+            raise TextureError(
+                f"Another batch is writing to '{self.out}': {holder['host']} pid {holder['pid']} "
+                f"since {holder.get('started', '?')} holds '{self.path}' (if it is not running "
+                "any more, delete that file)."
+            )
+        # Move the stale lock aside, and only delete it if it is still the one judged stale:
+        # another process may have taken it over in between.
+        aside = f"{self.path}.{socket.gethostname()}.{os.getpid()}"
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        with open(aside, "rb") as stream:
+            moved = stream.read()
+        if moved == data:
+            log.warning(
+                "Taking over the lock of %s pid %s, which is no longer running",
+                holder["host"],
+                holder["pid"],
+            )
+            os.unlink(aside)
+            return
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, self.path)  # someone else's live lock: put it back
+        os.unlink(aside)
+
+    def release(self) -> None:
+        if self.content is not None:
+            try:
+                with open(self.path, "rb") as stream:
+                    if stream.read() == self.content:
+                        os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.content = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self.created:  # deepest first
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break  # not empty: the run wrote something there
+        self.created = []

@@ -1,0 +1,227 @@
+"""What a run will do, decided before any texturing: which files, which assets, what to skip.
+
+No bpy: the worker's ``scan(path)`` (list a file's assets) is passed in. Two steps, so that a
+run refuses everything it can before it takes the lock on ``--out`` or writes anything:
+
+1. :func:`check_destinations` resolves the sources and refuses a bad ``--out`` or manifest
+   (reads folders and the manifest, writes nothing);
+2. :func:`make_plan` scans the files and decides each asset from its last manifest line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import TextureError
+from . import outputs
+from .prompts import PromptSource
+from .records import (
+    DONE,
+    FAILED,
+    MANIFEST_NAME,
+    AssetInfo,
+    AssetJob,
+    FileTask,
+    Manifest,
+    SourceFile,
+    file_failure_record,
+)
+from .sources import catalog_file, read_catalogs, resolve_sources, source_folders
+
+log = logging.getLogger(__name__)
+
+#: Options that do not change an asset's pixels; everything else a run was given does, so a rerun
+#: with other settings is refused instead of mixing two kinds of result in one output.
+NON_PIXEL_OPTIONS = frozenset(
+    {
+        "command",
+        "sources",
+        "out",
+        "manifest",
+        "retry_failed",
+        "in_place",
+        "contact_sheet",
+        "preview_size",
+        "ray",
+        "ray_workers",
+        "ray_python",
+        "cpu_threads",
+        "device",
+        "online",
+        "all_meshes",
+        "prompt",
+        "prompt_template",
+        "prompts",
+        "negative_prompt",
+        "seed",
+        "report",  # batch: each asset's report is in its manifest line
+    }
+)
+
+RUN = "run"
+SKIP_DONE = "skip-done"
+SKIP_FAILED = "skip-failed"
+CHANGED = "changed"
+
+
+def pixel_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that decide an asset's pixels (every ``texture`` option, present or future)."""
+    return {
+        key: value
+        for key, value in sorted(options.items())
+        if key not in NON_PIXEL_OPTIONS and not callable(value)
+    }
+
+
+def decide(
+    job: AssetJob, last: Mapping[str, Any] | None, output_exists: bool, retry_failed: bool
+) -> str:
+    """What a (re)run does with an asset, from its last manifest line.
+
+    Done with the same request and its output present: skip. Done with another request:
+    CHANGED (the caller refuses; the output holds the other result). Failed: skipped unless
+    ``retry_failed`` or the request changed (a new prompt may fix it). Anything else: run.
+    """
+    if last is None:
+        return RUN
+    status = last.get("status")
+    same = last.get("request") == job.request
+    if status == DONE:
+        if not same:
+            return CHANGED if output_exists else RUN
+        return SKIP_DONE if output_exists else RUN
+    if status == FAILED:
+        return RUN if retry_failed or not same else SKIP_FAILED
+    return RUN
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """The run's sources and where its results go, already checked (see the module doc)."""
+
+    out: str
+    manifest: Manifest
+    sources: list[SourceFile]
+    in_place: bool
+    sheet: str | None  # the contact sheet to write, None for --contact-sheet none
+
+
+def check_destinations(options: Mapping[str, Any], libraries: Mapping[str, str]) -> Destinations:
+    """Resolve the sources and refuse any ``--out`` or manifest that would overwrite a source
+    or a file that is not a manifest. Writes nothing."""
+    out = os.path.realpath(options["out"])
+    in_place = bool(options.get("in_place"))
+    sources = resolve_sources(options["sources"], libraries, exclude=[out])
+    outputs.check_out_folder(out)
+    manifest = Manifest(
+        os.path.abspath(options.get("manifest") or os.path.join(out, MANIFEST_NAME))
+    )
+    if not in_place:
+        outputs.refuse_overlap(out, manifest.path, source_folders(options["sources"], libraries))
+        outputs.refuse_writing_sources(
+            [str(outputs.output_paths(source, out, False)["output"]) for source in sources],
+            sources,
+        )
+    manifest.verify()
+    sheet_format = options.get("contact_sheet") or "none"
+    sheet = None if sheet_format == "none" else os.path.join(out, f"contact_sheet.{sheet_format}")
+    return Destinations(out, manifest, sources, in_place, sheet)
+
+
+@dataclass
+class Plan:
+    """What a run will do, decided before any texturing."""
+
+    out: str
+    manifest: Manifest
+    tasks: list[FileTask]
+    keys: list[str]  # every asset (and unreadable file) this batch covers, in order
+    in_place: bool = False
+    sheet: str | None = None
+    skipped_done: int = 0
+    skipped_failed: int = 0
+    file_failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # problems that stopped no asset
+
+    @property
+    def to_run(self) -> int:
+        return sum(len(task.jobs) for task in self.tasks)
+
+
+def make_plan(
+    options: Mapping[str, Any],
+    destinations: Destinations,
+    prompts: PromptSource,
+    scan: Callable[[str], list[AssetInfo]],
+) -> Plan:
+    """Scan and decide: everything a run does before texturing, and the refusal of a rerun
+    whose prompt, seed or settings differ from what an existing output holds.
+
+    ``scan(path)`` lists a file's assets (Blender-side; raises TextureError for a broken file).
+    An unreadable catalog file costs its catalog fields, recorded in the plan's warnings and in
+    the manifest line of every asset it would have named.
+    """
+    out, in_place = destinations.out, destinations.in_place
+    last = destinations.manifest.read()
+    settings = pixel_settings(options)
+    retry = bool(options.get("retry_failed"))
+    plan = Plan(
+        out=out,
+        manifest=destinations.manifest,
+        tasks=[],
+        keys=[],
+        in_place=in_place,
+        sheet=destinations.sheet,
+    )
+    changed: list[str] = []
+    catalogs_by_file: dict[str | None, tuple[dict[str, str], tuple[str, ...]]] = {None: ({}, ())}
+    for source in destinations.sources:
+        paths = outputs.output_paths(source, out, in_place)
+        try:
+            infos = scan(source.path)
+        except TextureError as error:
+            plan.keys.append(source.relpath)
+            previous = last.get(source.relpath)
+            if previous is None or previous.get("status") != FAILED or retry:
+                plan.file_failures.append(file_failure_record(source, str(error)))
+            else:
+                plan.skipped_failed += 1
+            continue
+        catalogs_path = catalog_file(source)
+        if catalogs_path not in catalogs_by_file:
+            try:
+                catalogs_by_file[catalogs_path] = (read_catalogs(catalogs_path), ())
+            except TextureError as error:
+                log.warning("%s", error)
+                plan.warnings.append(str(error))
+                catalogs_by_file[catalogs_path] = ({}, (str(error),))
+        catalogs, notes = catalogs_by_file[catalogs_path]
+        output_exists = os.path.isfile(str(paths["output"]))
+        run = []
+        for info in sorted(infos, key=lambda item: item.name):
+            job = prompts.job(info, source, catalogs, settings, notes)
+            plan.keys.append(job.key)
+            decision = decide(job, last.get(job.key), output_exists, retry)
+            if decision == RUN:
+                run.append(job)
+            elif decision == SKIP_DONE:
+                plan.skipped_done += 1
+            elif decision == SKIP_FAILED:
+                plan.skipped_failed += 1
+            else:
+                changed.append(job.key)
+        if run:
+            plan.tasks.append(
+                FileTask(file=source.relpath, source=source.path, jobs=tuple(run), **paths)
+            )
+    if changed:
+        raise TextureError(
+            f"{len(changed)} asset(s) in '{out}' were textured with another prompt, seed or "
+            f"settings (first: {changed[0]}): write this run to a new --out folder, or delete "
+            "those files' outputs to texture them again."
+        )
+    return plan
