@@ -41,6 +41,20 @@ class View:
         direction = -np.linalg.inv(self.world_to_view)[:3, 2]
         return direction / np.linalg.norm(direction)
 
+    def clip_coordinates(self, points: np.ndarray) -> np.ndarray:
+        """(N, 4) float64 clip-space coordinates of world-space points (before dividing by w)."""
+        matrix = self.projection @ self.world_to_view
+        points = np.asarray(points, dtype=np.float64)
+        return points @ matrix[:, :3].T + matrix[:, 3]
+
+    def pixels_from_clip(self, clip: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel coordinates of clip-space points with w > 0 (see :meth:`project`)."""
+        xy = np.empty((clip.shape[0], 2), dtype=np.float64)
+        inverse_w = 1.0 / clip[:, 3]
+        xy[:, 0] = (clip[:, 0] * inverse_w + 1.0) * (0.5 * self.width)
+        xy[:, 1] = (1.0 - clip[:, 1] * inverse_w) * (0.5 * self.height)
+        return xy
+
     def project(self, points: np.ndarray) -> Projected:
         """Project world-space points to pixel coordinates, NDC depth and view depth."""
         # float32 in, float32 out: texel clouds are large and 1e-4 pixel is precise enough.
