@@ -373,24 +373,29 @@ def test_a_wall_beside_the_camera_and_a_room_around_it_are_seen():
     capture = capture_depth(view, wall, QUAD_TRIANGLES)
     expected = ray_depth_on_plane(view, 0, 1.0)
     on_wall = np.isfinite(expected) & (expected <= 30.0)
-    rows, cols = np.mgrid[0:64, 0:64]
+    rows = np.arange(64)[:, None]
     ndc_y = 1 - (rows + 0.5) / 64 * 2
     on_wall &= np.abs(ndc_y / view.projection[1, 1] * expected) < 2.0
     assert on_wall.sum() > 500
     assert np.array_equal(capture.foreground, on_wall)
     np.testing.assert_allclose(capture.view_depth[on_wall], expected[on_wall], rtol=1e-5)
 
-    # A 4 x 4 x 4 box centred on the eye (the eye at its centre): the view sees only its inside.
+    # A 4 x 4 x 4 box centred on the eye: its back face is behind the eye, its floor, ceiling
+    # and side walls cross the camera plane, and a 120 degree view sees all but the back.
+    wide = View(looking_along_y(0.0), perspective(120, 1.0, 0.1, 100.0), 64, 64)
     corners = np.array([[x, y, z] for z in (-2, 2) for y in (-2, 2) for x in (-2, 2)], float)
     faces = np.array([[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4],
-                      [1, 5, 7, 3]])  # fmt: skip
+                      [1, 5, 7, 3]])  # fmt: skip  # floor, ceiling, back, front, left, right
     box = np.concatenate([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]])
-    room = capture_depth(view, corners, box)
+    room = capture_depth(wide, corners, box)
     assert room.foreground.all()
-    # Straight ahead is the far wall (y = 2); the picture's corners see the side walls nearer.
-    assert room.view_depth[32, 32] == pytest.approx(2.0, rel=1e-5)
-    owners = box[room.raster.triangle] // 1  # every pixel names a triangle of the box
-    assert owners.max() < corners.shape[0]
+    assert set(np.unique(room.raster.triangle % 6)) == {0, 1, 3, 4, 5}
+    # Each pixel's ray leaves the box through the face it meets first: depth 2 / max|slope|.
+    rows, cols = np.mgrid[0:64, 0:64]
+    slope_x = ((cols + 0.5) / 32 - 1) / wide.projection[0, 0]
+    slope_y = (1 - (rows + 0.5) / 32) / wide.projection[1, 1]
+    expected = 2.0 / np.maximum(np.maximum(np.abs(slope_x), np.abs(slope_y)), 1.0)
+    np.testing.assert_allclose(room.view_depth, expected, rtol=1e-5)
 
 
 def test_triangles_beyond_the_clip_end_are_cut_there_and_pieces_only_when_needed():
@@ -421,8 +426,9 @@ def test_a_huge_triangle_keeps_its_on_screen_edge_exact(reach):
     wrong = []
     for _ in range(5):
         at, slope = rng.uniform(-0.5, 0.5), rng.uniform(-0.7, 0.7)  # x = at + slope y, z = -10
-        wall = np.array([[at - slope * reach, -reach, -10.0], [3 * reach, -reach, -10.0],
-                         [3 * reach, reach, -10.0], [at + slope * reach, reach, -10.0]])  # fmt: skip
+        low, high = at - slope * reach, at + slope * reach
+        wall = np.array([[low, -reach, -10], [3 * reach, -reach, -10], [3 * reach, reach, -10],
+                         [high, reach, -10]], dtype=float)  # fmt: skip
         capture = capture_depth(view, wall, QUAD_TRIANGLES)
         centre = ((np.arange(128) + 0.5) / 64 - 1) / view.projection[0, 0] * 11.0  # at z = -10
         x, y = np.meshgrid(centre, -centre)
