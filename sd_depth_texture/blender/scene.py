@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.errors import TextureError
 from ..core.geometry.mesh import MeshArrays
-from ..core.geometry.views import View, fit_projection, generation_size
+from ..core.geometry.views import View, camera_world_to_view, fit_projection, generation_size
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,26 @@ def camera_view(
     depsgraph: bpy.types.Depsgraph,
     short_side: int = 512,
 ) -> View:
-    """The camera's view at generation size, with the render resolution's aspect and sensor fit."""
+    """The camera's view at generation size, framed as Cycles frames it.
+
+    The projection is Blender's own for the render: resolution, pixel aspect, sensor fit, lens
+    shift, perspective or orthographic. The frame's aspect (pixel aspect included) sets the
+    depth map's size. Panoramic cameras, a camera scaled to zero and a frame too long for
+    memory are refused with :class:`TextureError` before anything is read.
+    """
+    if camera.data.type not in {"PERSP", "ORTHO"}:
+        kind = "panoramic" if camera.data.type == "PANO" else camera.data.type.lower()
+        raise TextureError(
+            f"'{camera.name}' is a {kind} camera: only perspective and orthographic cameras "
+            "are supported."
+        )
     render = scene.render
     aspect = (render.resolution_x * render.pixel_aspect_x) / (
         render.resolution_y * render.pixel_aspect_y
     )
     width, height = generation_size(aspect, short_side)
     evaluated = camera.evaluated_get(depsgraph)
+    world_to_view = camera_world_to_view(np.array(evaluated.matrix_world), camera.name)
     projection = np.array(
         evaluated.calc_matrix_camera(
             depsgraph,
@@ -111,7 +124,6 @@ def camera_view(
         ),
         dtype=np.float64,
     )
-    world_to_view = np.linalg.inv(np.array(evaluated.matrix_world, dtype=np.float64))
     return View(world_to_view, fit_projection(projection, aspect, width, height), width, height)
 
 

@@ -11,7 +11,7 @@ from sd_depth_texture.core.bake.margin import dilate_margin
 from sd_depth_texture.core.bake.sampling import sample_bilinear
 from sd_depth_texture.core.bake.surface import cached_texel_surface, texel_surface
 from sd_depth_texture.core.errors import TextureError
-from sd_depth_texture.core.geometry import orbit, raster
+from sd_depth_texture.core.geometry import orbit, raster, views
 from sd_depth_texture.core.geometry.depth import FAR_FOREGROUND, capture_depth, depth_for_model
 from sd_depth_texture.core.geometry.raster import NO_TRIANGLE, rasterize
 from sd_depth_texture.core.geometry.views import View, generation_size
@@ -153,6 +153,42 @@ def test_generation_size_keeps_the_aspect_in_multiples_of_8():
     assert width % 8 == 0 and height == 512
     with pytest.raises(TextureError):
         generation_size(0.0)
+
+
+def test_a_view_too_large_for_memory_is_refused_with_the_size_it_would_need():
+    assert generation_size(100.0) == (51200, 512)  # 26 megapixels: allowed
+    assert generation_size(1 / 128) == (512, 65536)  # the longest strip at 512
+    for aspect, size in ((1000.0, "512000 x 512"), (1 / 1000, "512 x 512000")):
+        with pytest.raises(TextureError, match=f"needs a {size} depth map") as refused:
+            generation_size(aspect)
+        assert "short side of at most 176 pixels" in str(refused.value)
+        width, height = generation_size(aspect, 176)
+        assert width * height <= views.MAX_VIEW_PIXELS
+        with pytest.raises(TextureError):
+            generation_size(aspect, 184)
+    with pytest.raises(TextureError, match=r"less extreme aspect ratio\.$"):
+        generation_size(1e7)  # nothing fits, whatever the short side
+
+
+def test_a_camera_pose_ignores_scale_and_refuses_a_collapsed_one():
+    """Renders ignore a camera's scale (but keep a mirrored axis); a zero scale has no view."""
+    angle = np.radians(30)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1.0]])  # fmt: skip
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, [1.0, -2.0, 3.0]
+    expected = np.linalg.inv(pose)
+    scaled = pose.copy()
+    scaled[:3, :3] = rotation * [2.0, 0.5, 3.0]  # column k scaled by axis k's scale
+    np.testing.assert_allclose(views.camera_world_to_view(scaled, "Cam"), expected, atol=1e-12)
+    mirrored = pose.copy()
+    mirrored[:3, 0] *= -1.0
+    assert np.linalg.det(views.camera_world_to_view(mirrored, "Cam")[:3, :3]) < 0
+    for collapse in ([1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1e-12, 1.0, 1.0]):
+        flat = pose.copy()
+        flat[:3, :3] = rotation * collapse
+        with pytest.raises(TextureError, match="The camera 'Cam' is scaled to zero"):
+            views.camera_world_to_view(flat, "Cam")
 
 
 def test_depth_of_a_plane_is_planar_view_distance_and_near_is_bright():
