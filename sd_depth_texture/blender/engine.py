@@ -26,7 +26,7 @@ from ..core.bake.margin import dilate_margin
 from ..core.bake.surface import cached_texel_surface
 from ..core.errors import TextureError
 from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
-from ..core.geometry.mesh import MeshArrays, scene_geometry
+from ..core.geometry.mesh import MeshArrays, require_uv, scene_geometry
 from ..core.geometry.views import View
 from ..defaults import MARGIN
 from . import images, scene
@@ -105,8 +105,7 @@ def read_view(
     Raises :class:`TextureError` for a view that sees nothing.
     """
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    visible = scene.visible_meshes(context_scene, view_layer)
-    meshes = [scene.mesh_arrays(obj, depsgraph) for obj in visible]
+    meshes = scene.visible_geometry(depsgraph, view_layer)
     geometry = scene_geometry(meshes)
     capture = capture_depth(view, geometry.vertices, geometry.triangles)
     depth = depth_for_model(capture)
@@ -115,7 +114,7 @@ def read_view(
         meshes={mesh.name: mesh for mesh in meshes},
         capture=capture,
         depth=depth,
-        seen=[geometry.names[i] for i in seen_owner],
+        seen=[geometry.names[i] for i in seen_owner if meshes[i].target],
     )
 
 
@@ -143,6 +142,9 @@ def prepare(
             raise TextureError(
                 f"'{hidden[0]}' is not visible from this view: frame it in the view or camera."
             )
+    for name in targets:  # UVs the modifiers drop (a new map made in stage 3 is read there)
+        if bpy.data.objects[name].data.uv_layers.active is not None:
+            require_uv(seen.meshes[name])
     return Prepared(
         view=view,
         capture=seen.capture,
@@ -195,7 +197,7 @@ def bake_picture(
     """
     results = {}
     for name in prepared.targets:
-        mesh = prepared.meshes[name]
+        mesh = require_uv(prepared.meshes[name])
         surface = cached_texel_surface(
             mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, options.texture_size
         )

@@ -28,7 +28,7 @@ from ..core.bake.surface import TexelSurface, cached_texel_surface, face_normals
 from ..core.bake.visibility import GRAZING_ANGLE_DEG, depth_edges, pixel_facing, reliable_texels
 from ..core.errors import TextureError
 from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
-from ..core.geometry.mesh import MeshArrays, SceneGeometry, scene_geometry
+from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_geometry
 from ..core.geometry.orbit import NamedView, orbit_views
 from . import engine, images, scene
 
@@ -122,7 +122,7 @@ def read_object(
     """One object's job from the scene's arrays, read once for all targets (no writes)."""
     clock = time.perf_counter()
     position = [m.name for m in meshes].index(obj_name)
-    target = meshes[position]
+    target = require_uv(meshes[position])
     surface = cached_texel_surface(
         target.vertices, target.triangles, target.uv, target.uv_triangles, options.texture_size
     )
@@ -287,9 +287,9 @@ def prepare(
                 created.append(obj)
                 notes[obj.name] = note
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        visible = scene.visible_meshes(context_scene, view_layer)
-        hidden_targets = [obj for obj in objects if obj not in visible]
-        meshes = [scene.mesh_arrays(o, depsgraph) for o in [*visible, *hidden_targets]]
+        meshes = scene.visible_geometry(depsgraph, view_layer)
+        read = {mesh.name for mesh in meshes}
+        meshes += [scene.mesh_arrays(o, depsgraph) for o in objects if o.name not in read]
         geometry = scene_geometry(meshes)
         by_name = {mesh.name: mesh for mesh in meshes}
         jobs = []

@@ -3,7 +3,9 @@
 Each camera setting is checked against Cycles' Depth pass rendered at the scene's own
 resolution and pixel aspect: the project's view (``scene.camera_view``) keeps its matrices and
 is rasterised on Cycles' pixel grid, so silhouettes and depths compare pixel for pixel whatever
-the pixel aspect. Renders are tiny (1 sample, at most 20k pixels). Figures print with ``-s``.
+the pixel aspect, and whatever the depth map's own size (the frame is the camera's exactly,
+even where rounding to multiples of 8 leaves the depth map's pixels not quite square).
+Renders are tiny (1 sample, at most 20k pixels). Figures print with ``-s``.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ class Setting:
     shift: tuple[float, float] = (0.0, 0.0)
     orthographic: bool = False
     scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    percentage: int = 100
 
     @property
     def frame_aspect(self) -> float:
         (x, y), (ax, ay) = self.resolution, self.pixel_aspect
         return x * ax / (y * ay)
+
+    @property
+    def rendered(self) -> tuple[int, int]:
+        """The size Cycles renders: the resolution at its percentage."""
+        return tuple(side * self.percentage // 100 for side in self.resolution)
 
 
 def sample_with(setting: Setting) -> tuple[bpy.types.Scene, bpy.types.Object]:
@@ -52,6 +60,7 @@ def sample_with(setting: Setting) -> tuple[bpy.types.Scene, bpy.types.Object]:
     camera.scale = setting.scale
     cycles_render.use_cycles(context_scene, *setting.resolution, samples=1, filter_width=0.01)
     context_scene.render.pixel_aspect_x, context_scene.render.pixel_aspect_y = setting.pixel_aspect
+    context_scene.render.resolution_percentage = setting.percentage
     return context_scene, camera
 
 
@@ -75,7 +84,7 @@ def agreement_with_cycles(setting: Setting, short_side: int = 64) -> Agreement:
     reference, index = cycles_render.render_depth(context_scene)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     geometry = scene_geometry([scene.mesh_arrays(obj, depsgraph) for obj in objects])
-    on_grid = View(view.world_to_view, view.projection, *setting.resolution)
+    on_grid = View(view.world_to_view, view.projection, *setting.rendered)
     capture = capture_depth(on_grid, geometry.vertices, geometry.triangles)
     theirs, ours = np.isfinite(reference), capture.foreground
     labels = np.zeros(index.shape, dtype=np.int32)
@@ -97,6 +106,7 @@ def agreement_with_cycles(setting: Setting, short_side: int = 64) -> Agreement:
 
 SETTINGS = {
     "square pixels, landscape": Setting((96, 64)),
+    "16:9 at 5 %, a depth map not quite 16:9": Setting((1920, 1080), percentage=5),
     "anamorphic 2:1 pixels": Setting((96, 64), pixel_aspect=(2.0, 1.0)),
     "200:1 pixels": Setting((20, 1000), pixel_aspect=(200.0, 1.0)),
     "1:200 pixels": Setting((1000, 20), pixel_aspect=(1.0, 200.0)),
@@ -127,7 +137,7 @@ def test_the_view_frames_what_cycles_renders(label: str) -> None:
     found = agreement_with_cycles(setting)
     width, height = found.generation
     print(
-        f"\n[{label}] render {setting.resolution[0]}x{setting.resolution[1]}, pixel aspect "
+        f"\n[{label}] render {setting.rendered[0]}x{setting.rendered[1]}, pixel aspect "
         f"{setting.pixel_aspect[0]:g}:{setting.pixel_aspect[1]:g}, depth map {width}x{height}: "
         f"silhouette IoU {found.iou:.5f}; relative depth error on {found.interior} interior "
         f"pixels: median {found.median_error:.1e}, max {found.max_error:.1e}"
@@ -138,7 +148,7 @@ def test_the_view_frames_what_cycles_renders(label: str) -> None:
     # Same frame, same pixel centres: silhouettes may differ only where an edge passes within
     # float rounding of a centre, and depths agree to float32 rounding.
     assert found.iou > 0.995
-    assert found.interior > 500
+    assert found.interior > 400
     assert found.median_error < 1e-5
     assert found.max_error < 1e-3
 

@@ -153,14 +153,3 @@ def camera_world_to_view(matrix_world: np.ndarray, name: str) -> np.ndarray:
             "give it a non-zero scale."
         )
     return np.linalg.inv(matrix)
-
-
-def fit_projection(projection: np.ndarray, aspect: float, width: int, height: int) -> np.ndarray:
-    """Adapt a projection made for ``aspect`` to a ``width`` x ``height`` image without stretching.
-
-    The vertical field of view is kept; rounding the size to multiples of 8 only widens or narrows
-    the horizontal one by a fraction of a pixel's worth per side.
-    """
-    fitted = np.array(projection, dtype=np.float64)
-    fitted[0, :] *= aspect / (width / height)
-    return fitted
