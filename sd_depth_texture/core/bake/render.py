@@ -24,7 +24,9 @@ def render_texture(
 
     ``triangles`` are the target's own; in the capture they start at ``first_triangle``. Returns
     the (H, W, C) picture, the (H, W) mask of target pixels and each pixel's (H, W) texel index
-    into the (size, size) texture (-1 elsewhere). UVs are interpolated perspective-correctly.
+    into the (size, size) texture (-1 elsewhere). UVs are interpolated perspective-correctly
+    with the capture's surface barycentrics, exact for triangles the clip start cuts; the
+    target's ``vertices`` are not needed for that (the argument stays for the callers).
     """
     height, width = capture.view_depth.shape
     size = texture.shape[0]
