@@ -172,7 +172,7 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
     What lies nearer than the clip start or beyond the clip end is cut away as Cycles cuts it:
     triangles that cross the clip volume are clipped in clip space (:mod:`.clip`) and their
     pieces drawn, so a ground plane reaching behind the camera or a room around it is seen.
-    Triangles wholly inside it, usually all of them, are drawn as they are, at no extra cost.
+    Triangles wholly inside it, usually all of them, are drawn as they are.
     """
     triangles = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
     clip = view.clip_coordinates(vertices)
@@ -192,9 +192,7 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
     whole &= np.take(inside, triangles[:, 1])
     whole &= np.take(inside, triangles[:, 2])
     crossing = np.flatnonzero(~whole)
-    pieces = clip_triangles(
-        clip[triangles[crossing]], view_depth[triangles[crossing]], crossing
-    )  # fmt: skip
+    pieces = clip_triangles(clip[triangles[crossing]], view_depth[triangles[crossing]], crossing)
     drawn = _drawn_triangles(view, xy, affine, ndc_z, w, triangles, pieces)
     if pieces.count:
         log.debug("clipped %d triangles into %d pieces", crossing.size, pieces.count)
