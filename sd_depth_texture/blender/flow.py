@@ -30,7 +30,7 @@ from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside
 from ..core.budget import check_fits
 from ..core.errors import TextureError
 from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
-from ..core.geometry.mesh import MeshArrays, SceneGeometry, scene_geometry
+from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_geometry
 from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
 from ..core.progress import Progress
@@ -56,18 +56,22 @@ class ViewCapture:
 
 
 def read_scene(extra: list[bpy.types.Object] = ()) -> tuple[list[MeshArrays], SceneGeometry]:
-    """Every visible mesh (and ``extra`` objects even if hidden) as arrays and one soup."""
+    """Everything visible that renders as triangles (meshes, curves, text, instances), plus
+    ``extra`` objects even if hidden, as arrays and one soup."""
     context = bpy.context
     depsgraph = context.evaluated_depsgraph_get()
-    visible = scene.visible_meshes(context.scene, context.view_layer)
-    hidden = [obj for obj in extra if obj not in visible]
-    meshes = [scene.mesh_arrays(obj, depsgraph) for obj in [*visible, *hidden]]
+    meshes = scene.visible_geometry(depsgraph, context.view_layer)
+    read = {mesh.name for mesh in meshes}
+    meshes += [scene.mesh_arrays(obj, depsgraph) for obj in extra if obj.name not in read]
     return meshes, scene_geometry(meshes)
 
 
-def seen_names(geometry: SceneGeometry, capture: DepthCapture) -> list[str]:
+def seen_names(
+    geometry: SceneGeometry, capture: DepthCapture, meshes: list[MeshArrays]
+) -> list[str]:
+    """The mesh objects (not occluders such as text or instances) with a pixel in view."""
     owners = np.unique(geometry.owner[capture.raster.triangle[capture.foreground]])
-    return [geometry.names[i] for i in owners]
+    return [geometry.names[i] for i in owners if meshes[i].target]
 
 
 def read_view(view) -> ViewCapture:
@@ -83,7 +87,7 @@ def read_view(view) -> ViewCapture:
         geometry=geometry,
         capture=capture,
         depth=depth,
-        seen=seen_names(geometry, capture),
+        seen=seen_names(geometry, capture, meshes),
     )
 
 
@@ -314,14 +318,14 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
             for number, view in enumerate(shared):
                 captures[number] = capture_depth(view.view, geometry.vertices, geometry.triangles)
         if named is None:
-            named = _seen_targets(request, geometry, captures, context, door)
+            named = _seen_targets(request, meshes, geometry, captures, context)
             new_uv = [obj for obj in named if _ensure_uv(obj, created, notes)]
             if new_uv:
                 depsgraph = context.evaluated_depsgraph_get()
                 replaced = {obj.name: scene.mesh_arrays(obj, depsgraph) for obj in new_uv}
                 meshes = [replaced.get(mesh.name, mesh) for mesh in meshes]
         elif shared is not None:
-            _check_visible(named, geometry, captures)
+            _check_visible(named, meshes, geometry, captures)
         if request.pictures and shared is not None:
             for picture, view in zip(request.pictures, shared, strict=True):
                 check_aspect(picture, view.view, f"The image for '{view.label}'")
@@ -386,35 +390,42 @@ def camera_view(name: str, resolution: int, door: str = "cli"):
 
 
 def _seen_targets(
-    request: TextureRequest, geometry: SceneGeometry, captures: dict, context, door: str
+    request: TextureRequest,
+    meshes: list[MeshArrays],
+    geometry: SceneGeometry,
+    captures: dict,
+    context,
 ) -> list[bpy.types.Object]:
     """No targets named: what the views see (an orbit: what the scene camera sees, or every
     visible mesh when there is no camera)."""
     if request.views.orbit:
         if context.scene.camera is None:
-            names = list(geometry.names)
+            names = [mesh.name for mesh in meshes if mesh.target]
         else:
             view = scene.camera_view(
                 context.scene, context.scene.camera, context.evaluated_depsgraph_get(),
                 request.views.resolution,
             )  # fmt: skip
-            names = seen_names(geometry, capture_depth(view, geometry.vertices, geometry.triangles))
+            capture = capture_depth(view, geometry.vertices, geometry.triangles)
+            names = seen_names(geometry, capture, meshes)
     else:
         seen = set()
         for capture in captures.values():
-            seen.update(seen_names(geometry, capture))
-        names = [name for name in geometry.names if name in seen]
+            seen.update(seen_names(geometry, capture, meshes))
+        names = [mesh.name for mesh in meshes if mesh.name in seen]
     if not names:
         raise TextureError("Nothing is visible in the view: there is no depth to texture from.")
     return targets.find_targets(names)
 
 
-def _check_visible(named: list, geometry: SceneGeometry, captures: dict) -> None:
+def _check_visible(
+    named: list, meshes: list[MeshArrays], geometry: SceneGeometry, captures: dict
+) -> None:
     seen = set()
     for capture in captures.values():
         if not capture.foreground.any():
             continue
-        seen.update(seen_names(geometry, capture))
+        seen.update(seen_names(geometry, capture, meshes))
     if not any(capture.foreground.any() for capture in captures.values()):
         raise TextureError("Nothing is visible in the view: there is no depth to texture from.")
     hidden = [obj.name for obj in named if obj.name not in seen]
@@ -438,7 +449,7 @@ def _groups(
     position = {mesh.name: index for index, mesh in enumerate(meshes)}
     paint_targets = []
     for obj in named:
-        mesh = meshes[position[obj.name]]
+        mesh = require_uv(meshes[position[obj.name]])
         outside = outside_faces_fraction(mesh.uv, mesh.uv_triangles)
         if outside > MAX_OUTSIDE_FACES:
             raise TextureError(

@@ -1,4 +1,8 @@
-"""Blender scenes as arrays: evaluated meshes in world space, and views as matrices."""
+"""Blender scenes as arrays: evaluated surfaces in world space, and views as matrices.
+
+Everything visible that renders as triangles occludes (:func:`visible_geometry`); only mesh
+objects can be textured (:func:`mesh_arrays` reads a target with its UVs).
+"""
 
 from __future__ import annotations
 
@@ -10,47 +14,138 @@ import numpy as np
 
 from ..core.errors import TextureError
 from ..core.geometry.mesh import MeshArrays
-from ..core.geometry.views import View, fit_projection, generation_size
+from ..core.geometry.views import View, camera_world_to_view, generation_size
 
 log = logging.getLogger(__name__)
 
 
 def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> MeshArrays:
-    """Read an object's evaluated mesh into arrays with ``foreach_get`` (no per-element loops).
+    """A texturing target's evaluated mesh (modifiers applied) in world space, with its UVs.
 
-    Positions, corner vertices and UVs are read from their attribute arrays, which copy in
-    one block; only the loop triangles' corners go through per-item RNA access.
+    Targets must be mesh objects: they own the UV map and the material a texture goes into.
+    UVs are read from the evaluated mesh's layer that carries the object's active UV map's
+    name (the one the material is wired to), else from its active layer; a modifier stack that
+    drops UVs gives ``uv`` None (see :func:`..core.geometry.mesh.require_uv`).
     """
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        mesh.calc_loop_triangles()
-        vertices = _attribute(
-            mesh, "position", "vector", (mesh.vertices, "co"), len(mesh.vertices) * 3, np.float32
-        )
-        corners = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("loops", corners)
-        corner_vertex = _attribute(
-            mesh, ".corner_vert", "value", (mesh.loops, "vertex_index"), len(mesh.loops), np.int32
-        )
-        triangles = corner_vertex[corners]
-        uv = None
-        if mesh.uv_layers.active is not None:
-            uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-            mesh.uv_layers.active.uv.foreach_get("vector", uv)
-            uv = uv.reshape(-1, 2).astype(np.float64)
+        local, triangles, corners = _triangles(mesh)
+        uv = _uv(mesh, _uv_name(obj))
         matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     finally:
         evaluated.to_mesh_clear()
-    local = vertices.reshape(-1, 3).astype(np.float64)
-    world = local @ matrix[:3, :3].T + matrix[:3, 3]
     return MeshArrays(
         name=obj.name,
-        vertices=world,
-        triangles=triangles.reshape(-1, 3).astype(np.int64),
+        vertices=_to_world(local, matrix),
+        triangles=triangles,
         uv=uv,
-        uv_triangles=corners.reshape(-1, 3).astype(np.int64),
+        uv_triangles=corners,
+        target=obj.type == "MESH",
     )
+
+
+def visible_geometry(
+    depsgraph: bpy.types.Depsgraph, view_layer: bpy.types.ViewLayer
+) -> list[MeshArrays]:
+    """Everything visible that renders as triangles, in world space: all of it occludes.
+
+    Read as a render engine reads it, from the evaluated depsgraph's object instances: mesh
+    objects, and the triangles that text, curves, surfaces and metaballs evaluate to, collection
+    instances and geometry-nodes instances, all of which the depsgraph presents as meshes.
+    Visible mesh objects come first, named after their objects and with their UVs (a target's
+    triangles are found by its name); every other surface is named
+    ``"<instancer>/<object>#<n>"``, made unique against every object name in the file, and
+    has ``target`` False: only mesh objects can be textured. Instances of one mesh share one
+    read of its arrays; each instance costs a matrix product.
+    """
+    objects: list[str] = []
+    instances: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    shared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for instance in depsgraph.object_instances:
+        obj = instance.object
+        if obj.type != "MESH":  # text, curves and metaballs also come as MESH entries
+            continue
+        if not instance.is_instance:
+            if instance.show_self and obj.original.visible_get(view_layer=view_layer):
+                objects.append(obj.original.name)
+            continue
+        if not instance.parent.original.visible_get(view_layer=view_layer):
+            continue
+        # The instance's object and mesh are only valid during the iteration: read them now.
+        mesh = obj.data
+        key = mesh.as_pointer()
+        if key not in shared:
+            shared[key] = _triangles(mesh)
+        matrix = np.array(instance.matrix_world, dtype=np.float64)
+        instances.append((f"{instance.parent.name}/{obj.name}", matrix, *shared[key][:2]))
+
+    meshes = [mesh_arrays(bpy.data.objects[name], depsgraph) for name in objects]
+    taken = set(bpy.data.objects.keys())
+    counts: dict[str, int] = {}
+    for stem, matrix, local, triangles in instances:
+        if not triangles.size:
+            continue
+        number = counts.get(stem, 0)
+        counts[stem] = number + 1
+        name = f"{stem}#{number}"
+        while name in taken:  # an object may be called so; instance names must never clash
+            name += "#"
+        taken.add(name)
+        meshes.append(
+            MeshArrays(
+                name=name,
+                vertices=_to_world(local, matrix),
+                triangles=triangles,
+                uv=None,
+                uv_triangles=np.zeros((0, 3), dtype=np.int64),
+                target=False,
+            )
+        )
+    log.debug("read %d mesh objects, %d other surfaces", len(objects), len(meshes) - len(objects))
+    return meshes
+
+
+def _triangles(mesh: bpy.types.Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mesh's local vertices (V, 3) float64, triangles (F, 3) and their corners (F, 3).
+
+    Positions and corner vertices are read from their attribute arrays, which copy in one
+    block; only the loop triangles' corners go through per-item RNA access.
+    """
+    mesh.calc_loop_triangles()
+    vertices = _attribute(
+        mesh, "position", "vector", (mesh.vertices, "co"), len(mesh.vertices) * 3, np.float32
+    )
+    corners = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
+    mesh.loop_triangles.foreach_get("loops", corners)
+    corner_vertex = _attribute(
+        mesh, ".corner_vert", "value", (mesh.loops, "vertex_index"), len(mesh.loops), np.int32
+    )
+    triangles = corner_vertex[corners].reshape(-1, 3).astype(np.int64)
+    local = vertices.reshape(-1, 3).astype(np.float64)
+    return local, triangles, corners.reshape(-1, 3).astype(np.int64)
+
+
+def _uv_name(obj: bpy.types.Object) -> str | None:
+    """The name of the object's own active UV map (what its material is wired to), if any."""
+    data = obj.data if obj.type == "MESH" else None
+    active = data.uv_layers.active if data is not None else None
+    return active.name if active is not None else None
+
+
+def _uv(mesh: bpy.types.Mesh, name: str | None) -> np.ndarray | None:
+    """(L, 2) float64 per-corner UVs of the layer called ``name``, else of the active layer."""
+    layer = mesh.uv_layers.get(name) if name else None
+    layer = layer if layer is not None else mesh.uv_layers.active
+    if layer is None:
+        return None
+    uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+    layer.uv.foreach_get("vector", uv)
+    return uv.reshape(-1, 2).astype(np.float64)
+
+
+def _to_world(local: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return local @ matrix[:3, :3].T + matrix[:3, 3]
 
 
 def _attribute(
@@ -68,7 +163,10 @@ def _attribute(
 
 
 def visible_meshes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> list:
-    """Mesh objects visible in the view layer (what the viewport and renders would show)."""
+    """Mesh objects visible in the view layer (what the viewport and renders would show).
+
+    The objects themselves, for choosing targets; what occludes is :func:`visible_geometry`.
+    """
     return [
         obj
         for obj in scene.objects
@@ -94,13 +192,28 @@ def camera_view(
     depsgraph: bpy.types.Depsgraph,
     short_side: int = 512,
 ) -> View:
-    """The camera's view at generation size, with the render resolution's aspect and sensor fit."""
+    """The camera's view at generation size, framed exactly as Cycles frames it.
+
+    The projection is Blender's own for the render: resolution, pixel aspect, sensor fit, lens
+    shift, perspective or orthographic, used as it is. The frame's aspect (pixel aspect
+    included) sets the depth map's size; rounding that to multiples of 8 leaves its pixels at
+    most 4 / short side (0.8 % at 512) away from square rather than cropping or widening the
+    frame. Panoramic cameras, a camera scaled to zero and a frame too long for memory are
+    refused with :class:`TextureError` before anything is read.
+    """
+    if camera.data.type not in {"PERSP", "ORTHO"}:
+        kind = "panoramic" if camera.data.type == "PANO" else camera.data.type.lower()
+        raise TextureError(
+            f"'{camera.name}' is a {kind} camera: only perspective and orthographic cameras "
+            "are supported."
+        )
     render = scene.render
     aspect = (render.resolution_x * render.pixel_aspect_x) / (
         render.resolution_y * render.pixel_aspect_y
     )
     width, height = generation_size(aspect, short_side)
     evaluated = camera.evaluated_get(depsgraph)
+    world_to_view = camera_world_to_view(np.array(evaluated.matrix_world), camera.name)
     projection = np.array(
         evaluated.calc_matrix_camera(
             depsgraph,
@@ -111,8 +224,7 @@ def camera_view(
         ),
         dtype=np.float64,
     )
-    world_to_view = np.linalg.inv(np.array(evaluated.matrix_world, dtype=np.float64))
-    return View(world_to_view, fit_projection(projection, aspect, width, height), width, height)
+    return View(world_to_view, projection, width, height)
 
 
 def viewport_view(region: bpy.types.Region, region_3d, short_side: int = 512) -> View:
@@ -121,4 +233,4 @@ def viewport_view(region: bpy.types.Region, region_3d, short_side: int = 512) ->
     width, height = generation_size(aspect, short_side)
     projection = np.array(region_3d.window_matrix, dtype=np.float64)
     world_to_view = np.array(region_3d.view_matrix, dtype=np.float64)
-    return View(world_to_view, fit_projection(projection, aspect, width, height), width, height)
+    return View(world_to_view, projection, width, height)

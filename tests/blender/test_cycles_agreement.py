@@ -28,7 +28,7 @@ from sd_depth_texture.blender.pictures import load_picture
 from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.core.bake.surface import texel_surface
 from sd_depth_texture.core.bake.visibility import seen_texels
-from sd_depth_texture.core.geometry.depth import capture_depth
+from sd_depth_texture.core.geometry.depth import DepthCapture, capture_depth, depth_for_model
 from sd_depth_texture.core.geometry.mesh import scene_geometry
 from sd_depth_texture.core.geometry.orbit import NamedView
 from sd_depth_texture.core.geometry.views import View
@@ -90,12 +90,25 @@ class DepthAgreement:
     median_error: float
     p99_error: float
     max_error: float
+    capture: DepthCapture
+    reference: np.ndarray  # (H, W) Cycles' Depth pass, inf for background
+
+    def inverse_depth_r2(self) -> float:
+        """R^2 of the model's depth map as an affine function of Cycles' 1 / depth, over the
+        pixels both call foreground (MiDaS-style relative inverse depth is what it must be)."""
+        both = self.capture.foreground & np.isfinite(self.reference)
+        ours = depth_for_model(self.capture)[both].astype(np.float64)
+        inverse = 1.0 / self.reference[both].astype(np.float64)
+        fit = np.polyval(np.polyfit(inverse, ours, 1), inverse)
+        return float(1.0 - np.sum((ours - fit) ** 2) / np.sum((ours - ours.mean()) ** 2))
 
 
-def depth_agreement(context_scene: bpy.types.Scene, camera: bpy.types.Object) -> DepthAgreement:
+def depth_agreement(
+    context_scene: bpy.types.Scene, camera: bpy.types.Object, short_side: int = 256
+) -> DepthAgreement:
     """Render Cycles' Depth and Object Index passes and compare them with ``capture_depth``."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    view = scene.camera_view(context_scene, camera, depsgraph, short_side=256)
+    view = scene.camera_view(context_scene, camera, depsgraph, short_side=short_side)
     context_scene.camera = camera
     # One sample at the pixel centre: a 0.01 px filter neither blurs depth nor blends indices.
     cycles_render.use_cycles(context_scene, view.width, view.height, samples=1, filter_width=0.01)
@@ -135,6 +148,8 @@ def depth_agreement(context_scene: bpy.types.Scene, camera: bpy.types.Object) ->
         median_error=float(np.median(error)),
         p99_error=float(np.percentile(error, 99)),
         max_error=float(error.max()),
+        capture=capture,
+        reference=reference,
     )
 
 
@@ -170,6 +185,73 @@ def test_depth_matches_cycles_depth_pass(variant: str, resolution: tuple[int, in
     # ~9e-3, and radial instead of planar depth up to ~13 % in the corners of this 40 mm view.
     assert found.median_error < 1e-5
     assert found.p99_error < 1e-4
+
+
+def print_agreement(label: str, found: DepthAgreement, extra: str = "") -> None:
+    print(
+        f"\n[{label}] silhouette IoU {found.iou:.5f}, {found.mismatched} pixels differ "
+        f"({found.off_edge} off-edge); per object "
+        + ", ".join(f"{name} {iou:.4f}" for name, iou in found.object_iou.items())
+        + f"; relative depth error on {found.interior} interior pixels: median "
+        f"{found.median_error:.2e}, p99 {found.p99_error:.2e}; model depth against 1/z: R^2 "
+        f"{found.inverse_depth_r2():.6f}{extra}"
+    )
+
+
+def test_a_ground_plane_reaching_behind_a_low_camera_matches_cycles() -> None:
+    """A street-level camera over a ground far larger than its clip range: the ground crosses
+    both the clip start and the clip end, and a post stands on it. Before clipping, none of
+    the ground was drawn (its corners lie behind the eye)."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    context_scene = bpy.context.scene
+    context_scene.render.resolution_x, context_scene.render.resolution_y = 384, 256
+    bpy.ops.mesh.primitive_plane_add(size=400.0, location=(0.0, 0.0, 0.0))
+    bpy.context.active_object.name = "Ground"
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.8, 6.0, 1.0), scale=(0.3, 0.3, 2.0))
+    bpy.context.active_object.name = "Post"
+    camera = sample.add_camera("Street", (0.0, 0.0, 1.6), (0.0, 20.0, 0.6), lens=24.0)
+    camera.data.clip_start, camera.data.clip_end = 0.5, 60.0
+    context_scene.camera = camera
+    found = depth_agreement(context_scene, camera, short_side=128)
+    crossing = found.capture.drawn.pieces.count
+    print_agreement("ground behind a low camera", found, f"; {crossing} clipped pieces drawn")
+
+    assert crossing > 0
+    assert found.object_iou["Ground"] > 0.97 and found.iou > 0.97
+    assert found.inverse_depth_r2() > 0.995
+    assert found.median_error < 1e-4
+    # The ground ends at the clip end in both (the silhouettes agree there too).
+    farthest = found.capture.view_depth[found.capture.foreground].max()
+    assert 0.8 * 60.0 < farthest <= 60.0 * (1 + 1e-6)
+
+
+def test_a_room_around_the_camera_matches_cycles() -> None:
+    """A camera inside a room (a box whose faces all cross the camera plane but the one ahead)
+    with a table in it: floor, walls and ceiling are all drawn, as Cycles renders them."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    context_scene = bpy.context.scene
+    context_scene.render.resolution_x, context_scene.render.resolution_y = 384, 256
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, 0.0, 1.5), scale=(8.0, 10.0, 3.0))
+    room = bpy.context.active_object
+    room.name = "Room"
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.5, 2.5, 0.4), scale=(1.5, 0.8, 0.8))
+    bpy.context.active_object.name = "Table"
+    camera = sample.add_camera("Inside", (-0.5, -2.0, 1.6), (0.5, 3.0, 0.6), lens=14.0)
+    context_scene.camera = camera
+    found = depth_agreement(context_scene, camera, short_side=128)
+    capture = found.capture
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    normals = np.array([p.normal for p in room.evaluated_get(depsgraph).data.polygons])
+    faces = np.array([t.polygon_index for t in room.evaluated_get(depsgraph).data.loop_triangles])
+    on_room = capture.raster.triangle[capture.raster.triangle < faces.size]  # room comes first
+    axis = np.abs(normals[faces[on_room]]).argmax(axis=1)  # 0, 1: walls; 2: floor or ceiling
+    print_agreement("room around the camera", found)
+
+    assert capture.foreground.all() and np.isfinite(found.reference).all()
+    assert found.object_iou["Room"] > 0.97 and found.object_iou["Table"] > 0.97
+    assert min((axis == k).mean() for k in range(3)) > 0.05  # walls left/right, ahead, floor
+    assert found.median_error < 1e-4
+    assert found.inverse_depth_r2() > 0.995
 
 
 # --------------------------------------------------------------------------------------------

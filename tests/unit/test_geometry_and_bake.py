@@ -12,7 +12,7 @@ from sd_depth_texture.core.bake.paint import PaintTarget, paint_group
 from sd_depth_texture.core.bake.sampling import sample_bilinear, sample_seen
 from sd_depth_texture.core.bake.surface import cached_texel_surface, texel_surface
 from sd_depth_texture.core.errors import TextureError
-from sd_depth_texture.core.geometry import orbit, raster
+from sd_depth_texture.core.geometry import orbit, raster, views
 from sd_depth_texture.core.geometry.depth import FAR_FOREGROUND, capture_depth, depth_for_model
 from sd_depth_texture.core.geometry.mesh import MeshArrays, scene_geometry
 from sd_depth_texture.core.geometry.orbit import NamedView
@@ -180,6 +180,42 @@ def test_generation_size_keeps_the_aspect_in_multiples_of_8():
         generation_size(0.0)
 
 
+def test_a_view_too_large_for_memory_is_refused_with_the_size_it_would_need():
+    assert generation_size(100.0) == (51200, 512)  # 26 megapixels: allowed
+    assert generation_size(1 / 128) == (512, 65536)  # the longest strip at 512
+    for aspect, size in ((1000.0, "512000 x 512"), (1 / 1000, "512 x 512000")):
+        with pytest.raises(TextureError, match=f"needs a {size} depth map") as refused:
+            generation_size(aspect)
+        assert "short side of at most 176 pixels" in str(refused.value)
+        width, height = generation_size(aspect, 176)
+        assert width * height <= views.MAX_VIEW_PIXELS
+        with pytest.raises(TextureError):
+            generation_size(aspect, 184)
+    with pytest.raises(TextureError, match=r"less extreme aspect ratio\.$"):
+        generation_size(1e7)  # nothing fits, whatever the short side
+
+
+def test_a_camera_pose_ignores_scale_and_refuses_a_collapsed_one():
+    """Renders ignore a camera's scale (but keep a mirrored axis); a zero scale has no view."""
+    angle = np.radians(30)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1.0]])  # fmt: skip
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, [1.0, -2.0, 3.0]
+    expected = np.linalg.inv(pose)
+    scaled = pose.copy()
+    scaled[:3, :3] = rotation * [2.0, 0.5, 3.0]  # column k scaled by axis k's scale
+    np.testing.assert_allclose(views.camera_world_to_view(scaled, "Cam"), expected, atol=1e-12)
+    mirrored = pose.copy()
+    mirrored[:3, 0] *= -1.0
+    assert np.linalg.det(views.camera_world_to_view(mirrored, "Cam")[:3, :3]) < 0
+    for collapse in ([1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1e-12, 1.0, 1.0]):
+        flat = pose.copy()
+        flat[:3, :3] = rotation * collapse
+        with pytest.raises(TextureError, match="The camera 'Cam' is scaled to zero"):
+            views.camera_world_to_view(flat, "Cam")
+
+
 def test_depth_of_a_plane_is_planar_view_distance_and_near_is_bright():
     view = View(eye_at(5.0), perspective(40, 1.5), 96, 64)
     tilted = QUAD.copy()
@@ -324,3 +360,197 @@ def test_texel_surfaces_are_reused_only_while_mesh_uvs_and_size_are_unchanged():
     np.testing.assert_array_equal(
         first.texel, texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 16).texel
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Clipping against the clip start and end
+
+
+def looking_along_y(height: float) -> np.ndarray:
+    """World-to-view for an eye at (0, 0, height) looking along +Y, +Z up (a street-level view)."""
+    return np.array([[1.0, 0, 0, 0], [0, 0, 1.0, -height], [0, -1.0, 0, 0], [0, 0, 0, 1.0]])
+
+
+def ground(half: float, turned: bool = False) -> np.ndarray:
+    """A square ground quad (two triangles, QUAD_TRIANGLES) at z = 0, centred on the origin;
+    ``turned`` by 45 degrees, its diagonal runs along the Y axis."""
+    square = QUAD * [half, half, 0.0]
+    if turned:
+        square = np.array([[0, -1, 0], [1, 0, 0], [0, 1, 0], [-1, 0, 0]]) * [half, half, 0.0]
+    return square
+
+
+def ray_depth_on_plane(view: View, axis: int, offset: float) -> np.ndarray:
+    """(H, W) planar view depth where each pixel centre's ray meets the plane view[axis] = offset
+    (view-space x = offset for axis 0, y for axis 1); NaN where it meets it behind the eye."""
+    rows, cols = np.mgrid[0 : view.height, 0 : view.width]
+    ndc = [(cols + 0.5) / view.width * 2 - 1, 1 - (rows + 0.5) / view.height * 2]
+    slope = ndc[axis] / view.projection[axis, axis]  # view-space axis per unit of depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = offset / slope
+    return np.where(depth > 0, depth, np.nan)
+
+
+def test_a_ground_plane_reaching_behind_the_camera_is_seen_up_to_the_clip_range():
+    """Both of the ground's triangles have corners behind the eye; clipped, every pixel whose
+    ray meets the ground between the clip start and end (and on the quad) shows it, at the
+    exact planar depth, and each names one of the two original triangles."""
+    near, far = 0.1, 40.0
+    view = View(looking_along_y(1.5), perspective(60, 1.5, near, far), 96, 64)
+    capture = capture_depth(view, ground(100.0, turned=True), QUAD_TRIANGLES)
+    expected = ray_depth_on_plane(view, 1, -1.5)  # the ground is 1.5 below the eye
+    within = np.isfinite(expected) & (expected >= near) & (expected <= far)
+    assert within.sum() > 1000 and (~within).sum() > 1000
+    # Pixels whose hit lies within float rounding of the clip end may go either way.
+    doubtful = np.isfinite(expected) & (np.abs(expected - far) < 0.05 * far)
+    assert np.array_equal(capture.foreground & ~doubtful, within & ~doubtful)
+    seen = capture.foreground
+    np.testing.assert_allclose(capture.view_depth[seen], expected[seen], rtol=1e-5)
+    assert set(np.unique(capture.raster.triangle[seen])) == {0, 1}
+    assert capture.drawn.pieces.count > 0
+    depth = depth_for_model(capture)
+    assert depth[seen].min() == pytest.approx(FAR_FOREGROUND) and depth[seen].max() == 1.0
+
+
+def test_clipped_pixels_keep_barycentrics_in_the_original_triangle():
+    """Per pixel, the surface barycentrics rebuild the exact ground point the ray hits, and the
+    raster's screen-space barycentrics interpolate the original corners' NDC depth, corners
+    behind the eye included, to the depth that was drawn."""
+    view = View(looking_along_y(1.0), perspective(50, 1.0, 0.05, 100.0), 48, 48)
+    vertices = ground(20.0)
+    capture = capture_depth(view, vertices, QUAD_TRIANGLES)
+    raster = capture.raster
+    corners = vertices[QUAD_TRIANGLES[raster.pixel_triangle]]  # (N, 3, 3)
+    point = np.einsum("nk,nkc->nc", capture.surface_barycentric(), corners)
+    assert np.abs(point[:, 2]).max() < 1e-9  # on the ground
+    along_view = point[:, 1]  # view depth is world y for this eye
+    np.testing.assert_allclose(along_view, capture.view_depth.ravel()[raster.pixel], rtol=1e-5)
+    assert capture.surface_barycentric().min() > -1e-9
+    clip = view.clip_coordinates(vertices)
+    with np.errstate(divide="ignore"):
+        corner_ndc = clip[:, 2] / clip[:, 3]
+    interpolated = raster.interpolate(corner_ndc[:, None], QUAD_TRIANGLES)[:, 0]
+    np.testing.assert_allclose(interpolated, capture.ndc_z.ravel()[raster.pixel], atol=1e-4)
+    assert raster.pixel_barycentric.min() < -0.5  # corners behind the eye weigh negatively
+
+
+def test_a_wall_beside_the_camera_and_a_room_around_it_are_seen():
+    """A wall that runs from behind the camera to far ahead, and a box around the eye whose
+    faces all cross the camera plane: every pixel shows one of them, at its planar depth."""
+    view = View(looking_along_y(0.0), perspective(70, 1.0, 0.1, 100.0), 64, 64)
+    wall = np.array([[1.0, -5, -2], [1.0, 30, -2], [1.0, 30, 2], [1.0, -5, 2]])
+    capture = capture_depth(view, wall, QUAD_TRIANGLES)
+    expected = ray_depth_on_plane(view, 0, 1.0)
+    on_wall = np.isfinite(expected) & (expected <= 30.0)
+    rows = np.arange(64)[:, None]
+    ndc_y = 1 - (rows + 0.5) / 64 * 2
+    on_wall &= np.abs(ndc_y / view.projection[1, 1] * expected) < 2.0
+    assert on_wall.sum() > 500
+    assert np.array_equal(capture.foreground, on_wall)
+    np.testing.assert_allclose(capture.view_depth[on_wall], expected[on_wall], rtol=1e-5)
+
+    # A 4 x 4 x 4 box centred on the eye: its back face is behind the eye, its floor, ceiling
+    # and side walls cross the camera plane, and a 120 degree view sees all but the back.
+    wide = View(looking_along_y(0.0), perspective(120, 1.0, 0.1, 100.0), 64, 64)
+    corners = np.array([[x, y, z] for z in (-2, 2) for y in (-2, 2) for x in (-2, 2)], float)
+    faces = np.array([[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4],
+                      [1, 5, 7, 3]])  # fmt: skip  # floor, ceiling, back, front, left, right
+    box = np.concatenate([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]])
+    room = capture_depth(wide, corners, box)
+    assert room.foreground.all()
+    assert set(np.unique(room.raster.triangle % 6)) == {0, 1, 3, 4, 5}
+    # Each pixel's ray leaves the box through the face it meets first: depth 2 / max|slope|.
+    rows, cols = np.mgrid[0:64, 0:64]
+    slope_x = ((cols + 0.5) / 32 - 1) / wide.projection[0, 0]
+    slope_y = (1 - (rows + 0.5) / 32) / wide.projection[1, 1]
+    expected = 2.0 / np.maximum(np.maximum(np.abs(slope_x), np.abs(slope_y)), 1.0)
+    np.testing.assert_allclose(room.view_depth, expected, rtol=1e-5)
+
+
+def test_triangles_beyond_the_clip_end_are_cut_there_and_pieces_only_when_needed():
+    """A long floor is drawn up to the clip end and no farther; a scene wholly inside the clip
+    volume is drawn as it is (no pieces, the capture's raster is the drawn one)."""
+    near, far = 0.5, 10.0
+    view = View(looking_along_y(1.0), perspective(60, 1.0, near, far), 64, 64)
+    floor = np.array([[-30.0, 2, 0], [30.0, 2, 0], [30.0, 60, 0], [-30.0, 60, 0]])
+    capture = capture_depth(view, floor, QUAD_TRIANGLES)
+    expected = ray_depth_on_plane(view, 1, -1.0)
+    assert np.array_equal(capture.foreground, (expected >= 2.0) & (expected <= far))
+    seen = capture.foreground
+    np.testing.assert_allclose(capture.view_depth[seen], expected[seen], rtol=1e-5)
+    assert np.isfinite(expected[~seen]).sum() > 500  # the floor beyond the clip end is cut
+
+    inside = capture_depth(View(eye_at(5.0), perspective(40, 1.0), 32, 32), QUAD, QUAD_TRIANGLES)
+    assert inside.drawn.pieces.count == 0 and inside.drawn_raster is inside.raster
+
+
+@pytest.mark.parametrize("reach", [1e2, 1e4, 1e6])
+def test_a_huge_triangle_keeps_its_on_screen_edge_exact(reach):
+    """A wall reaching far out of the picture, with one slanted edge across it: the guard band
+    keeps the rasteriser's float32 set-up small, so the edge lands where the ray test puts it.
+    (Drawn whole, the set-up at ~1e5 pixels misplaces it: thousands of pixels at ``reach``
+    1e4, all of them at 1e6.)"""
+    view = View(eye_at(1.0), perspective(60, 1.0, 0.01, 1e12), 128, 128)
+    rng = np.random.default_rng(int(np.log10(reach)))
+    wrong = []
+    for _ in range(5):
+        at, slope = rng.uniform(-0.5, 0.5), rng.uniform(-0.7, 0.7)  # x = at + slope y, z = -10
+        low, high = at - slope * reach, at + slope * reach
+        wall = np.array([[low, -reach, -10], [3 * reach, -reach, -10], [3 * reach, reach, -10],
+                         [high, reach, -10]], dtype=float)  # fmt: skip
+        capture = capture_depth(view, wall, QUAD_TRIANGLES)
+        centre = ((np.arange(128) + 0.5) / 64 - 1) / view.projection[0, 0] * 11.0  # at z = -10
+        x, y = np.meshgrid(centre, -centre)
+        beyond = x - (at + slope * y)  # signed distance along x, in world units
+        pixel = 2 * 11.0 / view.projection[0, 0] / 128  # world size of a pixel there
+        clear = np.abs(beyond) > 0.02 * pixel
+        wrong.append(int((capture.foreground != (beyond > 0))[clear].sum()))
+    assert wrong == [0] * 5
+
+
+def test_texels_nearer_than_the_clip_start_are_not_written():
+    """The ground under the camera is cut away by the clip start: its texels there show
+    whatever lies behind them in the picture, so they must not take its colour."""
+    near = 1.5
+    eye = np.array([0.0, 0.0, 1.0])
+    world_to_view = orbit.look_at(eye, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+    view = View(world_to_view, perspective(90, 1.0, near, 50.0), 64, 64)
+    vertices = ground(3.0)
+    capture = capture_depth(view, vertices, QUAD_TRIANGLES)
+    surface = texel_surface(vertices, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 256)
+    samples = visibility.seen_texels(surface, capture)
+    depth = view.project(surface.position).view_depth
+    in_frame = view.project(surface.position).xy
+    framed = (np.abs(in_frame - 32).max(axis=1) < 28) & (depth > 0)
+    assert (framed & (depth < near * 0.8)).sum() > 100  # in the picture, nearer than the start
+    assert samples.index.size > 1000
+    assert depth[samples.index].min() >= near * (1 - 1e-6)
+    ahead = framed & (depth > near * 1.2) & (depth < 2.5)
+    seen = np.zeros(surface.texel.size, dtype=bool)
+    seen[samples.index] = True
+    assert ahead.sum() > 100 and seen[ahead].all()
+
+
+def test_rendering_a_clipped_texture_samples_the_surface_point_of_each_pixel():
+    """``render_texture`` on a ground that reaches behind the camera shows, at each pixel, the
+    texture at the UV of the ground point the pixel's ray hits."""
+    from sd_depth_texture.core.bake.render import render_texture
+
+    view = View(looking_along_y(1.0), perspective(60, 1.0, 0.1, 100.0), 48, 48)
+    half = 20.0
+    vertices = ground(half)
+    capture = capture_depth(view, vertices, QUAD_TRIANGLES)
+    size = 256
+    u = (np.arange(size) + 0.5) / size
+    texture = np.zeros((size, size, 3), dtype=np.float32)
+    texture[..., 0] = u[None, :]  # red is u
+    texture[..., 1] = u[::-1, None]  # green is v
+    picture, mask, _ = render_texture(
+        capture, vertices, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 0, texture
+    )
+    assert np.array_equal(mask, capture.foreground) and mask.sum() > 300
+    depth = capture.view_depth[mask]
+    cols = np.nonzero(mask)[1]
+    x = ((cols + 0.5) / 48 * 2 - 1) / view.projection[0, 0] * depth
+    np.testing.assert_allclose(picture[mask][:, 0], (x / half + 1) / 2, atol=2e-3)
+    np.testing.assert_allclose(picture[mask][:, 1], (depth / half + 1) / 2, atol=2e-3)

@@ -24,25 +24,26 @@ def render_texture(
 
     ``triangles`` are the target's own; in the capture they start at ``first_triangle``. Returns
     the (H, W, C) picture, the (H, W) mask of target pixels and each pixel's (H, W) texel index
-    into the (size, size) texture (-1 elsewhere). UVs are interpolated perspective-correctly.
+    into the (size, size) texture (-1 elsewhere). UVs are interpolated perspective-correctly
+    with the capture's surface barycentrics, exact for triangles the clip start cuts; the
+    target's ``vertices`` are not needed for that (the argument stays for the callers).
     """
     height, width = capture.view_depth.shape
     size = texture.shape[0]
-    local = capture.raster.triangle.astype(np.int64) - first_triangle
-    mask = (local >= 0) & (local < len(triangles))
+    raster = capture.raster
+    local = raster.pixel_triangle.astype(np.int64) - first_triangle
+    on_target = np.flatnonzero((local >= 0) & (local < len(triangles)))
+    mask = np.zeros(height * width, dtype=bool)
+    mask[raster.pixel[on_target]] = True
+    mask = mask.reshape(height, width)
     picture = np.zeros((height, width, texture.shape[2]), dtype=np.float32)
     texel = np.full((height, width), -1, dtype=np.int64)
-    if not mask.any():
+    if not on_target.size:
         return picture, mask, texel
-    tri = local[mask]
-    bary = capture.raster.barycentric[mask].astype(np.float64)
-    if not capture.view.is_orthographic:
-        inverse_w = 1.0 / np.maximum(
-            capture.view.project(vertices[triangles[tri].ravel()]).view_depth.reshape(-1, 3),
-            1e-12,
-        )
-        bary = bary * inverse_w
-        bary /= bary.sum(axis=1, keepdims=True)
+    # Covered pixels are in ascending pixel order, which is the order of ``mask``'s pixels.
+    tri = local[on_target]
+    # Perspective-correct weights in the target's own triangles, exact for clipped ones too.
+    bary = capture.surface_barycentric()[on_target]
     pixel_uv = np.einsum("nk,nkc->nc", bary, uv[uv_triangles[tri]])
     xy = np.stack([pixel_uv[:, 0] * size, (1.0 - pixel_uv[:, 1]) * size], axis=1)
     picture[mask] = sample_bilinear(texture, xy)

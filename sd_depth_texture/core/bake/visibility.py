@@ -110,6 +110,9 @@ def _seen_block(
     projected = view.project(surface.position[start:stop])
     x, y = projected.xy[:, 0], projected.xy[:, 1]
     inside = projected.in_front & (x >= 0) & (x < view.width) & (y >= 0) & (y < view.height)
+    # Nearer than the clip start or beyond the clip end, a texel is cut away like its surface:
+    # what its pixel shows lies behind it, and the depth test alone would let it through.
+    inside &= np.abs(projected.ndc_z) <= 1.0
     index = np.flatnonzero(inside)
     xy = np.take(projected.xy, index, axis=0)
     depth = np.take(projected.view_depth, index)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TextureError
+from .clip import Pieces, clip_triangles, inside_clip_volume
 from .raster import NO_TRIANGLE, Raster, rasterize
 from .views import View
 
@@ -24,21 +25,81 @@ FAR_FOREGROUND = 0.1
 
 
 @dataclass
+class DrawnTriangles:
+    """What the Z-buffer drew: the scene's triangles, then the pieces clipping cut from some.
+
+    Drawn triangle ``t < scene_triangles`` is scene triangle ``t``; one that crosses the clip
+    volume keeps its slot but is never drawn there (a corner outside has no pixel position, so
+    its area is not finite). Drawn triangle ``scene_triangles + k`` is ``pieces`` entry ``k``,
+    whose three corners are drawn vertices of their own after the scene's.
+    """
+
+    xy: np.ndarray  # (Vd, 2) pixel coordinates; NaN for scene vertices outside the clip volume
+    affine_depth: np.ndarray  # (Vd,) screen_affine_depth
+    ndc_z: np.ndarray  # (Vd,)
+    w: np.ndarray  # (Vd,) clip w; positive for every corner of a drawn triangle
+    triangles: np.ndarray  # (Fd, 3)
+    scene_triangles: int
+    pieces: Pieces
+    source_w: np.ndarray  # (K, 3) clip w of each piece's source triangle's corners
+
+    def scene_triangle(self, drawn: np.ndarray) -> np.ndarray:
+        """The scene triangle each drawn triangle index in ``drawn`` belongs to."""
+        if not self.pieces.count:
+            return drawn
+        piece = drawn - self.scene_triangles
+        return np.where(piece >= 0, np.take(self.pieces.source, np.maximum(piece, 0)), drawn)
+
+
+@dataclass
 class DepthCapture:
-    """What one view sees: the covering triangle per pixel and its depth."""
+    """What one view sees: the covering triangle per pixel and its depth.
+
+    ``raster`` speaks of the scene's own triangles (the indices of ``triangles``, so owner
+    look-ups and per-object triangle ranges work): a pixel covered by a piece of a clipped
+    triangle names the original triangle, and its barycentrics are re-expressed in it. They
+    are the screen-space barycentrics the original would have if it could be drawn whole,
+    ``b_j = lambda_j w_j / w`` (lambda: the surface point's barycentrics, w: clip w), which is
+    what the rasteriser gives for unclipped triangles. Where a corner lies behind the eye its
+    ``b_j`` is negative, so perspective correction must not divide by a clamped depth: use
+    :meth:`surface_barycentric`. Depth planes come from ``drawn``/``drawn_raster``, the pieces
+    actually rasterised.
+    """
 
     view: View
     raster: Raster
     view_depth: np.ndarray  # (H, W) float32, distance along the view axis; inf for background
     ndc_z: np.ndarray  # (H, W) float32; inf for background
-    vertex_xy: np.ndarray  # (V, 2) the scene's vertices in pixel coordinates
-    vertex_affine_depth: np.ndarray  # (V,) their screen_affine_depth
     triangles: np.ndarray  # (F, 3) the scene's triangles (indices in ``raster.triangle``)
+    drawn: DrawnTriangles
+    drawn_raster: Raster  # the same covered pixels, by drawn triangle (``raster`` if none clipped)
     _pixel_planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _surface_barycentric: np.ndarray | None = None
 
     @property
     def foreground(self) -> np.ndarray:
         return self.raster.triangle != NO_TRIANGLE
+
+    def surface_barycentric(self) -> np.ndarray:
+        """(N, 3) float64 barycentrics of each covered pixel centre's surface point within its
+        scene triangle (perspective-correct, in [0, 1]), in ``raster.pixel`` order.
+
+        Exact for clipped triangles too: each piece's corners carry their own weights in the
+        original, and clip w is positive at every drawn corner.
+        """
+        if self._surface_barycentric is None:
+            drawn, raster = self.drawn, self.drawn_raster
+            corners = np.take(drawn.triangles, raster.pixel_triangle, axis=0)
+            weights = raster.pixel_barycentric.astype(np.float64)
+            weights /= np.take(drawn.w, corners)
+            piece = raster.pixel_triangle.astype(np.int64) - drawn.scene_triangles
+            on_piece = np.flatnonzero(piece >= 0)
+            if on_piece.size:
+                in_source = np.take(drawn.pieces.weights, piece[on_piece], axis=0)
+                weights[on_piece] = np.einsum("nk,nkj->nj", weights[on_piece], in_source)
+            weights /= weights.sum(axis=1, keepdims=True)
+            self._surface_barycentric = weights
+        return self._surface_barycentric
 
     def pixel_depth_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pixel, its covering triangle's screen-affine depth: value at the centre, slopes.
@@ -46,14 +107,15 @@ class DepthCapture:
         The quantity is :func:`screen_affine_depth`. Three flat (H * W,) float32 arrays (value,
         d/dx, d/dy), NaN over the background. Taken about the pixel centre, float32 keeps it to
         a relative 1e-7 whatever the clip range, and texel look-ups gather from a table the
-        size of the view, not of the scene.
+        size of the view, not of the scene. A clipped triangle's pieces lie in its plane, so
+        the piece that covers a pixel gives the same plane, from corners that are on screen.
         """
         if self._pixel_planes is None:
-            raster = self.raster
-            corners = np.take(self.triangles, raster.pixel_triangle, axis=0)
+            raster, drawn = self.drawn_raster, self.drawn
+            corners = np.take(drawn.triangles, raster.pixel_triangle, axis=0)
             x, y, q = (
                 [np.take(values, corners[:, k]).astype(np.float64) for k in range(3)]
-                for values in (self.vertex_xy[:, 0], self.vertex_xy[:, 1], self.vertex_affine_depth)
+                for values in (drawn.xy[:, 0], drawn.xy[:, 1], drawn.affine_depth)
             )
             area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
             dq1, dq2 = q[1] - q[0], q[2] - q[0]
@@ -107,34 +169,110 @@ def screen_affine_depth(view: View, view_depth: np.ndarray) -> np.ndarray:
 def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> DepthCapture:
     """Z-buffer world-space triangles as ``view`` sees them (nearest surface per pixel).
 
-    Triangles with a vertex behind the eye or outside the clip range are left out, as the
-    camera's clip start and end would cut them.
+    What lies nearer than the clip start or beyond the clip end is cut away as Cycles cuts it:
+    triangles that cross the clip volume are clipped in clip space (:mod:`.clip`) and their
+    pieces drawn, so a ground plane reaching behind the camera or a room around it is seen.
+    Triangles wholly inside it, usually all of them, are drawn as they are.
     """
     triangles = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
-    projected = view.project(vertices)
-    vertex_ok = projected.in_front & (np.abs(projected.ndc_z) <= 1.0)
-    # Keep the caller's triangle indices: a triangle with an unusable vertex gets a NaN corner,
-    # so its area is not finite and it is never drawn.
-    drawable_xy = np.where(vertex_ok[:, None], projected.xy, np.nan)
-    affine = screen_affine_depth(view, projected.view_depth)
-    # Nearest wins: the key grows with distance, so perspective views negate 1 / depth.
-    key = affine if view.is_orthographic else -affine
-    raster = rasterize(drawable_xy, triangles, view.width, view.height, key)
+    clip = view.clip_coordinates(vertices)
+    inside = inside_clip_volume(clip)
+    to_view = view.world_to_view
+    view_depth = -(np.asarray(vertices, dtype=np.float64) @ to_view[2, :3] + to_view[2, 3])
+    w = clip[:, 3]
+    safe_w = np.where(inside, w, 1.0)
+    # Keep the caller's triangle indices: a corner outside the clip volume gets a NaN position,
+    # so its triangle's area is not finite and it is never drawn; its pieces are drawn instead.
+    xy = view.pixels_from_clip(np.where(inside[:, None], clip, [0.0, 0.0, 0.0, 1.0]))
+    xy[~inside] = np.nan
+    ndc_z = clip[:, 2] / safe_w
+    affine = screen_affine_depth(view, view_depth)
 
-    covered = raster.covered
-    ndc_z = np.full((view.height, view.width), np.inf, dtype=np.float32)
-    view_depth = np.full((view.height, view.width), np.inf, dtype=np.float32)
-    ndc_z[covered] = raster.interpolate(projected.ndc_z[:, None], triangles)[:, 0]
-    at_pixels = raster.interpolate(affine[:, None], triangles)[:, 0]
-    view_depth[covered] = at_pixels if view.is_orthographic else 1.0 / at_pixels
+    whole = np.take(inside, triangles[:, 0])
+    whole &= np.take(inside, triangles[:, 1])
+    whole &= np.take(inside, triangles[:, 2])
+    crossing = np.flatnonzero(~whole)
+    pieces = clip_triangles(clip[triangles[crossing]], view_depth[triangles[crossing]], crossing)
+    drawn = _drawn_triangles(view, xy, affine, ndc_z, w, triangles, pieces)
+    if pieces.count:
+        log.debug("clipped %d triangles into %d pieces", crossing.size, pieces.count)
+
+    # Nearest wins: the key grows with distance, so perspective views negate 1 / depth.
+    key = drawn.affine_depth if view.is_orthographic else -drawn.affine_depth
+    drawn_raster = rasterize(drawn.xy, drawn.triangles, view.width, view.height, key)
+    covered = drawn_raster.covered
+    ndc_image = np.full((view.height, view.width), np.inf, dtype=np.float32)
+    depth_image = np.full((view.height, view.width), np.inf, dtype=np.float32)
+    ndc_image[covered] = drawn_raster.interpolate(drawn.ndc_z[:, None], drawn.triangles)[:, 0]
+    at_pixels = drawn_raster.interpolate(drawn.affine_depth[:, None], drawn.triangles)[:, 0]
+    depth_image[covered] = at_pixels if view.is_orthographic else 1.0 / at_pixels
     return DepthCapture(
         view=view,
-        raster=raster,
-        view_depth=view_depth,
-        ndc_z=ndc_z,
-        vertex_xy=projected.xy,
-        vertex_affine_depth=affine,
+        raster=_in_scene_triangles(drawn_raster, drawn),
+        view_depth=depth_image,
+        ndc_z=ndc_image,
         triangles=triangles,
+        drawn=drawn,
+        drawn_raster=drawn_raster,
+    )
+
+
+def _drawn_triangles(
+    view: View,
+    xy: np.ndarray,
+    affine: np.ndarray,
+    ndc_z: np.ndarray,
+    w: np.ndarray,
+    triangles: np.ndarray,
+    pieces: Pieces,
+) -> DrawnTriangles:
+    """The scene's vertices and triangles with the pieces' corners and triangles after them."""
+    source_w = np.take(w, triangles[pieces.source])
+    if not pieces.count:
+        return DrawnTriangles(xy, affine, ndc_z, w, triangles, triangles.shape[0], pieces, source_w)
+    clip = pieces.clip.reshape(-1, 4)
+    piece_triangles = np.arange(clip.shape[0], dtype=np.int64).reshape(-1, 3) + xy.shape[0]
+    return DrawnTriangles(
+        xy=np.concatenate([xy, view.pixels_from_clip(clip)]),
+        affine_depth=np.concatenate([affine, screen_affine_depth(view, pieces.depth.ravel())]),
+        ndc_z=np.concatenate([ndc_z, clip[:, 2] / clip[:, 3]]),
+        w=np.concatenate([w, clip[:, 3]]),
+        triangles=np.concatenate([triangles, piece_triangles]),
+        scene_triangles=triangles.shape[0],
+        pieces=pieces,
+        source_w=source_w,
+    )
+
+
+def _in_scene_triangles(drawn_raster: Raster, drawn: DrawnTriangles) -> Raster:
+    """``drawn_raster`` with every pixel naming its scene triangle and barycentrics in it.
+
+    For a piece's pixel, the surface point's weights in the original triangle (lambda) come
+    from the piece's corners; the screen-space barycentrics of the original are then
+    ``lambda_j w_j / sum_i lambda_i w_i``, finite because the pixel's own w is positive.
+    """
+    if not drawn.pieces.count:
+        return drawn_raster
+    drawn_index = drawn_raster.pixel_triangle.astype(np.int64)
+    piece = drawn_index - drawn.scene_triangles
+    on_piece = np.flatnonzero(piece >= 0)
+    b0, b1 = (weights.copy() for weights in drawn_raster.pixel_weights)
+    if on_piece.size:
+        own = piece[on_piece]
+        corners = np.take(drawn.triangles, drawn_index[on_piece], axis=0)
+        weights = drawn_raster.pixel_barycentric[on_piece].astype(np.float64)
+        weights /= np.take(drawn.w, corners)
+        in_source = np.einsum("nk,nkj->nj", weights, np.take(drawn.pieces.weights, own, axis=0))
+        in_source *= np.take(drawn.source_w, own, axis=0)
+        in_source /= in_source.sum(axis=1, keepdims=True)
+        b0[on_piece] = in_source[:, 0]
+        b1[on_piece] = in_source[:, 1]
+    return Raster(
+        width=drawn_raster.width,
+        height=drawn_raster.height,
+        pixel=drawn_raster.pixel,
+        pixel_triangle=drawn.scene_triangle(drawn_index).astype(np.int32),
+        pixel_weights=(b0, b1),
     )
 
 

@@ -9,16 +9,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import TextureError
+
 
 @dataclass
 class MeshArrays:
-    """One evaluated mesh object (modifiers applied) in world space."""
+    """One evaluated surface (modifiers applied) in world space.
+
+    Either a mesh object of the file, named after it, which can be a texturing target; or
+    something else that renders as triangles (text, curves, metaballs, instances), which only
+    occludes: ``target`` is False and its name is never an object's name.
+    """
 
     name: str
     vertices: np.ndarray  # (V, 3) float64, world space
     triangles: np.ndarray  # (F, 3) int64 vertex indices
     uv: np.ndarray | None  # (L, 2) float64 per-corner UVs of the active UV map
     uv_triangles: np.ndarray  # (F, 3) int64 corner indices, same triangle order
+    target: bool = True
+
+
+def require_uv(mesh: MeshArrays) -> MeshArrays:
+    """``mesh`` if it has UVs to paint into; otherwise one clear :class:`TextureError`.
+
+    A modifier stack can leave the evaluated mesh without the UV map its object has (geometry
+    nodes that build a new mesh, for one), and a texture then has nowhere to go.
+    """
+    if mesh.uv is None:
+        raise TextureError(
+            f"'{mesh.name}' has no UV map after its modifiers, so a texture has nowhere to go: "
+            "keep or store one in the modifiers (in geometry nodes, store the UV Map as a 2D "
+            "Vector on the Face Corner domain, named as the object's UV map) or apply them."
+        )
+    return mesh
 
 
 @dataclass
