@@ -78,6 +78,7 @@ class OutputOptions:
     margin: int = int(defaults.MARGIN.default)
     blend_path: str | None = None  # the .blend textures are saved beside; None: the open file
     report_path: str | None = None  # a JSON report of the run
+    uv_map: str | None = None  # the UV map to texture; None: each target's active one
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class TextureRequest:
             "targets": list(self.targets) if self.targets is not None else None,
             "texture_size": self.output.texture_size,
             "margin": self.output.margin,
+            "uv_map": self.output.uv_map,
             "view_prompts": self.view_prompts,
             "projected_images": len(self.pictures),
         }

@@ -285,6 +285,7 @@ def texture_asset(
         output=OutputOptions(
             texture_size=args.texture_size,
             margin=args.margin,
+            uv_map=args.uv_map,
             blend_path=os.path.join(staging, "x.blend"),
         ),
     )

@@ -228,7 +228,8 @@ class Run:
             result = computed.painted[name]
             image = images.array_to_image(targets.texture_name(name), result.texture)
             stored[name] = images.store_texture(image, output.blend_path)
-            materials.wire_material(obj, image, obj.data.uv_layers.active.name)
+            uv_map = output.uv_map or obj.data.uv_layers.active.name
+            materials.wire_material(obj, image, uv_map)
         if computed.depth is not None:
             keep_depth(computed.depth)
         reports = [computed.painted[name].report for name in self.target_names]
@@ -307,7 +308,7 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
     notes: dict[str, list[str]] = {}
     try:
         for obj in named or []:
-            _ensure_uv(obj, created, notes)
+            _ensure_uv(obj, created, notes, request.output.uv_map)
         shared = _shared_views(request, context, door) if not request.views.orbit else None
         side = request.views.resolution
         widest = max((v.view.width * v.view.height for v in shared or ()), default=side * side)
@@ -319,13 +320,21 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
                 captures[number] = capture_depth(view.view, geometry.vertices, geometry.triangles)
         if named is None:
             named = _seen_targets(request, meshes, geometry, captures, context)
-            new_uv = [obj for obj in named if _ensure_uv(obj, created, notes)]
+            new_uv = [
+                obj for obj in named if _ensure_uv(obj, created, notes, request.output.uv_map)
+            ]
             if new_uv:
                 depsgraph = context.evaluated_depsgraph_get()
                 replaced = {obj.name: scene.mesh_arrays(obj, depsgraph) for obj in new_uv}
                 meshes = [replaced.get(mesh.name, mesh) for mesh in meshes]
         elif shared is not None:
             _check_visible(named, meshes, geometry, captures)
+        if request.output.uv_map:
+            depsgraph = context.evaluated_depsgraph_get()
+            chosen = {
+                obj.name: scene.mesh_arrays(obj, depsgraph, request.output.uv_map) for obj in named
+            }
+            meshes = [chosen.get(mesh.name, mesh) for mesh in meshes]
         if request.pictures and shared is not None:
             for picture, view in zip(request.pictures, shared, strict=True):
                 check_aspect(picture, view.view, f"The image for '{view.label}'")
@@ -337,7 +346,13 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
     return Run(request, groups, geometry, created, notes, seconds)
 
 
-def _ensure_uv(obj, created: list, notes: dict[str, list[str]]) -> bool:
+def _ensure_uv(obj, created: list, notes: dict[str, list[str]], uv_map: str | None) -> bool:
+    """The target's UV map: the named one must exist; without a name, one is made if needed."""
+    if uv_map:
+        if obj.data.uv_layers.get(uv_map) is None:
+            maps = ", ".join(f"'{layer.name}'" for layer in obj.data.uv_layers) or "none"
+            raise TextureError(f"'{obj.name}' has no UV map named '{uv_map}' (it has {maps}).")
+        return False
     note = targets.ensure_uv_map(obj)
     if note:
         created.append(obj)

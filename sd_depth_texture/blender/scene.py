@@ -19,19 +19,22 @@ from ..core.geometry.views import View, camera_world_to_view, generation_size
 log = logging.getLogger(__name__)
 
 
-def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> MeshArrays:
+def mesh_arrays(
+    obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str | None = None
+) -> MeshArrays:
     """A texturing target's evaluated mesh (modifiers applied) in world space, with its UVs.
 
     Targets must be mesh objects: they own the UV map and the material a texture goes into.
-    UVs are read from the evaluated mesh's layer that carries the object's active UV map's
-    name (the one the material is wired to), else from its active layer; a modifier stack that
-    drops UVs gives ``uv`` None (see :func:`..core.geometry.mesh.require_uv`).
+    UVs are read from the evaluated mesh's layer named ``uv_map`` (default: the object's
+    active UV map's name, the one the material is wired to), else from its active layer; a
+    modifier stack that drops UVs gives ``uv`` None (see
+    :func:`..core.geometry.mesh.require_uv`).
     """
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
         local, triangles, corners = _triangles(mesh)
-        uv = _uv(mesh, _uv_name(obj))
+        uv = _uv(mesh, uv_map or _uv_name(obj))
         matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     finally:
         evaluated.to_mesh_clear()

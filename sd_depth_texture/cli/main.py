@@ -115,6 +115,7 @@ def request_from_args(
     out = OutputOptions(
         texture_size=args.texture_size,
         margin=args.margin,
+        uv_map=args.uv_map,
         blend_path=output,
         report_path=os.path.abspath(args.report) if args.report else None,
     )

@@ -37,6 +37,9 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
 def add_texture_options(parser: argparse.ArgumentParser) -> None:
     add_number(parser, TEXTURE_SIZE, "texture width and height")
     add_number(parser, MARGIN, "texels of padding around the UV islands")
+    parser.add_argument(
+        "--uv-map", metavar="NAME", help="the UV map to texture (default: each object's active one)"
+    )
 
 
 def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:

@@ -52,6 +52,11 @@ class _ViewOperator:
     )
     resolution: number(RESOLUTION, "Generation size of the view's short side", options=_SKIP)
     texture_size: number(TEXTURE_SIZE, "Texture width and height", options=_SKIP)
+    uv_map: StringProperty(
+        name="UV Map",
+        description="The UV map to texture; empty: each object's active UV map",
+        options=_SKIP,
+    )
 
     def setting(self, context, name: str):
         """The operator's value if the caller set it, else the scene's panel setting."""
@@ -182,7 +187,11 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             ),
             model=preferences.model_spec(self.model or None, context),
             view_prompts=self.setting(context, "view_prompts"),
-            output=OutputOptions(texture_size=values["texture_size"], report_path=report),
+            output=OutputOptions(
+                texture_size=values["texture_size"],
+                report_path=report,
+                uv_map=self.setting(context, "uv_map") or None,
+            ),
         )
 
     def execute(self, context):
@@ -250,7 +259,9 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
                 views=view_source,
                 targets=names,
                 pictures=(picture,),
-                output=OutputOptions(texture_size=size),
+                output=OutputOptions(
+                    texture_size=size, uv_map=self.setting(context, "uv_map") or None
+                ),
             )
             outcome = flow.prepare(request, "ui").run()
         except TextureError as error:

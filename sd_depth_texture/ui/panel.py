@@ -31,6 +31,11 @@ class SDT_PT_main(bpy.types.Panel):
         column = layout.column(align=True)
         column.prop(settings, "resolution")
         column.prop(settings, "texture_size")
+        active = context.active_object
+        if active is not None and active.type == "MESH":
+            column.prop_search(settings, "uv_map", active.data, "uv_layers", text="UV Map")
+        else:
+            column.prop(settings, "uv_map")
         row = layout.row()
         row.prop(settings, "view_source", expand=True)
         if settings.view_source == "CAMERA":

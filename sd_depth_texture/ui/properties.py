@@ -57,6 +57,9 @@ class SDT_SceneSettings(bpy.types.PropertyGroup):
     scheduler: EnumProperty(name="Scheduler", items=SCHEDULER_ITEMS, default=defaults.SCHEDULER)
     resolution: number(RESOLUTION, "Generation size of the view's short side (multiple of 8)")
     texture_size: number(TEXTURE_SIZE, "Texture width and height")
+    uv_map: StringProperty(
+        name="UV Map", description="The UV map to texture; empty: each object's active UV map"
+    )
     view_source: EnumProperty(name="View", items=VIEW_SOURCE_ITEMS, default="VIEWPORT")
     views: number(
         VIEWS,

@@ -10,6 +10,7 @@ from support.fingerprints import scene_fingerprint
 
 from sd_depth_texture.blender import flow, sample
 from sd_depth_texture.core.errors import TextureError
+from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
 
 
 def two_quads_sharing_their_uvs() -> bpy.types.Object:
@@ -64,3 +65,59 @@ def test_uvs_outside_the_unit_square_are_refused_and_change_nothing(addon):
         runs.project(["Cube"], [np.zeros((512, 768, 3), np.float32)], cameras=("",))
     assert scene_fingerprint() == before
     assert flow.DEPTH_IMAGE not in bpy.data.images
+
+
+def test_a_chosen_uv_map_is_textured_and_wired_and_a_missing_one_refused(addon, tmp_path):
+    sample.build_sample_scene()
+    cube = bpy.data.objects["Cube"]
+    second = cube.data.uv_layers.new(name="Lightmap")
+    uv = np.empty(len(cube.data.loops) * 2, dtype=np.float32)
+    second.uv.foreach_get("vector", uv)
+    second.uv.foreach_set("vector", uv * 0.5)  # the same layout in the lower-left quarter
+    picture = np.full((512, 768, 3), 0.2, np.float32)
+    request = TextureRequest(
+        views=ViewSource(cameras=("",)),
+        targets=("Cube",),
+        pictures=(picture,),
+        output=OutputOptions(texture_size=64, margin=0, uv_map="Lightmap"),
+    )
+    outcome = flow.prepare(request).run()
+    painted = outcome.painted["Cube"]
+    assert painted[32:].any() and not painted[:32].any()  # rows 32 and down hold v < 0.5
+    assert not painted[:, 32:].any()
+    node = cube.material_slots[0].material.node_tree.nodes["SD UV Map"]
+    assert node.uv_map == "Lightmap" and cube.data.uv_layers.active.name == "UVMap"
+    before = scene_fingerprint()
+    missing = TextureRequest(
+        views=ViewSource(cameras=("",)), targets=("Cube",), pictures=(picture,),
+        output=OutputOptions(texture_size=64, uv_map="Detail"),
+    )  # fmt: skip
+    refused = r"'Cube' has no UV map named 'Detail' \(it has 'UVMap', 'Lightmap'\)"
+    with pytest.raises(TextureError, match=refused):
+        flow.prepare(missing)
+    assert scene_fingerprint() == before
+
+
+def test_the_uv_map_is_chosen_through_the_command_line_and_the_operator(addon, tmp_path, capsys):
+    from sd_depth_texture.cli import main as cli
+
+    sample.build_sample_scene()
+    bpy.data.objects["Cube"].data.uv_layers.new(name="Lightmap")
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    png = tmp_path / "grey.png"
+    image = bpy.data.images.new("grey", 768, 512)
+    image.filepath_raw, image.file_format = str(png), "PNG"
+    image.save()
+    assert cli.main(["project", str(blend), "--image", str(png), "--object", "Cube",
+                     "--texture-size", "64", "--uv-map", "Nope"]) == 1  # fmt: skip
+    assert "'Cube' has no UV map named 'Nope'" in capsys.readouterr().err
+    assert cli.main(["project", str(blend), "--image", str(png), "--object", "Cube",
+                     "--texture-size", "64", "--uv-map", "Lightmap"]) == 0  # fmt: skip
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "scene_textured.blend"))
+    cube = bpy.data.objects["Cube"]
+    assert cube.material_slots[0].material.node_tree.nodes["SD UV Map"].uv_map == "Lightmap"
+    for obj in bpy.data.objects:
+        obj.select_set(obj.name == "Cube")
+    with pytest.raises(RuntimeError, match="no UV map named 'Other'"):
+        bpy.ops.sd_depth_texture.project_image(filepath=str(png), uv_map="Other")
