@@ -17,10 +17,11 @@ def register() -> None:
     import bpy
 
     from .cli.main import main as cli_main
-    from .ui import operators, panel, properties
+    from .ui import dependencies, operators, panel, properties
 
     global _cli_handle
     properties.register()
+    dependencies.register()
     operators.register()
     panel.register()
     if hasattr(bpy.utils, "register_cli_command"):
@@ -30,7 +31,7 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from .ui import operators, panel, properties
+    from .ui import dependencies, operators, panel, properties
 
     global _cli_handle
     if _cli_handle is not None:
@@ -38,4 +39,5 @@ def unregister() -> None:
         _cli_handle = None
     panel.unregister()
     operators.unregister()
+    dependencies.unregister()
     properties.unregister()

@@ -25,6 +25,7 @@ from ..core.diffusion.settings import GenerationSettings
 from ..core.errors import TextureError
 from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS
 from ..request import SCENE_CAMERA, OutputOptions, TextureRequest, ViewSource
+from . import dependencies
 from .properties import SCHEDULER_ITEMS, number
 from .runner import RUNNING, ModalRunner
 
@@ -153,6 +154,10 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
     def poll(cls, context) -> bool:
         if _run_state(context).running:
             cls.poll_message_set("A texture is already being generated")
+            return False
+        found = dependencies.state()
+        if not found.ready:
+            cls.poll_message_set(found.poll_message())
             return False
         return True
 

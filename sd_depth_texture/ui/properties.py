@@ -123,11 +123,17 @@ class SDT_Preferences(bpy.types.AddonPreferences):
     cache_dir: StringProperty(
         name="Model Cache",
         subtype="DIR_PATH",
-        description="Where downloaded models are kept (default: this extension's user folder)",
+        description=(
+            "Where new downloads go and a cache searched first (default: the standard Hugging "
+            "Face cache, HF_HOME, which every tool shares, so a model is downloaded once)"
+        ),
     )
 
     def draw(self, _context) -> None:
+        from . import dependencies
+
         layout = self.layout
+        dependencies.draw(layout)
         layout.prop(self, "model_source")
         layout.prop(self, "model_config")
         row = layout.row()

@@ -37,6 +37,15 @@ SCRIPT = textwrap.dedent(
     blend = os.path.join(folder, "scene.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
 
+    from sd_depth_texture.ui import dependencies
+
+    state = dependencies.state()
+    assert state.missing[:3] == ["torch", "diffusers", "transformers"], state.missing
+    assert not bpy.ops.sd_depth_texture.generate.poll()  # disabled, with the reason
+    assert "Generating needs torch, diffusers" in state.poll_message()
+    assert bpy.ops.sd_depth_texture.copy_install_command() == {"FINISHED"}
+    copied = bpy.context.window_manager.clipboard
+    print("COPIED", copied)
     assert bpy.ops.sd_depth_texture.capture_depth(resolution=128) == {"FINISHED"}
     picture = images.array_to_image("red", np.ones((256, 384, 3), np.float32))
     png = os.path.join(folder, "red.png")
@@ -74,4 +83,8 @@ def test_depth_and_projection_work_and_generating_names_what_is_missing(tmp_path
     assert "docs/install.md" in errors[0]
     assert "Traceback" not in process.stderr
     assert (tmp_path / "depth.png").is_file()
+    copied = next(line for line in process.stdout.splitlines() if line.startswith("COPIED "))
+    # The exact command for this Blender's own Python, with the pinned versions (an empty
+    # clipboard where background mode keeps none).
+    assert copied == "COPIED " or (sys.executable in copied and "torch==2.13.0" in copied)
     assert (tmp_path / "scene_textured.blend").is_file()
