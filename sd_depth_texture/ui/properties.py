@@ -108,6 +108,8 @@ class SDT_Preferences(bpy.types.AddonPreferences):
     model_source: StringProperty(
         name="Model",
         default=defaults.MODEL_ID,
+        # A browser for a folder or a .safetensors file; a Hub id is typed in the same field.
+        subtype="FILE_PATH",
         description=(
             "Hugging Face id, a local diffusers folder, a single .safetensors checkpoint, "
             "or 'random' (tiny random weights to check an installation; textures are noise)"
