@@ -78,6 +78,7 @@ class OutputOptions:
     margin: int = int(defaults.MARGIN.default)
     blend_path: str | None = None  # the .blend textures are saved beside; None: the open file
     report_path: str | None = None  # a JSON report of the run
+    in_place: bool = False  # blend_path may be the file being read (it is backed up first)
 
 
 @dataclass(frozen=True)
