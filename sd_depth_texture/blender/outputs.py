@@ -135,6 +135,16 @@ def texture_references(blend_path: str) -> dict[str, str]:
     return references
 
 
+def has_textures(blend_path: str) -> bool:
+    """Whether an existing .blend holds a texture of this add-on (an earlier output, or a file
+    textured from the panel): only the names are read, nothing is loaded."""
+    try:
+        with bpy.data.temp_data() as temp, temp.libraries.load(blend_path) as (source, _):
+            return any(name.endswith(_TEXTURE_IMAGE) for name in source.images)
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def plan_textures(blend_path: str, object_names: Iterable[str]) -> tuple[dict, dict]:
     """Each object's PNG for ``blend_path`` (see :func:`texture_path`), and notes for objects
     whose plain name is taken by a file this output does not own."""
@@ -248,7 +258,11 @@ def backup_path(path: str) -> str:
 
 def check_blend_output(path: str, source: str | None, in_place: bool) -> str | None:
     """Check the .blend a command writes; returns where to back up the file it replaces when
-    that is the file being read (``in_place``), else None."""
+    that is the file being read (``in_place``), else None.
+
+    An existing output is replaced only when it holds this add-on's textures (an earlier run's
+    output): any other .blend there is someone's work, and is left alone.
+    """
     path = os.path.abspath(path)
     if os.path.isdir(path):
         raise TextureError(f"The output '{path}' is a folder: give a .blend file name.")
@@ -265,6 +279,11 @@ def check_blend_output(path: str, source: str | None, in_place: bool) -> str | N
                 "--in-place to write into it (a backup is kept)."
             )
         return backup_path(path)
+    if os.path.lexists(path) and not has_textures(path):
+        raise TextureError(
+            f"The output '{path}' is an existing .blend without textures of this add-on: "
+            "choose another --output (it is left as it is)."
+        )
     return None
 
 

@@ -128,6 +128,7 @@ def read_only(monkeypatch):
         (["project", "{src}", "--image", "{pic}", "--report", "{other_blend}"], ".blend file"),
         (["project", "{src}", "--image", "{pic}", "--report", "{new_blend}"], ".blend file"),
         (["project", "{src}", "--image", "{pic}", "--report", "{notes}"], "not a report"),
+        (["project", "{src}", "--image", "{pic}", "--output", "{other_blend}"], "left as it is"),
         (["project", "{src}", "--image", "{pic}", "--output", "{folder}"], "is a folder"),
         (["project", "{src}", "--image", "{pic}", "--output", "{png}"], "not a .blend file name"),
         (["project", "{src}", "--image", "{pic}", "--output", "{under_file}"], "is a file, not"),
