@@ -218,6 +218,7 @@ class Run:
                     f"'{name}' was not painted: the views see it only edge-on or not at all "
                     "(nothing was written)."
                 )
+        self.plan.recheck()
         files = FileSet()
         try:
             outcome = self._write_files(computed, files, start)

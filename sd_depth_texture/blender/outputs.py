@@ -51,6 +51,20 @@ class Plan:
     report: str | None = None
     backup: str | None = None  # in place: where the file the output replaces is copied first
     notes: dict[str, list[str]] = field(default_factory=dict)  # per object, for the report
+    replaces: frozenset[str] = frozenset()  # planned files already there (this output's own)
+
+    def recheck(self) -> None:
+        """Check again just before writing: a panel run takes minutes, and a file that
+        appeared at a planned path meanwhile, or a folder made read-only, is not written over."""
+        for name, path in self.textures.items():
+            if path not in self.replaces and os.path.lexists(path):
+                raise TextureError(
+                    f"'{path}' appeared while the texture of '{name}' was made: nothing was "
+                    "written (run again to pick a free name)."
+                )
+            check_file(path, "the texture")
+        if self.report:
+            check_report(self.report)
 
 
 # --- Texture file names -------------------------------------------------------------------
@@ -341,7 +355,8 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         check_file(path, "the texture")
     written = [blend if output.blend_path else None, *textures.values()]
     report = check_report(output.report_path, inputs=[source], outputs=written)
-    return Plan(blend=blend, textures=textures, report=report, backup=backup, notes=notes)
+    replaces = frozenset(path for path in textures.values() if os.path.lexists(path))
+    return Plan(blend, textures, report, backup, notes, replaces)
 
 
 def plan_depth(

@@ -437,6 +437,28 @@ def test_a_failure_while_writing_leaves_files_and_scene_as_they_were(
     assert folder_fingerprint(tmp_path) == files_before
 
 
+def test_a_file_that_appears_at_a_planned_path_during_the_run_is_not_written_over(source):
+    request = TextureRequest(
+        views=ViewSource(resolution=128, cameras=("Camera",)),
+        targets=("Cube",),
+        pictures=(np.full((128, 192, 3), 0.5, np.float32),),
+        output=OutputOptions(texture_size=64),
+    )
+    run = flow.prepare(request, "ui")
+    planned = Path(run.plan.textures["Cube"])
+    assert planned == source.parent / "textures" / "scene" / "Cube_SD_Texture.png"
+    before = scene_fingerprint()
+    planned.parent.mkdir(parents=True)
+    planned.write_bytes(b"someone else's file")  # while the model runs
+
+    with pytest.raises(TextureError, match="appeared while the texture of 'Cube' was made"):
+        run.run()
+
+    assert planned.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in planned.parent.iterdir()) == ["Cube_SD_Texture.png"]
+    assert scene_fingerprint() == before
+
+
 def test_stale_partials_of_a_killed_save_are_cleaned_and_no_blend1_is_left(
     source, picture, tmp_path, capsys
 ):
