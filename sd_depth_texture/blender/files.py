@@ -56,8 +56,12 @@ def _aside_path(path: str) -> str:
 
 
 def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError:  # cleaning up must not hide the error that made it necessary
+        log.exception("Cannot remove '%s'", path)
 
 
 def make_folders(folder: str) -> list[str]:
@@ -172,7 +176,10 @@ class FileSet:
         for final in self.created:
             _remove(final)
         for aside, final in reversed(self._asides):
-            os.replace(aside, final)
+            try:
+                os.replace(aside, final)
+            except OSError:  # keep undoing the rest; the old file is still there under aside
+                log.exception("Cannot put '%s' back from '%s'", final, aside)
         for backup in self._backups:
             _remove(backup)
         remove_folders(self._folders)

@@ -163,7 +163,12 @@ def plan_textures(blend_path: str, object_names: Iterable[str]) -> tuple[dict, d
     """Each object's PNG for ``blend_path`` (see :func:`texture_path`), and notes for objects
     whose plain name is taken by a file this output does not own."""
     folder = texture_folder(blend_path)
-    present = {name.lower() for name in os.listdir(folder)} if os.path.isdir(folder) else set()
+    try:
+        present = {name.lower() for name in os.listdir(folder)} if os.path.isdir(folder) else set()
+    except OSError as error:
+        raise TextureError(
+            f"Cannot read the texture folder '{folder}': {error.strerror}."
+        ) from error
     owned = {
         name: os.path.basename(path)
         for name, path in texture_references(blend_path).items()
