@@ -79,6 +79,7 @@ class OutputOptions:
     blend_path: str | None = None  # the .blend textures are saved beside; None: the open file
     report_path: str | None = None  # a JSON report of the run
     uv_map: str | None = None  # the UV map to texture; None: each target's active one
+    in_place: bool = False  # blend_path may be the file being read (it is backed up first)
 
 
 @dataclass(frozen=True)

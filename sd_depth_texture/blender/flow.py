@@ -8,17 +8,18 @@ request and runs it here, in three stages so a UI can put the slow middle on a w
    which :meth:`Run.abort` removes again.
 2. :meth:`Run.compute` loads the model (if the run generates), makes each view's picture and
    paints every target (:func:`..core.bake.paint.paint_group`). It reads no Blender data.
-3. :meth:`Run.finish` (main thread) checks the targets are still there, then writes the
-   images, their files, the materials, the kept depth map and the report.
+3. :meth:`Run.finish` (main thread) checks the targets are still there, writes every file
+   (textures, report) to the paths :func:`prepare` planned and checked
+   (:func:`.outputs.plan_run`), and only then updates the images, materials and depth map.
 
-An error or a cancel before stage 3 leaves the scene and the files exactly as they were.
+An error or a cancel at any stage, in :meth:`Run.finish` too, leaves the scene and the files
+exactly as they were.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -35,7 +36,8 @@ from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
 from ..core.progress import Progress
 from ..request import TextureRequest
-from . import images, materials, scene, targets
+from . import images, materials, outputs, scene, targets
+from .files import FileSet, writing
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ class Outcome:
     reports: list[TargetReport] = field(default_factory=list)
     painted: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S) bool
     seconds: dict[str, float] = field(default_factory=dict)
+    # The files written, for a caller whose next step fails (saving the .blend) to take back.
+    files: FileSet = field(default_factory=FileSet)
 
     def summary(self) -> str:
         parts = [f"{name}: {self.coverage[name]:.0%} of texels" for name in self.textures]
@@ -144,8 +148,10 @@ class Run:
         created_uv_maps: list[bpy.types.Object],
         notes: dict[str, list[str]],
         seconds: dict[str, float],
+        plan: outputs.Plan,
     ) -> None:
         self.request = request
+        self.plan = plan
         self.groups = groups
         self.geometry = geometry
         self.target_names = [t.name for group in groups for t in group.targets]
@@ -201,12 +207,36 @@ class Run:
         return Computed(painted=painted, depth=depth, seconds=seconds)
 
     def finish(self, computed: Computed) -> Outcome:
-        """Write every texture, its file and material, the depth map and the report.
+        """Write every file, then every texture image, its material and the depth map.
 
         Checks first that every target is still there under its name and that each was painted
-        at all, so a renamed object or an empty result writes nothing.
+        at all, so a renamed object or an empty result writes nothing. Files come first, under
+        temporary names renamed into place together (:class:`.files.FileSet`), and images and
+        materials are touched only once they are all in place: a failure part-way through (a
+        full disk, a report that cannot be written, Ctrl+C) leaves files and scene as they were.
         """
         start = time.perf_counter()
+        objects = self._live_targets()
+        for name, result in computed.painted.items():
+            if not result.painted.any():
+                raise TextureError(
+                    f"'{name}' was not painted: the views see it only edge-on or not at all "
+                    "(nothing was written)."
+                )
+        self.plan.recheck()
+        files = FileSet()
+        try:
+            outcome = self._write_files(computed, files, start)
+            files.commit()
+            self._apply(objects, computed)
+        except BaseException:
+            files.rollback()
+            raise
+        files.release()
+        outcome.files = files
+        return outcome
+
+    def _live_targets(self) -> dict[str, bpy.types.Object]:
         objects = {}
         for name in self.target_names:
             obj = bpy.data.objects.get(name)
@@ -216,37 +246,44 @@ class Run:
                     "nothing was written."
                 )
             objects[name] = obj
-        for name, result in computed.painted.items():
-            if not result.painted.any():
-                raise TextureError(
-                    f"'{name}' was not painted: the views see it only edge-on or not at all "
-                    "(nothing was written)."
-                )
-        output = self.request.output
-        stored = {}
-        for name, obj in objects.items():
-            result = computed.painted[name]
-            image = images.array_to_image(targets.texture_name(name), result.texture)
-            stored[name] = images.store_texture(image, output.blend_path)
-            uv_map = output.uv_map or obj.data.uv_layers.active.name
-            materials.wire_material(obj, image, uv_map)
-        if computed.depth is not None:
-            keep_depth(computed.depth)
+        return objects
+
+    def _write_files(self, computed: Computed, files: FileSet, start: float) -> Outcome:
+        """Stage 3a: the textures' PNGs and the report, under temporary names in ``files``."""
+        plan = self.plan
+        for name in self.target_names:
+            if name in plan.textures:
+                with writing(plan.textures[name]):
+                    images.write_png(
+                        computed.painted[name].texture, files.stage(plan.textures[name])
+                    )
         reports = [computed.painted[name].report for name in self.target_names]
         for report in reports:
             report.notes[:0] = self.notes.get(report.name, [])
         seconds = {**self.seconds, **computed.seconds, "write": time.perf_counter() - start}
         outcome = Outcome(
-            textures=stored,
+            textures={name: plan.textures.get(name, images.PACKED) for name in self.target_names},
             coverage={r.name: r.coverage_before_fill for r in reports},
             notes=[note for r in reports for note in r.notes],
             reports=reports,
             painted={name: computed.painted[name].painted for name in self.target_names},
             seconds=seconds,
         )
-        if output.report_path:
-            write_report(output.report_path, self.request, outcome)
+        if plan.report:
+            write_report(files.stage(plan.report), self.request, outcome, shown=plan.report)
         return outcome
+
+    def _apply(self, objects: dict[str, bpy.types.Object], computed: Computed) -> None:
+        """Stage 3b, once every file is in place: images, their files, materials, depth map."""
+        for name, obj in objects.items():
+            image = images.array_to_image(
+                targets.texture_name(name), computed.painted[name].texture
+            )
+            images.store_texture(image, self.plan.textures.get(name))
+            uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
+            materials.wire_material(obj, image, uv_map)
+        if computed.depth is not None:
+            keep_depth(computed.depth)
 
     def abort(self) -> None:
         """Undo what :func:`prepare` changed (UV maps it made), after an error or a cancel."""
@@ -267,8 +304,11 @@ class Run:
         return outcome
 
 
-def write_report(path: str, request: TextureRequest, outcome: Outcome) -> None:
-    """The run's JSON report, replaced whole (a temporary file renamed into place)."""
+def write_report(
+    path: str, request: TextureRequest, outcome: Outcome, shown: str | None = None
+) -> None:
+    """The run's JSON report at ``path`` (a temporary name that :class:`.files.FileSet` renames
+    into place; ``shown`` is the name messages give)."""
     objects = []
     for report in outcome.reports:
         entry = asdict(report)
@@ -280,13 +320,12 @@ def write_report(path: str, request: TextureRequest, outcome: Outcome) -> None:
         "seconds": outcome.seconds,
         "objects": objects,
     }
-    partial = f"{path}.partial"
     try:
-        with open(partial, "w", encoding="utf-8") as handle:
+        with open(path, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, allow_nan=False, default=_json_number)
-        os.replace(partial, path)
     except OSError as error:
-        raise TextureError(f"Cannot write the report '{path}': {error.strerror}.") from error
+        shown = shown or path
+        raise TextureError(f"Cannot write the report '{shown}': {error.strerror}.") from error
 
 
 def _json_number(value):
@@ -296,7 +335,8 @@ def _json_number(value):
 
 
 def prepare(request: TextureRequest, door: str = "cli") -> Run:
-    """Stage 1 (main thread): check the request and read the scene; writes only UV maps.
+    """Stage 1 (main thread): check the request, plan and check every path the run writes,
+    and read the scene; writes only UV maps.
 
     ``door`` names options in messages the way that door shows them ("cli" or "ui").
     """
@@ -338,12 +378,15 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
         if request.pictures and shared is not None:
             for picture, view in zip(request.pictures, shared, strict=True):
                 check_aspect(picture, view.view, f"The image for '{view.label}'")
+        plan = outputs.plan_run(request.output, [obj.name for obj in named])
+        for name, plan_notes in plan.notes.items():
+            notes.setdefault(name, []).extend(plan_notes)
         groups = _groups(request, named, meshes, shared, captures)
     except BaseException:
         targets.remove_uv_maps(created)
         raise
     seconds = {"prepare": time.perf_counter() - start}
-    return Run(request, groups, geometry, created, notes, seconds)
+    return Run(request, groups, geometry, created, notes, seconds, plan)
 
 
 def _ensure_uv(obj, created: list, notes: dict[str, list[str]], uv_map: str | None) -> bool:

@@ -10,7 +10,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-TEXTURE_FOLDER = "textures"
+PACKED = "packed in the .blend"  # where a texture of an unsaved file is stored
+_SCRATCH_IMAGE = ".SD scratch"
 
 
 def array_to_image(
@@ -84,23 +85,36 @@ def relative_to_open_file(path: str) -> str:
     return "//" + relative.replace(os.sep, "/")
 
 
-def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
-    """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
+def write_png(pixels: np.ndarray, path: str) -> str:
+    """Write an (H, W, C) array in [0, 1] as an 8-bit sRGB PNG, leaving no image behind.
 
-    ``blend_path`` is the .blend about to be written (command line); default the open one. The
-    image's path is relative, so the .blend and its textures move together.
+    The texture's file is written before its image is touched (see :meth:`..flow.Run.finish`),
+    so it goes through a scratch image that is removed again.
+    """
+    scratch = array_to_image(_SCRATCH_IMAGE, pixels)
+    try:
+        scratch.filepath_raw = path
+        scratch.file_format = "PNG"
+        scratch.save()
+    finally:
+        bpy.data.images.remove(scratch)
+    return path
+
+
+def store_texture(image: bpy.types.Image, path: str | None) -> str:
+    """Point the texture at its PNG, already written at ``path``; pack it when there is none
+    (an unsaved file). Returns where the texture is stored.
+
+    The path is relative to the open .blend, so the .blend and its textures move together.
+    The pixels are read back from the file, so the image is the file, not an unsaved copy.
     """
     image.file_format = "PNG"
-    blend_path = blend_path or bpy.data.filepath
-    if not blend_path:
+    if path is None:
         image.pack()
-        return "packed in the .blend"
-    filename = bpy.path.clean_name(image.name) + ".png"
-    path = os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER, filename)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    image.filepath_raw = path
-    image.save()
+        return PACKED
+    image.filepath_raw = relative_to_open_file(path)
     if image.packed_file is not None:
         image.unpack(method="REMOVE")
-    image.filepath_raw = relative_to_open_file(path)
+    image.source = "FILE"
+    image.reload()
     return path

@@ -8,17 +8,20 @@ unusable result; 2 for malformed arguments (argparse).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import bpy
 import numpy as np
 
-from ..blender import flow, images, preferences
-from ..blender.files import open_blend, save_blend_copy
+from ..blender import flow, images, outputs, preferences
+from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
 from ..core.diffusion.settings import GenerationSettings, ModelSpec
 from ..core.errors import CancelledError, TextureError
@@ -45,7 +48,14 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     options.add_texture_options(parser)
     parser.add_argument(
-        "--output", help="the .blend to write (default: FILE_textured.blend beside FILE)"
+        "--output",
+        help="the .blend to write, its textures in textures/<its name>/ beside it; missing "
+        "folders are made (default: FILE_textured.blend beside FILE)",
+    )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="write into FILE.blend itself; the file as it was is kept as FILE.backup.blend",
     )
 
 
@@ -80,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     depth = commands.add_parser("depth", help="write the camera's depth map as a 16-bit PNG")
     _add_file_options(depth)
     depth.add_argument("--output", help="the PNG to write (default: FILE_depth.png beside FILE)")
+    depth.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --output even if it is a .blend or another file that is not a depth map "
+        "(it is kept as NAME.backup.EXT first)",
+    )
 
     batch.add_parser(commands)
     return parser
@@ -118,6 +134,7 @@ def request_from_args(
         uv_map=args.uv_map,
         blend_path=output,
         report_path=os.path.abspath(args.report) if args.report else None,
+        in_place=args.in_place,
     )
     targets = tuple(args.objects) if args.objects else None
     if args.command == "project":
@@ -143,11 +160,37 @@ def request_from_args(
     )
 
 
-def _checked_output(path: str) -> str:
-    path = os.path.abspath(path)
-    if not os.path.isdir(os.path.dirname(path)):
-        raise TextureError(f"The folder for '{path}' does not exist.")
-    return path
+def _checked_output(args: argparse.Namespace) -> str:
+    """The .blend a ``texture`` or ``project`` command writes, and its report, checked before
+    the file is opened (:func:`..blender.flow.prepare` checks them again with the textures)."""
+    source = os.path.abspath(args.blend)
+    if args.in_place:
+        if args.output and not outputs.same_file(args.output, source):
+            raise TextureError(
+                "--in-place writes into FILE.blend itself: leave out --output, or drop --in-place."
+            )
+        output = source
+    else:
+        output = os.path.abspath(args.output or _default_output(args.blend, "_textured.blend"))
+    outputs.check_blend_output(output, source, args.in_place)
+    inputs = [source, *(os.path.abspath(path) for path in getattr(args, "image", None) or [])]
+    outputs.check_report(args.report, inputs=inputs, outputs=[output])
+    return output
+
+
+def _depth(args: argparse.Namespace) -> str:
+    """``depth``: the camera's depth map as a 16-bit PNG, written whole."""
+    output, backup = outputs.plan_depth(
+        args.output or _default_output(args.blend, "_depth.png"),
+        os.path.abspath(args.blend),
+        args.force,
+    )
+    open_blend(args.blend)
+    context = bpy.context
+    seen = flow.read_view(flow.camera_view(args.camera or "", args.resolution, "cli"))
+    write_whole(output, lambda path: images.save_depth_png(seen.depth, path, context.scene), backup)
+    kept = f" (the file it replaced is kept as {backup})" if backup else ""
+    return f"Depth map written to {output}{kept}"
 
 
 def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
@@ -155,27 +198,54 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     # Every number first, then everything else that needs no scene, before the file is opened.
     check_numbers(vars(args), "cli")
     if args.command == "depth":
-        output = _checked_output(args.output or _default_output(args.blend, "_depth.png"))
-    else:
-        output = _checked_output(args.output or _default_output(args.blend, "_textured.blend"))
-        if args.report:
-            _checked_output(args.report)
-        if args.command == "texture":
-            options.require_model_packages()
-        pictures = ()
-        if args.command == "project":
-            pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
-        request = request_from_args(args, output, pictures).check("cli")
+        return _depth(args)
+    output = _checked_output(args)
+    if args.command == "texture":
+        options.require_model_packages()
+    pictures = ()
+    if args.command == "project":
+        pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
+    request = request_from_args(args, output, pictures).check("cli")
     open_blend(args.blend)
 
-    if args.command == "depth":
-        seen = flow.read_view(flow.camera_view(args.camera or "", args.resolution, "cli"))
-        images.save_depth_png(seen.depth, output, bpy.context.scene)
-        return f"Depth map written to {output}"
-    outcome = flow.prepare(request, "cli").run(terminal.progress())
+    run = flow.prepare(request, "cli")
+    outcome = run.run(terminal.progress())
     terminal.close()
-    save_blend_copy(output)
-    return f"{outcome.summary()}. Written {output}"
+    backup = run.plan.backup
+    try:
+        if backup is not None:
+            with writing(backup):
+                copy_whole(output, backup)
+        save_blend_copy(output)
+    except BaseException:
+        # The .blend was not written: take back the files the run made for it.
+        outcome.files.take_back()
+        if backup is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(backup)
+        raise
+    kept = f" (the file as it was is kept as {backup})" if backup else ""
+    return f"{outcome.summary()}. Written {output}{kept}"
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl+C raises KeyboardInterrupt while a command runs.
+
+    Blender in background mode answers the first Ctrl+C by only setting a flag that Python code
+    never sees, and the second by exiting at once, wherever a file write is; Python's own
+    handler lets the command stop cleanly instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler Python did not install, not restorable
+            signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return batch.main(args)
     terminal = TerminalLine()
     try:
-        print(_run(args, terminal))
+        with _interruptible():
+            print(_run(args, terminal))
     except CancelledError:
         terminal.close()
         print("error: cancelled; nothing was written.", file=sys.stderr)

@@ -12,13 +12,13 @@ Operation never silently re-runs a minutes-long generation, and their settings a
 from __future__ import annotations
 
 import logging
-import os
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from .. import defaults
-from ..blender import flow, images, preferences, scene
+from ..blender import flow, images, outputs, preferences, scene
+from ..blender.files import write_whole
 from ..blender.pictures import load_picture
 from ..blender.targets import check_target
 from ..core.diffusion.settings import GenerationSettings
@@ -303,12 +303,16 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
                 view = view_source.given[0].view
             else:
                 view = flow.camera_view(view_source.cameras[0], view_source.resolution, "ui")
-            seen = flow.read_view(view)
+            path = None
             if self.filepath:
-                path = bpy.path.abspath(self.filepath)
-                if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-                    raise TextureError(f"The folder for '{path}' does not exist.")
-                images.save_depth_png(seen.depth, path, context.scene)
+                path, _ = outputs.plan_depth(
+                    bpy.path.abspath(self.filepath), bpy.data.filepath or None, False, "ui"
+                )
+            seen = flow.read_view(view)
+            if path is not None:
+                write_whole(
+                    path, lambda partial: images.save_depth_png(seen.depth, partial, context.scene)
+                )
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

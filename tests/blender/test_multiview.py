@@ -291,7 +291,7 @@ def test_command_line_whole_object_with_report(tmp_path, tiny_model_dir, addon):
     assert [o["name"] for o in data["objects"]] == ["Suzanne"]
     notes = data["objects"][0]["notes"]
     assert any("bottom view skipped" in note for note in notes)  # the floor hides it
-    assert (tmp_path / "textures" / "Suzanne_SD_Texture.png").is_file()
+    assert (tmp_path / "textures" / "scene_textured" / "Suzanne_SD_Texture.png").is_file()
 
 
 def test_views_from_a_camera_collection(lone_suzanne, tiny_model_dir):

@@ -619,7 +619,7 @@ def test_project_command_with_three_image_camera_pairs(
     bpy.ops.wm.open_mainfile(filepath=str(output))
     image = bpy.data.images[texture_name("cow")]
     assert image.packed_file is None
-    assert (output.parent / "textures" / "cow_SD_Texture.png").is_file()
+    assert (output.parent / "textures" / "cow_projected" / "cow_SD_Texture.png").is_file()
     written = images.image_to_array(image)  # read back from the PNG beside the .blend
     logged = json.loads(report_path.read_text())["objects"][0]
     assert [v["label"] for v in logged["views"]] == names

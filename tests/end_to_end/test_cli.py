@@ -34,7 +34,7 @@ def test_texture_writes_the_blend_with_its_textures_beside_it(sample_blend, tiny
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "Textured Suzanne" in capsys.readouterr().out
-    png = output.parent / "textures" / "Suzanne_SD_Texture.png"
+    png = output.parent / "textures" / "textured" / "Suzanne_SD_Texture.png"
     assert png.is_file()
 
     # The written file opens on its own and finds its texture by a relative path.
@@ -57,7 +57,9 @@ def test_texture_without_object_textures_what_the_camera_sees(sample_blend, tiny
     assert code == 0
     output = sample_blend.with_name("sample_textured.blend")
     assert output.is_file()
-    textures = sorted(p.name for p in (sample_blend.parent / "textures").iterdir())
+    textures = sorted(
+        p.name for p in (sample_blend.parent / "textures" / "sample_textured").iterdir()
+    )
     assert textures == ["Cube_SD_Texture.png", "Floor_SD_Texture.png", "Suzanne_SD_Texture.png"]
 
 
@@ -92,10 +94,10 @@ def test_project_and_depth_commands(sample_blend, tmp_path):
         (["texture", "{blend}", "--prompt", "x", "--object", "Camera"], "not a mesh"),
         (["texture", "{blend}", "--prompt", "x", "--model", "{ckpt}"], "pickle"),
         (["texture", "{blend}", "--prompt", "x", "--model", "{missing}"], "missing"),
-        (["texture", "{blend}", "--prompt", "x", "--output", "{nodir}"], "does not exist"),
+        (["texture", "{blend}", "--prompt", "x", "--output", "{underfile}"], "is a file, not a"),
         (["project", "{blend}", "--image", "{missing}"], "no image file"),
         (["project", "{blend}", "--image", "{ckpt}"], "not an image"),
-        (["depth", "{blend}", "--output", "{nodir}"], "does not exist"),
+        (["depth", "{blend}", "--output", "{underfile}"], "is a file, not a folder"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line_and_touch_no_file(
@@ -107,7 +109,7 @@ def test_errors_exit_non_zero_with_one_line_and_touch_no_file(
         "blend": str(sample_blend),
         "missing": str(tmp_path / "missing.blend"),
         "ckpt": str(checkpoint),
-        "nodir": str(tmp_path / "no" / "such" / "out.blend"),
+        "underfile": str(tmp_path / "weights.ckpt" / "such" / "out.blend"),
     }
     before = folder_fingerprint(tmp_path)
     capsys.readouterr()
@@ -153,13 +155,14 @@ def test_output_elsewhere_keeps_the_files_own_relative_paths_and_leaves_no_backu
     assert cli.main(arguments) == 0  # overwriting the output
 
     assert sorted(p.name for p in output.parent.iterdir()) == ["out.blend", "textures"]
+    assert [p.name for p in (output.parent / "textures").iterdir()] == ["out"]
     bpy.ops.wm.open_mainfile(filepath=str(output))
     assert Path(bpy.path.abspath(bpy.data.images["wood"].filepath)).resolve() == (
         (maps / "wood.png").resolve()
     )
     texture = bpy.data.images[texture_name("Cube")]
     assert Path(bpy.path.abspath(texture.filepath)).resolve() == (
-        (output.parent / "textures" / "Cube_SD_Texture.png").resolve()
+        (output.parent / "textures" / "out" / "Cube_SD_Texture.png").resolve()
     )
 
 
@@ -182,5 +185,5 @@ def test_project_with_several_cameras_textures_what_they_see(tmp_path, addon):
                      "--output", str(output)])  # fmt: skip
 
     assert code == 0
-    textures = sorted(p.name for p in (tmp_path / "textures").iterdir())
+    textures = sorted(p.name for p in (tmp_path / "textures" / "out").iterdir())
     assert textures == ["Cube_SD_Texture.png", "Floor_SD_Texture.png", "Suzanne_SD_Texture.png"]

@@ -53,7 +53,7 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
                          "--texture-size", "64", "--resolution", "256", "--object", "Cube",
                          "--output", {str(output)!r}])
         assert code == 0, code
-        assert os.path.isfile(os.path.join({str(output.parent)!r}, "textures",
+        assert os.path.isfile(os.path.join({str(output.parent)!r}, "textures", "textured",
                                            "Cube_SD_Texture.png"))
         assert "sd_depth_texture" not in sys.modules, "a second, absolute copy was imported"
         print("E2E_TEXTURE_OK")
