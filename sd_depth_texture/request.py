@@ -78,6 +78,9 @@ class OutputOptions:
     margin: int = int(defaults.MARGIN.default)
     blend_path: str | None = None  # the .blend textures are saved beside; None: the open file
     report_path: str | None = None  # a JSON report of the run
+    # Never overwrite a texture file: each run writes the next free name and the earlier files
+    # stay, so an undo step (the operators') still finds the pixels it shows.
+    keep_previous_files: bool = False
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,29 @@ def relative_to_open_file(path: str) -> str:
     return "//" + relative.replace(os.sep, "/")
 
 
-def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
+def unused_path(path: str) -> str:
+    """``path`` if no file is there, else the first free ``<stem>_2<ext>``, ``<stem>_3<ext>``...
+
+    For runs that keep every earlier texture file: Blender's undo restores an image datablock
+    with the path it had, and reads its pixels from that file again, so the file must still
+    hold that run's pixels.
+    """
+    stem, extension = os.path.splitext(path)
+    number = 1
+    while os.path.exists(path):
+        number += 1
+        path = f"{stem}_{number}{extension}"
+    return path
+
+
+def store_texture(
+    image: bpy.types.Image, blend_path: str | None = None, keep_previous: bool = False
+) -> str:
     """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
 
     ``blend_path`` is the .blend about to be written (command line); default the open one. The
-    image's path is relative, so the .blend and its textures move together.
+    image's path is relative, so the .blend and its textures move together. ``keep_previous``:
+    never overwrite a file, write the next free name (:func:`unused_path`).
     """
     image.file_format = "PNG"
     blend_path = blend_path or bpy.data.filepath
@@ -98,6 +116,8 @@ def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
     filename = bpy.path.clean_name(image.name) + ".png"
     path = os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER, filename)
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    if keep_previous:
+        path = unused_path(path)
     image.filepath_raw = path
     image.save()
     if image.packed_file is not None:

@@ -90,6 +90,16 @@ _OFFLINE_FIX = (
     "or pass --model PATH to a local diffusers folder, or --model random to test with random "
     "weights"
 )
+_OFFLINE_FIX_UI = (  # the same advice in the panel's words (no command-line flags)
+    "Allow Online Access in Blender's Preferences (System > Network) to download it once, "
+    "or set Model in the add-on's preferences to a local diffusers folder, or to 'random' to "
+    "test with random weights"
+)
+
+
+def _offline_fix(spec: ModelSpec) -> str:
+    return _OFFLINE_FIX_UI if spec.door == "ui" else _OFFLINE_FIX
+
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -293,7 +303,7 @@ def _load_any(
                 raise
             raise TextureError(
                 f"The cached copy of {source} is unusable ({error}) and online access is off. "
-                f"{_OFFLINE_FIX}"
+                f"{_offline_fix(spec)}"
             ) from error
     raise TextureError(
         f"Model '{source}' is not a folder, a .safetensors file or a Hugging Face id (owner/name)"
@@ -463,7 +473,8 @@ def _hub_snapshot(
         except Exception as error:
             logger.info("Cache lookup for %s failed: %s", repo_id, _first_line(error))
             raise TextureError(
-                f"Model {repo_id} is not cached in {where} and online access is off. {_OFFLINE_FIX}"
+                f"Model {repo_id} is not cached in {where} and online access is off. "
+                f"{_offline_fix(spec)}"
             ) from error
         return Path(folder)
     try:

@@ -6,7 +6,7 @@ in a Blender that has no torch or diffusers installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH, check_numbers
 from ..errors import TextureError
@@ -17,6 +17,7 @@ class ModelSpec:
     """Which model to load and where to run it; equal specs share one cached pipeline.
 
     ``cache_dir`` None: the standard Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``).
+    ``door`` ("cli" or "ui") words the advice in loading errors; it is not part of equality.
     """
 
     source: str = MODEL_ID
@@ -25,6 +26,7 @@ class ModelSpec:
     precision: str = "auto"
     cache_dir: str | None = None
     allow_online: bool = False
+    door: str = field(default="cli", compare=False)
 
 
 @dataclass(frozen=True)
