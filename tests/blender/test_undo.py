@@ -1,0 +1,153 @@
+"""Undo and redo after a run, through the real ``ed.undo_push`` / ``ed.undo`` / ``ed.redo``.
+
+What the bpy module allows (5.0 and 4.2, checked here): memfile undo works headless, but an
+operator called from Python pushes no undo step of its own even with ``UNDO`` in its options
+(Blender pushes one only for operators run from the UI), and undo needs two steps on the stack.
+So each test pushes the steps a click would have made, before and after the run.
+
+The rule these tests hold the operators to: a run never overwrites a texture file. Undo
+restores the image datablock as it was, path included, and Blender reads its pixels from that
+path again; had the run rewritten that file, the previous texture would be gone.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from sd_depth_texture.blender import flow, images, preferences
+from sd_depth_texture.blender.targets import texture_name
+from sd_depth_texture.core.diffusion.settings import GenerationSettings
+from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
+
+RESOLUTION = 128
+TEXTURE = 64
+SD_MATERIAL = texture_name("Suzanne")  # the run's material has the texture's name
+
+
+def generate(model_dir, seed: int) -> None:
+    assert bpy.ops.sd_depth_texture.generate(
+        prompt="stone", seed=seed, steps=1, resolution=RESOLUTION, texture_size=TEXTURE,
+        model=str(model_dir),
+    ) == {"FINISHED"}  # fmt: skip
+
+
+def push(message: str) -> None:
+    assert bpy.ops.ed.undo_push(message=message) == {"FINISHED"}
+
+
+def texture() -> bpy.types.Image | None:
+    return bpy.data.images.get(texture_name("Suzanne"))
+
+
+def pixels() -> np.ndarray:
+    return images.image_to_array(texture())
+
+
+def slots() -> list[tuple[str, str]]:
+    suzanne = bpy.data.objects["Suzanne"]
+    return [
+        (slot.link, slot.material.name if slot.material else "") for slot in suzanne.material_slots
+    ]
+
+
+def test_python_operator_calls_push_no_undo_step(sample_scene, tiny_model_dir):
+    """What headless undo can and cannot do, so the other tests push their own steps."""
+    assert not bpy.ops.ed.undo.poll()  # a loaded file starts with an empty stack
+    push("before")
+    assert not bpy.ops.ed.undo.poll()  # one step: nothing to go back to
+    generate(tiny_model_dir, seed=1)
+    assert not bpy.ops.ed.undo.poll()  # the UNDO operator pushed nothing
+    push("after")
+    assert bpy.ops.ed.undo.poll()
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert texture() is None  # straight back to "before"
+
+
+def test_undo_brings_back_the_material_links_from_before_the_run(sample_scene, tiny_model_dir):
+    suzanne = bpy.data.objects["Suzanne"]
+    suzanne.data.materials.append(bpy.data.materials.new("Bronze"))
+    push("before")
+    generate(tiny_model_dir, seed=1)
+    push("after")
+    assert slots() == [("OBJECT", SD_MATERIAL)]
+    painted = pixels()
+
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert slots() == [("DATA", "Bronze")]
+    assert SD_MATERIAL not in bpy.data.materials and texture() is None
+
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert slots() == [("OBJECT", SD_MATERIAL)]
+    np.testing.assert_array_equal(pixels(), painted)  # packed in the unsaved file
+
+
+def test_undo_brings_back_the_previous_texture_from_its_own_file(
+    sample_scene, tiny_model_dir, tmp_path
+):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    folder = tmp_path / "textures"
+    generate(tiny_model_dir, seed=1)
+    first_path, first_pixels = texture().filepath, pixels()
+    first_file = (folder / "Suzanne_SD_Texture.png").read_bytes()
+    push("first run")
+    generate(tiny_model_dir, seed=2)
+    second_path, second_pixels = texture().filepath, pixels()
+    push("second run")
+
+    assert first_path == "//textures/Suzanne_SD_Texture.png"
+    assert second_path == "//textures/Suzanne_SD_Texture_2.png"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "Suzanne_SD_Texture.png",
+        "Suzanne_SD_Texture_2.png",
+    ]
+    assert (folder / "Suzanne_SD_Texture.png").read_bytes() == first_file  # kept as it was
+    assert not np.array_equal(first_pixels, second_pixels)
+
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert texture().filepath == first_path
+    np.testing.assert_array_equal(pixels(), first_pixels)
+
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert texture().filepath == second_path
+    np.testing.assert_array_equal(pixels(), second_pixels)
+
+
+def test_undo_brings_back_the_previous_texture_packed_in_an_unsaved_file(
+    sample_scene, tiny_model_dir
+):
+    """Unsaved: each run packs its pixels into the image, and undo restores the packed data."""
+    generate(tiny_model_dir, seed=1)
+    first_pixels = pixels()
+    assert texture().packed_file is not None
+    push("first run")
+    generate(tiny_model_dir, seed=2)
+    push("second run")
+    assert not np.array_equal(pixels(), first_pixels)
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    np.testing.assert_array_equal(pixels(), first_pixels)
+
+
+def test_the_command_line_door_still_rewrites_its_texture_file(
+    sample_scene, tiny_model_dir, tmp_path
+):
+    """No undo there: a re-run replaces its output (keep_previous_files is the operators')."""
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    for seed in (1, 2):
+        request = TextureRequest(
+            views=ViewSource(resolution=RESOLUTION, cameras=("",)),
+            targets=("Suzanne",),
+            generation=GenerationSettings(prompt="stone", steps=1, seed=seed),
+            model=preferences.model_spec(str(tiny_model_dir)),
+            output=OutputOptions(texture_size=TEXTURE),
+        )
+        flow.prepare(request).run()
+    assert [path.name for path in (tmp_path / "textures").iterdir()] == ["Suzanne_SD_Texture.png"]
+
+
+def test_unused_path_counts_past_every_existing_file(tmp_path):
+    base = tmp_path / "Cube_SD_Texture.png"
+    assert images.unused_path(str(base)) == str(base)
+    base.write_bytes(b"1")
+    (tmp_path / "Cube_SD_Texture_2.png").write_bytes(b"2")
+    assert images.unused_path(str(base)) == str(tmp_path / "Cube_SD_Texture_3.png")
