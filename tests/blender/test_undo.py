@@ -1,9 +1,11 @@
-"""Undo and redo after a run, through the real ``ed.undo_push`` / ``ed.undo`` / ``ed.redo``.
+"""Undo and redo after a run, through the real ``ed.undo`` / ``ed.redo`` of the bpy module.
 
-What the bpy module allows (5.0 and 4.2, checked here): memfile undo works headless, but an
-operator called from Python pushes no undo step of its own even with ``UNDO`` in its options
-(Blender pushes one only for operators run from the UI), and undo needs two steps on the stack.
-So each test pushes the steps a click would have made, before and after the run.
+What the bpy module allows (5.0 and 4.2, checked here): memfile undo works headless. An
+operator called from Python pushes no undo step unless the call passes ``undo=True``
+(``bpy.ops.x('EXEC_DEFAULT', True)``); then Blender pushes the step that its ``UNDO`` option
+asks for, as it does after a click. The stack starts empty on a file load (the window's first
+step is made by the UI), so each test pushes that one with ``ed.undo_push``. The modal path
+(the step pushed when the panel's run finishes) cannot run headless.
 
 The rule these tests hold the operators to: a run never overwrites a texture file. Undo
 restores the image datablock as it was, path included, and Blender reads its pixels from that
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+import pytest
 
 from sd_depth_texture.blender import flow, images, preferences
 from sd_depth_texture.blender.targets import texture_name
@@ -25,14 +28,16 @@ TEXTURE = 64
 SD_MATERIAL = texture_name("Suzanne")  # the run's material has the texture's name
 
 
-def generate(model_dir, seed: int) -> None:
+def generate(model_dir, seed: int, undo: bool = True) -> None:
+    """The operator as a click runs it: with ``undo``, Blender pushes its undo step."""
     assert bpy.ops.sd_depth_texture.generate(
-        prompt="stone", seed=seed, steps=1, resolution=RESOLUTION, texture_size=TEXTURE,
-        model=str(model_dir),
+        "EXEC_DEFAULT", undo, prompt="stone", seed=seed, steps=1, resolution=RESOLUTION,
+        texture_size=TEXTURE, model=str(model_dir),
     ) == {"FINISHED"}  # fmt: skip
 
 
-def push(message: str) -> None:
+def push(message: str = "Original") -> None:
+    """The step a file load gives the window's undo stack."""
     assert bpy.ops.ed.undo_push(message=message) == {"FINISHED"}
 
 
@@ -51,31 +56,36 @@ def slots() -> list[tuple[str, str]]:
     ]
 
 
-def test_python_operator_calls_push_no_undo_step(sample_scene, tiny_model_dir):
-    """What headless undo can and cannot do, so the other tests push their own steps."""
+def test_the_undo_option_pushes_the_runs_step(sample_scene, tiny_model_dir):
+    """What headless undo can and cannot do, and that Generate's own step is what undo uses."""
     assert not bpy.ops.ed.undo.poll()  # a loaded file starts with an empty stack
-    push("before")
+    push()
     assert not bpy.ops.ed.undo.poll()  # one step: nothing to go back to
-    generate(tiny_model_dir, seed=1)
-    assert not bpy.ops.ed.undo.poll()  # the UNDO operator pushed nothing
-    push("after")
-    assert bpy.ops.ed.undo.poll()
+    generate(tiny_model_dir, seed=1, undo=False)
+    assert not bpy.ops.ed.undo.poll()  # a plain Python call pushes nothing
+    with pytest.raises(RuntimeError, match="prompt is empty"):
+        bpy.ops.sd_depth_texture.generate("EXEC_DEFAULT", True, prompt=" ")
+    assert not bpy.ops.ed.undo.poll()  # a refused run adds no step
+    generate(tiny_model_dir, seed=2)
+    assert bpy.ops.ed.undo.poll()  # the UNDO option pushed "Generate Texture"
     assert bpy.ops.ed.undo() == {"FINISHED"}
-    assert texture() is None  # straight back to "before"
+    assert texture() is None  # back to before both runs: the first pushed no step
 
 
 def test_undo_brings_back_the_material_links_from_before_the_run(sample_scene, tiny_model_dir):
     suzanne = bpy.data.objects["Suzanne"]
+    session_uid = suzanne.session_uid
     suzanne.data.materials.append(bpy.data.materials.new("Bronze"))
-    push("before")
+    push()
     generate(tiny_model_dir, seed=1)
-    push("after")
     assert slots() == [("OBJECT", SD_MATERIAL)]
     painted = pixels()
 
     assert bpy.ops.ed.undo() == {"FINISHED"}
     assert slots() == [("DATA", "Bronze")]
     assert SD_MATERIAL not in bpy.data.materials and texture() is None
+    # The flow finds its targets by session id: undo keeps it, so a run is not confused.
+    assert bpy.data.objects["Suzanne"].session_uid == session_uid
 
     assert bpy.ops.ed.redo() == {"FINISHED"}
     assert slots() == [("OBJECT", SD_MATERIAL)]
@@ -87,13 +97,12 @@ def test_undo_brings_back_the_previous_texture_from_its_own_file(
 ):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     folder = tmp_path / "textures"
+    push()
     generate(tiny_model_dir, seed=1)
     first_path, first_pixels = texture().filepath, pixels()
     first_file = (folder / "Suzanne_SD_Texture.png").read_bytes()
-    push("first run")
     generate(tiny_model_dir, seed=2)
     second_path, second_pixels = texture().filepath, pixels()
-    push("second run")
 
     assert first_path == "//textures/Suzanne_SD_Texture.png"
     assert second_path == "//textures/Suzanne_SD_Texture_2.png"
@@ -117,12 +126,11 @@ def test_undo_brings_back_the_previous_texture_packed_in_an_unsaved_file(
     sample_scene, tiny_model_dir
 ):
     """Unsaved: each run packs its pixels into the image, and undo restores the packed data."""
+    push()
     generate(tiny_model_dir, seed=1)
     first_pixels = pixels()
     assert texture().packed_file is not None
-    push("first run")
     generate(tiny_model_dir, seed=2)
-    push("second run")
     assert not np.array_equal(pixels(), first_pixels)
     assert bpy.ops.ed.undo() == {"FINISHED"}
     np.testing.assert_array_equal(pixels(), first_pixels)
