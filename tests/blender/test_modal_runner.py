@@ -116,9 +116,7 @@ class Lockstep:
                     at_pause(pauses, runner)
                 self._resume.release()
             elif not self.thread.is_alive() and runner.status != RUNNING:
-                return shown
-            elif not self.thread.is_alive() and pauses > 100_000:
-                raise AssertionError("the run never ended")
+                return shown  # (a worker that has returned ends the run at the next tick)
 
     def release(self) -> None:
         self._free.set()
