@@ -80,6 +80,9 @@ class OutputOptions:
     report_path: str | None = None  # a JSON report of the run
     uv_map: str | None = None  # the UV map to texture; None: each target's active one
     in_place: bool = False  # blend_path may be the file being read (it is backed up first)
+    # Never overwrite a texture file: each run writes the next free name and the earlier files
+    # stay, so an undo step (the operators') still finds the pixels it shows.
+    keep_previous_files: bool = False
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,9 @@ class Run:
         self.target_names = [t.name for group in groups for t in group.targets]
         self.notes = notes
         self.seconds = seconds
-        # By name and session id: after a file load another object may carry the same name.
+        # By session id: names change (renames, a file load brings objects of the same names).
         self._created_uv_maps = [(obj.name, obj.session_uid) for obj in created_uv_maps]
+        self._target_ids = {name: bpy.data.objects[name].session_uid for name in self.target_names}
 
     @property
     def view_count(self) -> int:
@@ -237,13 +238,19 @@ class Run:
         return outcome
 
     def _live_targets(self) -> dict[str, bpy.types.Object]:
+        """Every target still there as the object prepared (same session id, same name) with
+        a UV map to paint on; otherwise one line, before anything is written."""
         objects = {}
         for name in self.target_names:
             obj = bpy.data.objects.get(name)
-            if obj is None or obj.type != "MESH":
+            if obj is None or obj.session_uid != self._target_ids[name] or obj.type != "MESH":
                 raise TextureError(
                     f"'{name}' was renamed or deleted while its texture was made: "
                     "nothing was written."
+                )
+            if obj.data.uv_layers.active is None:
+                raise TextureError(
+                    f"'{name}' lost its UV map while its texture was made: nothing was written."
                 )
             objects[name] = obj
         return objects
@@ -286,10 +293,13 @@ class Run:
             keep_depth(computed.depth)
 
     def abort(self) -> None:
-        """Undo what :func:`prepare` changed (UV maps it made), after an error or a cancel."""
-        alive = [bpy.data.objects.get(name) for name, _ in self._created_uv_maps]
+        """Undo what :func:`prepare` changed (UV maps it made), after an error or a cancel.
+
+        Found by session id, so a target renamed meanwhile loses its new UV map too, and
+        objects of a newly loaded file are never touched."""
         ids = {session_uid for _, session_uid in self._created_uv_maps}
-        targets.remove_uv_maps([obj for obj in alive if obj is not None and obj.session_uid in ids])
+        made = [obj for obj in bpy.data.objects if obj.session_uid in ids]
+        targets.remove_uv_maps([obj for obj in made if obj.data.uv_layers.active is not None])
         self._created_uv_maps = []
 
     def run(self, progress: Progress | None = None) -> Outcome:

@@ -159,9 +159,15 @@ def has_textures(blend_path: str) -> bool:
         return False
 
 
-def plan_textures(blend_path: str, object_names: Iterable[str]) -> tuple[dict, dict]:
+def plan_textures(
+    blend_path: str, object_names: Iterable[str], keep_previous: bool = False
+) -> tuple[dict, dict]:
     """Each object's PNG for ``blend_path`` (see :func:`texture_path`), and notes for objects
-    whose plain name is taken by a file this output does not own."""
+    whose plain name is taken by a file this output does not own.
+
+    ``keep_previous``: never reuse a file, not even the object's own earlier texture, so an
+    undo step (the panel's runs) still finds the pixels the image it restores points at.
+    """
     folder = texture_folder(blend_path)
     try:
         present = {name.lower() for name in os.listdir(folder)} if os.path.isdir(folder) else set()
@@ -180,11 +186,12 @@ def plan_textures(blend_path: str, object_names: Iterable[str]) -> tuple[dict, d
         current = owned.get(name)
         others = {file.lower() for other, file in owned.items() if other != name}
         others |= {os.path.basename(path).lower() for path in chosen.values()}
-        foreign = present - {current.lower()} if current else present
-        path = texture_path(blend_path, name, others | foreign, current)
+        foreign = present - {current.lower()} if current and not keep_previous else present
+        path = texture_path(blend_path, name, others | foreign, None if keep_previous else current)
         chosen[name] = path
         plain = next(_candidates(name))
-        if os.path.basename(path) != plain and plain.lower() in foreign:
+        own_earlier = keep_previous and current is not None
+        if os.path.basename(path) != plain and plain.lower() in foreign and not own_earlier:
             notes.setdefault(name, []).append(
                 f"'{os.path.join(folder, plain)}' is not this file's texture of '{name}' and "
                 f"was left alone; the texture is '{os.path.basename(path)}'"
@@ -355,7 +362,7 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         backup = check_blend_output(blend, source, output.in_place)
     else:
         blend = os.path.abspath(source) if source else None
-    textures, notes = plan_textures(blend, names) if blend else ({}, {})
+    textures, notes = plan_textures(blend, names, output.keep_previous_files) if blend else ({}, {})
     for path in textures.values():
         check_file(path, "the texture")
     written = [blend if output.blend_path else None, *textures.values()]

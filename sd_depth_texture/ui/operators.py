@@ -6,7 +6,11 @@ forward timer events, Esc and handler removal to it.
 
 Flags: Generate and Project Image are undoable (``UNDO``) but not ``REGISTER``ed, so Adjust Last
 Operation never silently re-runs a minutes-long generation, and their settings are
-``SKIP_SAVE``, so a value given once never overrides the panel afterwards.
+``SKIP_SAVE``, so a value given once never overrides the panel afterwards. Their runs never
+overwrite a texture file (``keep_previous_files``): undo brings back an image that points at
+the previous run's file, so the previous pixels come back with it.
+
+A file load ends every run in flight (``load_pre``): its result is never applied to the new file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 
 import bpy
+from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from .. import defaults
@@ -27,7 +32,7 @@ from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS
 from ..request import SCENE_CAMERA, OutputOptions, TextureRequest, ViewSource
 from . import dependencies
 from .properties import SCHEDULER_ITEMS, number
-from .runner import RUNNING, ModalRunner
+from .runner import CANCELLED, FINISHED, RUNNING, STOPPED_MESSAGE, ModalRunner
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,27 @@ def _scene_settings(context):
 
 def _run_state(context):
     return context.window_manager.sd_depth_texture
+
+
+def _current_run_state():
+    """The run state of the window manager in use now (a file load replaces it)."""
+    return bpy.context.window_manager.sd_depth_texture
+
+
+def interactive(context) -> bool:
+    """A window to run modal in: not ``--background``, the bpy module or a script's context."""
+    return not bpy.app.background and context.window is not None
+
+
+def _busy(cls, context) -> bool:
+    """A run in flight, or one still stopping: explain it in the button's tooltip."""
+    if _run_state(context).running:
+        cls.poll_message_set("A texture is being generated: wait for it or cancel it")
+        return True
+    if ModalRunner.stopping():
+        cls.poll_message_set("The previous run is stopping after its current step")
+        return True
+    return False
 
 
 class _ViewOperator:
@@ -152,8 +178,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context) -> bool:
-        if _run_state(context).running:
-            cls.poll_message_set("A texture is already being generated")
+        if _busy(cls, context):
             return False
         found = dependencies.state()
         if not found.ready:
@@ -161,12 +186,13 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             return False
         return True
 
-    def collection_name(self, context) -> str:
-        """The operator's collection if given; the panel's only while its Views are > 1."""
+    def collection_name(self, context, views: int) -> str:
+        """The operator's collection if given; the panel's only where the panel shows it (its
+        Views above 1) and this run has several views: a hidden choice is never used."""
         if self.properties.is_property_set("camera_collection"):
             return self.camera_collection
         settings = _scene_settings(context)
-        if settings.views > 1 and settings.camera_collection is not None:
+        if views > 1 and settings.views > 1 and settings.camera_collection is not None:
             return settings.camera_collection.name
         return ""
 
@@ -180,7 +206,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         views = values["views"]
         report = bpy.path.abspath(self.report_path) if self.report_path else None
         return TextureRequest(
-            views=self.view_source(context, views, self.collection_name(context)),
+            views=self.view_source(context, views, self.collection_name(context, views)),
             targets=selected_targets(context),
             generation=GenerationSettings(
                 prompt=self.setting(context, "prompt"),
@@ -190,12 +216,13 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
                 guidance=values["guidance"],
                 scheduler=values["scheduler"],
             ),
-            model=preferences.model_spec(self.model or None, context),
+            model=preferences.model_spec(self.model or None, context, door="ui"),
             view_prompts=self.setting(context, "view_prompts"),
             output=OutputOptions(
                 texture_size=values["texture_size"],
                 report_path=report,
                 uv_map=self.setting(context, "uv_map") or None,
+                keep_previous_files=True,
             ),
         )
 
@@ -210,36 +237,41 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         return {"FINISHED"}
 
     def invoke(self, context, _event):
-        if bpy.app.background or context.window is None:
+        if not interactive(context):
             return self.execute(context)
         try:
             run = flow.prepare(self.build_request(context), "ui")
         except TextureError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self._runner = ModalRunner(run, _run_state(context))
+        self._runner = ModalRunner(run, _current_run_state)
         self._runner.start()
         self._timer = context.window_manager.event_timer_add(_TIMER_SECONDS, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
+        """Forward Esc and timer events to the runner; report its one message at the end."""
         if event.type == "ESC":
-            self._runner.cancel()
+            if event.value == "PRESS":
+                self._runner.cancel()
+            return {"RUNNING_MODAL"}  # Esc is ours while a run is in flight
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         status = self._runner.tick()
         if status == RUNNING:
             return {"RUNNING_MODAL"}
-        context.window_manager.event_timer_remove(self._timer)
-        self._timer = None
-        level = {"FINISHED": "INFO", "CANCELLED": "WARNING"}.get(status, "ERROR")
+        self._remove_timer(context)
+        level = {FINISHED: "INFO", CANCELLED: "WARNING"}.get(status, "ERROR")
         self.report({level}, self._runner.message)
-        return {"FINISHED"} if status == "FINISHED" else {"CANCELLED"}
+        return {"FINISHED"} if status == FINISHED else {"CANCELLED"}
 
     def cancel(self, context):
         """Blender removed the handler: stop the worker, drop the timer, free the panel."""
         self._runner.handler_removed()
+        self._remove_timer(context)
+
+    def _remove_timer(self, context) -> None:
         if getattr(self, "_timer", None) is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
@@ -254,18 +286,27 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
 
     filepath: StringProperty(name="Image", subtype="FILE_PATH", options=_SKIP)
 
+    @classmethod
+    def poll(cls, context) -> bool:
+        # A run in flight would overwrite this projection with what it read before it.
+        return not _busy(cls, context)
+
     def execute(self, context):
         try:
             size = defaults.TEXTURE_SIZE.check(self.setting(context, "texture_size"), "ui")
             view_source = self.view_source(context)
             names = selected_targets(context)
+            if not self.filepath:
+                raise TextureError("No image was chosen: pick the picture to project.")
             picture = load_picture(bpy.path.abspath(self.filepath))
             request = TextureRequest(
                 views=view_source,
                 targets=names,
                 pictures=(picture,),
                 output=OutputOptions(
-                    texture_size=size, uv_map=self.setting(context, "uv_map") or None
+                    texture_size=size,
+                    uv_map=self.setting(context, "uv_map") or None,
+                    keep_previous_files=True,
                 ),
             )
             outcome = flow.prepare(request, "ui").run()
@@ -276,9 +317,10 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
         return {"FINISHED"}
 
     def invoke(self, context, _event):
-        if bpy.app.background or context.window is None:
+        """Always ask which image: a click never silently re-projects an earlier file."""
+        if not interactive(context):
             return self.execute(context)
-        context.window_manager.fileselect_add(self)  # always ask: never re-project an old file
+        context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
 
@@ -330,10 +372,7 @@ class SDT_OT_free_model(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context) -> bool:
-        if _run_state(context).running:
-            cls.poll_message_set("The model is in use by the running generation")
-            return False
-        return True
+        return not _busy(cls, context)
 
     def execute(self, _context):
         import sys
@@ -358,7 +397,11 @@ class SDT_OT_cancel(bpy.types.Operator):
         return _run_state(context).running
 
     def execute(self, context):
-        for runner in ModalRunner.active:
+        if not ModalRunner.active:  # a run that ended without telling the panel
+            _run_state(context).running = False
+            self.report({"INFO"}, "No generation was running")
+            return {"CANCELLED"}
+        for runner in list(ModalRunner.active):
             runner.cancel()
         return {"FINISHED"}
 
@@ -370,4 +413,38 @@ classes = (
     SDT_OT_free_model,
     SDT_OT_cancel,
 )
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+_stopped_by_load = False
+
+
+@persistent
+def _stop_runs_before_load(*_args) -> None:
+    """A file is about to replace this one: end every run while its scene still exists."""
+    global _stopped_by_load
+    _stopped_by_load = ModalRunner.stop_all() > 0
+
+
+@persistent
+def _tell_the_new_file(*_args) -> None:
+    """The new file's panel says why the run it may have shown is gone."""
+    global _stopped_by_load
+    if _stopped_by_load:
+        _current_run_state().status = STOPPED_MESSAGE
+        _stopped_by_load = False
+
+
+def register() -> None:
+    _register_classes()
+    bpy.app.handlers.load_pre.append(_stop_runs_before_load)
+    bpy.app.handlers.load_post.append(_tell_the_new_file)
+
+
+def unregister() -> None:
+    ModalRunner.stop_all("The add-on was disabled: the run was stopped and nothing applied")
+    for handlers, handler in (
+        (bpy.app.handlers.load_post, _tell_the_new_file),
+        (bpy.app.handlers.load_pre, _stop_runs_before_load),
+    ):
+        if handler in handlers:
+            handlers.remove(handler)
+    _unregister_classes()

@@ -1,4 +1,7 @@
-"""The N-panel tab in the 3D viewport: settings, Generate/Cancel, progress and the depth map."""
+"""The N-panel tab in the 3D viewport: settings, Generate/Cancel, progress and the depth map.
+
+What it hides is never used: the camera collection shows (and counts) only with Views above 1.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import sys
 import bpy
 
 from ..blender.flow import DEPTH_IMAGE
+from .runner import ModalRunner
 
 
 class SDT_PT_main(bpy.types.Panel):
@@ -51,7 +55,9 @@ class SDT_PT_main(bpy.types.Panel):
             layout.operator("sd_depth_texture.cancel", icon="CANCEL", text="Cancel (Esc)")
         else:
             layout.operator("sd_depth_texture.generate", icon="TEXTURE")
-            if state.status:
+            if ModalRunner.stopping():
+                layout.label(text="The previous run is stopping after its current step")
+            elif state.status:
                 layout.label(text=state.status)
             if state.coverage > 0:
                 layout.label(text=f"Coverage: {state.coverage:.0%} of texels seen by a view")

@@ -6,7 +6,7 @@ in a Blender that has no torch or diffusers installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH, check_numbers
 from ..errors import TextureError
@@ -19,6 +19,7 @@ class ModelSpec:
     A Hub model is looked for in ``cache_dir`` (when set) and in the standard Hugging Face
     cache (``HF_HOME`` / ``HF_HUB_CACHE``); a download (only with ``allow_online``) goes to
     ``cache_dir``, else to the standard cache.
+    ``door`` ("cli" or "ui") words the advice in loading errors; it is not part of equality.
     """
 
     source: str = MODEL_ID
@@ -27,6 +28,7 @@ class ModelSpec:
     precision: str = "auto"
     cache_dir: str | None = None
     allow_online: bool = False
+    door: str = field(default="cli", compare=False)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ def validate_settings(
 ) -> None:
     """Reject settings the pipeline would fail on (or silently misuse) with a clear message."""
     if not isinstance(settings.prompt, str) or not settings.prompt.strip():
-        field = "--prompt" if door == "cli" else "the prompt"
-        raise TextureError(f"The prompt is empty: describe the texture you want ({field}).")
+        where = " with --prompt" if door == "cli" else " in the Prompt field"
+        raise TextureError(f"The prompt is empty: describe the texture you want{where}.")
     check_numbers(
         {
             "steps": settings.steps,

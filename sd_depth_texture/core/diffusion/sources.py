@@ -75,6 +75,15 @@ _OFFLINE_FIX = (
     "or pass --model PATH to a local diffusers folder, or --model random to test with random "
     "weights"
 )
+_OFFLINE_FIX_UI = (  # the same advice in the panel's words (no command-line flags)
+    "Allow Online Access in Blender's Preferences (System > Network) to download it once, "
+    "or set Model in the add-on's preferences to a local diffusers folder, or to 'random' to "
+    "test with random weights"
+)
+
+
+def _offline_fix(spec: ModelSpec) -> str:
+    return _OFFLINE_FIX_UI if spec.door == "ui" else _OFFLINE_FIX
 
 
 class IncompleteModelError(TextureError):
@@ -154,11 +163,12 @@ def _load_hub_model(
         if unusable:
             raise TextureError(
                 f"The cached copy of {repo_id} is unusable ({unusable[0]}) and online access "
-                f"is off. {_OFFLINE_FIX}"
+                f"is off. {_offline_fix(spec)}"
             )
         where = " or ".join(str(cache) for cache in caches)
         raise TextureError(
-            f"Model {repo_id} is not cached in {where} and online access is off. {_OFFLINE_FIX}"
+            f"Model {repo_id} is not cached in {where} and online access is off. "
+            f"{_offline_fix(spec)}"
         )
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(

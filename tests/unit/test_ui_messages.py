@@ -1,0 +1,79 @@
+"""No message the panel can show names a command-line flag (a scan of the package's strings).
+
+Every string literal outside docstrings in the code the operators reach (``blender/``,
+``core/``, ``ui/``, ``request.py``, ``defaults.py``) that mentions ``--option`` must be either
+an option's bare name (looked up per door, as :meth:`defaults.Limit.name` does) or one of the
+command-line-only messages below, each of which the UI door replaces with its own words.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "sd_depth_texture"
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+OPTION_NAME = re.compile(r"--[a-z][a-z-]*")
+COMMAND_LINE_ONLY = {
+    # scene.find_camera: flow.find_camera words it for the panel ("choose the viewport").
+    "name one with --camera",
+    # sources._OFFLINE_FIX: sources._offline_fix picks the panel's advice for door "ui".
+    "or pass --model PATH to a local diffusers folder, or --model random",
+    # settings.validate_settings: the panel's words are " in the Prompt field".
+    " with --prompt",
+    # outputs.check_blend_output: only runs that write another .blend (command line, batch).
+    "choose another --output",
+    "give another --output, or --in-place",
+    # outputs.plan_depth: the panel's branch has its own words.
+    "give --output another .png name, or --force",
+    # dependencies.install_command: pip's own option in the command the panel shows to copy.
+    " --extra-index-url ",
+}
+NOT_REACHED_BY_THE_PANEL = ("cli", "batch/")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def flag_strings() -> list[tuple[str, int, str]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith(NOT_REACHED_BY_THE_PANEL):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and FLAG.search(node.value)
+            ):
+                found.append((relative, node.lineno, node.value))
+    return found
+
+
+def test_strings_the_panel_can_show_name_no_flags():
+    unexpected = [
+        (path, line, text)
+        for path, line, text in flag_strings()
+        if not OPTION_NAME.fullmatch(text)
+        and not any(allowed in text for allowed in COMMAND_LINE_ONLY)
+    ]
+    assert unexpected == []
+
+
+def test_the_scan_finds_the_known_command_line_messages():
+    """The scan itself works: it sees the messages the UI door replaces."""
+    texts = " ".join(text for _, _, text in flag_strings())
+    for allowed in COMMAND_LINE_ONLY:
+        assert allowed in texts
