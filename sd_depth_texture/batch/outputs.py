@@ -18,6 +18,7 @@ writes exactly those. The rules, each a one-line refusal before anything is writ
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -69,12 +70,22 @@ def output_paths(source: SourceFile, out: str, in_place: bool) -> dict[str, str 
     }
 
 
+def asset_file_name(asset: str) -> str:
+    """The asset's name for files: cleaned, and tagged with a hash of the exact name where
+    cleaning changed it, so assets such as ``A.B`` and ``A_B`` in one file never share a file
+    (and each keeps its name across runs)."""
+    safe = file_safe_name(asset)
+    if safe == asset:
+        return safe
+    return f"{safe}-{hashlib.sha1(asset.encode('utf-8')).hexdigest()[:8]}"
+
+
 def texture_path(task: FileTask, asset: str) -> str:
-    return os.path.join(task.texture_dir, file_safe_name(asset) + TEXTURE_SUFFIX)
+    return os.path.join(task.texture_dir, asset_file_name(asset) + TEXTURE_SUFFIX)
 
 
 def preview_path(task: FileTask, asset: str) -> str:
-    return os.path.join(task.preview_dir, file_safe_name(asset) + ".png")
+    return os.path.join(task.preview_dir, asset_file_name(asset) + ".png")
 
 
 def staged_path(final: str) -> str:

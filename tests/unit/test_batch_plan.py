@@ -470,3 +470,12 @@ def test_contact_sheets_show_asset_text_and_never_run_it(tmp_path):
     assert 'src="previews/my%20props/Crate.png"' in text
     assert report.is_contact_sheet(str(page))
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_assets_whose_names_clean_alike_get_files_of_their_own():
+    from sd_depth_texture.batch.outputs import asset_file_name
+
+    assert asset_file_name("Chair") == "Chair"  # a plain name stays as it is
+    dotted, underscored = asset_file_name("A.B"), asset_file_name("A_B")
+    assert underscored == "A_B" and dotted.startswith("A_B-") and dotted != underscored
+    assert asset_file_name("A.B") == dotted  # stable across runs
