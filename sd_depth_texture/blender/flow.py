@@ -221,8 +221,9 @@ class Run:
         stored = {}
         for name, obj in objects.items():
             result = computed.painted[name]
-            image = images.array_to_image(targets.texture_name(name), result.texture)
-            stored[name] = images.store_texture(image, output.blend_path)
+            image, stored[name] = images.write_texture(
+                targets.texture_name(name), result.texture, output.blend_path
+            )
             materials.wire_material(obj, image, obj.data.uv_layers.active.name)
         if computed.depth is not None:
             keep_depth(computed.depth)

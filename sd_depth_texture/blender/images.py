@@ -8,9 +8,12 @@ import os
 import bpy
 import numpy as np
 
+from ..core.bake.png import encode_png, write_png
+
 log = logging.getLogger(__name__)
 
 TEXTURE_FOLDER = "textures"
+_NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never read from a file
 
 
 def array_to_image(
@@ -84,23 +87,60 @@ def relative_to_open_file(path: str) -> str:
     return "//" + relative.replace(os.sep, "/")
 
 
-def store_texture(image: bpy.types.Image, blend_path: str | None = None) -> str:
-    """Save the texture as PNG beside the .blend (``//textures/``), or pack it if there is none.
+def texture_path(image_name: str, blend_path: str | None = None) -> str | None:
+    """Where a texture's PNG goes: ``textures/`` beside the .blend; None when there is none
+    (the texture is packed into the file instead).
 
-    ``blend_path`` is the .blend about to be written (command line); default the open one. The
-    image's path is relative, so the .blend and its textures move together.
+    ``blend_path`` is the .blend about to be written (command line); default the open one.
     """
-    image.file_format = "PNG"
     blend_path = blend_path or bpy.data.filepath
     if not blend_path:
-        image.pack()
-        return "packed in the .blend"
-    filename = bpy.path.clean_name(image.name) + ".png"
-    path = os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER, filename)
+        return None
+    filename = bpy.path.clean_name(image_name) + ".png"
+    return os.path.join(os.path.dirname(os.path.abspath(blend_path)), TEXTURE_FOLDER, filename)
+
+
+def write_texture(
+    name: str, texture: np.ndarray, blend_path: str | None = None
+) -> tuple[bpy.types.Image, str]:
+    """Write an (S, S, 3) [0, 1] sRGB texture as the 8-bit PNG of the image ``name``.
+
+    Returns the image and where the texture is stored. The PNG is written from the array
+    (:mod:`..core.bake.png`, the bytes Blender would store) beside the .blend, or packed into
+    the file when it has no path yet; the image then reads it lazily, so nothing is decoded
+    until the texture is shown or read. An existing image of that name is reloaded in place,
+    so materials that use it keep it. Its path is relative, so the .blend and its textures move
+    together.
+    """
+    path = texture_path(name, blend_path)
+    if path is None:
+        image = _file_image(name, None)
+        data = encode_png(texture)
+        image.pack(data=data, data_len=len(data))
+        image.buffers_free()  # any pixels it held are stale: read the packed PNG on use
+        return image, "packed in the .blend"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    image.filepath_raw = path
-    image.save()
+    write_png(path, texture)
+    return _file_image(name, path), path
+
+
+def _file_image(name: str, path: str | None) -> bpy.types.Image:
+    """The image ``name`` made to read the PNG at ``path`` (by a relative path) or, for None,
+    the packed data about to be given; nothing is loaded yet."""
+    image = bpy.data.images.get(name)
+    if image is None or image.library is not None or image.type in _NOT_FILE_IMAGES:
+        if path is None:
+            image = bpy.data.images.new(name, 1, 1)
+        else:
+            image = bpy.data.images.load(path, check_existing=False)
+            image.name = name
     if image.packed_file is not None:
-        image.unpack(method="REMOVE")
-    image.filepath_raw = relative_to_open_file(path)
-    return path
+        image.unpack(method="REMOVE")  # drops the packed copy; the new PNG replaces it
+    image.source = "FILE"
+    image.filepath_raw = relative_to_open_file(path) if path is not None else ""
+    image.file_format = "PNG"
+    image.colorspace_settings.name = "sRGB"
+    image.alpha_mode = "CHANNEL_PACKED"
+    if path is not None:
+        image.reload()
+    return image
