@@ -99,26 +99,31 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 
 
 class StageTimer:
-    """Exclusive seconds per stage: each wrapper subtracts the wrapped stages it calls."""
+    """Exclusive wall and CPU seconds per stage: each wrapper subtracts the wrapped stages it
+    calls. CPU time (all of the process's threads) is the steadier figure on a shared machine."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self._stack: list[list[float]] = []  # [start, seconds of wrapped callees]
+        self.cpu: dict[str, float] = {}
+        self._stack: list[list[float]] = []  # [wall start, CPU start, callees' wall, CPU]
         self._undo: list[tuple[object, str, object]] = []
 
     def wrap(self, stage: str, function: Callable) -> Callable:
         @functools.wraps(function)
         def timed(*args, **kwargs):
-            frame = [time.perf_counter(), 0.0]
+            frame = [time.perf_counter(), time.process_time(), 0.0, 0.0]
             self._stack.append(frame)
             try:
                 return function(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - frame[0]
+                wall = time.perf_counter() - frame[0]
+                cpu = time.process_time() - frame[1]
                 self._stack.pop()
                 if self._stack:
-                    self._stack[-1][1] += elapsed
-                self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed - frame[1]
+                    self._stack[-1][2] += wall
+                    self._stack[-1][3] += cpu
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + wall - frame[2]
+                self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu - frame[3]
 
         return timed
 
@@ -138,19 +143,22 @@ class StageTimer:
 
     @contextmanager
     def run(self):
-        """Time one run: fresh stage figures, ``self.total`` the wall time of the block."""
-        self.seconds = {}
-        start = time.perf_counter()
+        """Time one run: fresh stage figures, ``total``/``cpu_total`` for the whole block."""
+        self.seconds, self.cpu = {}, {}
+        start, cpu_start = time.perf_counter(), time.process_time()
         yield self
         self.total = time.perf_counter() - start
+        self.cpu_total = time.process_time() - cpu_start
 
 
 @dataclass
 class Run:
-    """One run of both commands: wall time, time left out (open, save) and stages."""
+    """One run of both commands: wall and CPU time, per stage and in all."""
 
     total: float
     stages: dict[str, float]
+    cpu_total: float = 0.0
+    cpu_stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def left_out(self) -> float:
@@ -158,16 +166,27 @@ class Run:
 
     @property
     def work(self) -> float:
+        """Wall seconds without opening and saving the .blend."""
         return self.total - self.left_out
 
-    def stage(self, name: str) -> float:
+    @property
+    def cpu_work(self) -> float:
+        return self.cpu_total - sum(self.cpu_stages.get(stage, 0.0) for stage in LEFT_OUT)
+
+    def stage(self, name: str, cpu: bool = False) -> float:
+        stages = self.cpu_stages if cpu else self.stages
         if name == "other":
-            named = sum(v for k, v in self.stages.items() if k not in LEFT_OUT)
-            return self.work - named
-        return self.stages.get(name, 0.0)
+            named = sum(v for k, v in stages.items() if k not in LEFT_OUT)
+            return (self.cpu_work if cpu else self.work) - named
+        return stages.get(name, 0.0)
 
     def to_json(self) -> dict:
-        return {"total": self.total, "stages": self.stages}
+        return {
+            "total": self.total,
+            "stages": self.stages,
+            "cpu_total": self.cpu_total,
+            "cpu_stages": self.cpu_stages,
+        }
 
 
 @dataclass
@@ -193,7 +212,7 @@ def run_commands(timer: StageTimer, commands: list[list[str]]) -> Run:
             code = cli.main(argv)
             if code != 0:
                 raise SystemExit(f"{argv[0]} exited with {code}")
-    return Run(timer.total, dict(timer.seconds))
+    return Run(timer.total, dict(timer.seconds), timer.cpu_total, dict(timer.cpu))
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,8 +306,8 @@ def fresh_runs(paths: Paths, args: argparse.Namespace) -> list[tuple[Run, float,
             raise SystemExit("the fresh process failed")
         record = json.loads(line.removeprefix("BENCH-JSON "))
         found.append(
-            (Run(record["total"], record["stages"]), record["bpy_import"],
-             record["package_import"], wall)
+            (Run(record["total"], record["stages"], record["cpu_total"], record["cpu_stages"]),
+             record["bpy_import"], record["package_import"], wall)
         )  # fmt: skip
     return found
 
@@ -312,21 +331,24 @@ def print_report(
     best = min(warm, key=lambda r: r.work)
     print(
         f"\nSubdivided Suzanne, {triangles:,} triangles; depth {args.resolution}^2, texture "
-        f"{args.texture_size}^2. CPU cores: {os.cpu_count()}; Cycles threads: {cycles.threads}."
+        f"{args.texture_size}^2. CPU cores: {os.cpu_count()}; Cycles threads: {cycles.threads}; "
+        f"load average at the end {os.getloadavg()[0]:.1f}."
     )
-    works = [r.work for r in warm]
+    works, cpus = [r.work for r in warm], [r.cpu_work for r in warm]
     print(
         f"\nOurs, depth + project as commands, without opening/saving the .blend "
         f"(open+save {best.left_out:.3f} s in the best run):"
     )
     print(
-        f"  warm, best of {len(warm)}: {best.work:.3f} s (range {min(works):.3f}-{max(works):.3f})"
+        f"  warm, best of {len(warm)}: {best.work:.3f} s (range {min(works):.3f}-{max(works):.3f});"
+        f" CPU {min(cpus):.3f}-{max(cpus):.3f} s"
     )
-    print(f"  first call in this process: {first.work:.3f} s")
+    print(f"  first call in this process: {first.work:.3f} s (CPU {first.cpu_work:.3f} s)")
     for number, (run, bpy_s, package_s, wall) in enumerate(fresh, 1):
         print(
-            f"  fresh process {number}: first run {run.work:.3f} s (imports: bpy {bpy_s:.2f} s, "
-            f"add-on {package_s:.2f} s; open+save {run.left_out:.2f} s; process wall {wall:.1f} s)"
+            f"  fresh process {number}: first run {run.work:.3f} s (CPU {run.cpu_work:.3f} s; "
+            f"imports: bpy {bpy_s:.2f} s, add-on {package_s:.2f} s; open+save "
+            f"{run.left_out:.2f} s; process wall {wall:.1f} s)"
         )
     cycles_depth, cycles_bake = min(cycles.depth), min(cycles.bake)
     cycles_total = cycles_depth + cycles_bake
@@ -342,22 +364,19 @@ def print_report(
 
     names = [s for s in dict.fromkeys(stage for stage, _, _ in STAGES) if s not in LEFT_OUT]
     names = [n for n in names if any(n in r.stages for r in [first, *warm])] + ["other"]
-    header = (
-        f"\n{'stage (exclusive seconds)':26s} {'best run':>9s} {'warm min':>9s} {'warm max':>9s}"
-    )
-    header += f" {'1st call':>9s}" + "".join(
-        f" {'fresh ' + str(i + 1):>9s}" for i in range(len(fresh))
-    )
-    print(header)
-    for name in names:
-        values = [r.stage(name) for r in warm]
-        row = f"{name:26s} {best.stage(name):9.3f} {min(values):9.3f} {max(values):9.3f}"
-        row += f" {first.stage(name):9.3f}"
-        row += "".join(f" {run.stage(name):9.3f}" for run, *_ in fresh)
-        print(row)
-    total = f"{'total (work)':26s} {best.work:9.3f} {min(works):9.3f} {max(works):9.3f}"
-    total += f" {first.work:9.3f}" + "".join(f" {run.work:9.3f}" for run, *_ in fresh)
-    print(total)
+    columns = ["best run", "warm min", "warm max", "CPU min", "1st call"]
+    columns += [f"fresh {i + 1}" for i in range(len(fresh))]
+    print(f"\n{'stage (exclusive seconds)':26s}" + "".join(f" {c:>9s}" for c in columns))
+    for name in [*names, "total (work)"]:
+        if name == "total (work)":
+            values, figures = works, [best.work, min(works), max(works), min(cpus), first.work]
+            figures += [run.work for run, *_ in fresh]
+        else:
+            values = [r.stage(name) for r in warm]
+            figures = [best.stage(name), min(values), max(values)]
+            figures += [min(r.stage(name, cpu=True) for r in warm), first.stage(name)]
+            figures += [run.stage(name) for run, *_ in fresh]
+        print(f"{name:26s}" + "".join(f" {value:9.3f}" for value in figures))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,50 @@ def render_texture(
     texel = np.full((height, width), -1, dtype=np.int64)
     if not mask.any():
         return picture, mask, texel
-    tri = local[mask]
-    bary = capture.raster.barycentric[mask].astype(np.float64)
+    xy = _texture_xy(capture, vertices, triangles, uv, uv_triangles, local[mask], mask, size)
+    picture[mask] = sample_bilinear(texture, xy)
+    col = np.clip(xy[:, 0].astype(np.int64), 0, size - 1)
+    row = np.clip(xy[:, 1].astype(np.int64), 0, size - 1)
+    texel[mask] = row * size + col
+    return picture, mask, texel
+
+
+def texture_at_pixels(
+    capture: DepthCapture,
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    uv: np.ndarray,
+    uv_triangles: np.ndarray,
+    first_triangle: int,
+    texture: np.ndarray,
+    pixels: np.ndarray,
+) -> np.ndarray:
+    """(M, C) what :func:`render_texture` shows at the flat view pixels ``pixels`` (which must
+    show the target), without rendering the rest of the view."""
+    local = np.take(capture.raster.triangle, pixels).astype(np.int64) - first_triangle
+    size = texture.shape[0]
+    return sample_bilinear(
+        texture, _texture_xy(capture, vertices, triangles, uv, uv_triangles, local, pixels, size)
+    )
+
+
+def _texture_xy(
+    capture: DepthCapture,
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    uv: np.ndarray,
+    uv_triangles: np.ndarray,
+    tri: np.ndarray,
+    pixels: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    """(M, 2) texture pixel coordinates seen at view pixels (a mask, or flat indices) whose
+    target triangles are ``tri``: UVs interpolated perspective-correctly."""
+    barycentric = capture.raster.barycentric
+    if pixels.dtype == bool:
+        bary = barycentric[pixels].astype(np.float64)
+    else:
+        bary = np.take(barycentric.reshape(-1, 3), pixels, axis=0).astype(np.float64)
     if not capture.view.is_orthographic:
         inverse_w = 1.0 / np.maximum(
             capture.view.project(vertices[triangles[tri].ravel()]).view_depth.reshape(-1, 3),
@@ -44,12 +86,7 @@ def render_texture(
         bary = bary * inverse_w
         bary /= bary.sum(axis=1, keepdims=True)
     pixel_uv = np.einsum("nk,nkc->nc", bary, uv[uv_triangles[tri]])
-    xy = np.stack([pixel_uv[:, 0] * size, (1.0 - pixel_uv[:, 1]) * size], axis=1)
-    picture[mask] = sample_bilinear(texture, xy)
-    col = np.clip(xy[:, 0].astype(np.int64), 0, size - 1)
-    row = np.clip(xy[:, 1].astype(np.int64), 0, size - 1)
-    texel[mask] = row * size + col
-    return picture, mask, texel
+    return np.stack([pixel_uv[:, 0] * size, (1.0 - pixel_uv[:, 1]) * size], axis=1)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
