@@ -341,10 +341,10 @@ def _rerender_psnr(
         return float("nan")
     mesh = target.mesh
     rows, cols = np.nonzero(accepted)
+    pixels = rows * accepted.shape[1] + cols
     rendered = texture_at_pixels(
-        capture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles,
-        target.first_triangle, texture, rows * accepted.shape[1] + cols,
-    )  # fmt: skip
+        capture, mesh.uv, mesh.uv_triangles, target.first_triangle, texture, pixels
+    )
     scale = np.array([picture.shape[1] / accepted.shape[1], picture.shape[0] / accepted.shape[0]])
     centres = np.stack([cols + 0.5, rows + 0.5], axis=1) * scale  # the picture may be any size
     return psnr(rendered, sample_bilinear(picture[..., :3], centres))

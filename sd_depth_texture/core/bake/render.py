@@ -22,8 +22,9 @@ def render_texture(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How the current texture looks from the capture's view (the target's pixels only).
 
-    ``triangles`` are the target's own; in the capture they start at ``first_triangle``. Returns
-    the (H, W, C) picture, the (H, W) mask of target pixels and each pixel's (H, W) texel index
+    ``vertices`` and ``triangles`` are the target's own; in the capture its triangles start at
+    ``first_triangle`` (the capture holds their vertices' view depths already). Returns the
+    (H, W, C) picture, the (H, W) mask of target pixels and each pixel's (H, W) texel index
     into the (size, size) texture (-1 elsewhere). UVs are interpolated perspective-correctly.
     """
     height, width = capture.view_depth.shape
@@ -34,7 +35,8 @@ def render_texture(
     texel = np.full((height, width), -1, dtype=np.int64)
     if not mask.any():
         return picture, mask, texel
-    xy = _texture_xy(capture, vertices, triangles, uv, uv_triangles, local[mask], mask, size)
+    pixels = np.flatnonzero(mask)
+    xy = _texture_xy(capture, uv, uv_triangles, first_triangle, local.ravel()[pixels], pixels, size)
     picture[mask] = sample_bilinear(texture, xy)
     col = np.clip(xy[:, 0].astype(np.int64), 0, size - 1)
     row = np.clip(xy[:, 1].astype(np.int64), 0, size - 1)
@@ -44,8 +46,6 @@ def render_texture(
 
 def texture_at_pixels(
     capture: DepthCapture,
-    vertices: np.ndarray,
-    triangles: np.ndarray,
     uv: np.ndarray,
     uv_triangles: np.ndarray,
     first_triangle: int,
@@ -57,36 +57,40 @@ def texture_at_pixels(
     local = np.take(capture.raster.triangle, pixels).astype(np.int64) - first_triangle
     size = texture.shape[0]
     return sample_bilinear(
-        texture, _texture_xy(capture, vertices, triangles, uv, uv_triangles, local, pixels, size)
+        texture, _texture_xy(capture, uv, uv_triangles, first_triangle, local, pixels, size)
     )
 
 
 def _texture_xy(
     capture: DepthCapture,
-    vertices: np.ndarray,
-    triangles: np.ndarray,
     uv: np.ndarray,
     uv_triangles: np.ndarray,
+    first_triangle: int,
     tri: np.ndarray,
     pixels: np.ndarray,
     size: int,
 ) -> np.ndarray:
-    """(M, 2) texture pixel coordinates seen at view pixels (a mask, or flat indices) whose
-    target triangles are ``tri``: UVs interpolated perspective-correctly."""
-    barycentric = capture.raster.barycentric
-    if pixels.dtype == bool:
-        bary = barycentric[pixels].astype(np.float64)
-    else:
-        bary = np.take(barycentric.reshape(-1, 3), pixels, axis=0).astype(np.float64)
+    """(M, 2) texture pixel coordinates seen at the flat view ``pixels``, which show the
+    target's triangles ``tri``: UVs interpolated perspective-correctly.
+
+    Each pixel's numbers are its own, so the mesh arrays are read in triangle order and the
+    results put back in pixel order: neighbouring pixels of a dense mesh lie far apart in its
+    arrays, and reading them in pixel order missed the cache on almost every read (1M
+    triangles, 63k pixels: 36 ms of gathers in pixel order, 18 ms in triangle order).
+    """
+    order = np.argsort(tri, kind="stable")
+    tri = tri[order]
+    bary = np.take(capture.raster.barycentric.reshape(-1, 3), pixels[order], axis=0)
+    bary = bary.astype(np.float64)
     if not capture.view.is_orthographic:
-        inverse_w = 1.0 / np.maximum(
-            capture.view.project(vertices[triangles[tri].ravel()]).view_depth.reshape(-1, 3),
-            1e-12,
-        )
-        bary = bary * inverse_w
+        corners = np.take(capture.triangles, tri + first_triangle, axis=0)
+        bary = bary * np.take(capture.vertex_affine_depth, corners)  # 1 / view depth
         bary /= bary.sum(axis=1, keepdims=True)
     pixel_uv = np.einsum("nk,nkc->nc", bary, uv[uv_triangles[tri]])
-    return np.stack([pixel_uv[:, 0] * size, (1.0 - pixel_uv[:, 1]) * size], axis=1)
+    xy = np.empty_like(pixel_uv)
+    xy[order, 0] = pixel_uv[:, 0] * size
+    xy[order, 1] = (1.0 - pixel_uv[:, 1]) * size
+    return xy
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
