@@ -69,16 +69,25 @@ def texel_surface(
     texel_triangle = triangle.astype(np.intp)
     b0, b1 = raster.pixel_weights
     position = np.empty((triangle.size, 3), dtype=np.float32)
+    # Two scratch columns serve every axis: fresh memory costs as much as the arithmetic.
+    value = np.empty(triangle.size, dtype=np.float32)
+    along = np.empty(triangle.size, dtype=np.float32)
     for axis in range(3):
-        value = np.take(edge0[axis].astype(np.float32), texel_triangle)
+        np.take(edge0[axis].astype(np.float32), texel_triangle, out=value, mode="clip")
         value *= b0
-        along = np.take(edge1[axis].astype(np.float32), texel_triangle)
+        np.take(edge1[axis].astype(np.float32), texel_triangle, out=along, mode="clip")
         along *= b1
         value += along
-        value += np.take(corner[axis].astype(np.float32), texel_triangle)
+        np.take(corner[axis].astype(np.float32), texel_triangle, out=along, mode="clip")
+        value += along
         position[:, axis] = value
+    del value, along
     normal = _unit_normals(edge0, edge1)
-    offset = normal[:, 0] * corner[0] + normal[:, 1] * corner[1] + normal[:, 2] * corner[2]
+    offset = normal[:, 0] * corner[0]
+    scratch = normal[:, 1] * corner[1]
+    offset += scratch
+    np.multiply(normal[:, 2], corner[2], out=scratch)
+    offset += scratch
     return TexelSurface(
         size=size,
         texel=raster.pixel,
@@ -113,16 +122,17 @@ def _unit_normals(edge0: list[np.ndarray], edge1: list[np.ndarray]) -> np.ndarra
     With the edges from corner 2, (c0 - c2) x (c1 - c2) = (c1 - c0) x (c2 - c0): the normal of
     Blender's winding.
     """
-    cross = np.stack(
-        [
-            edge0[1] * edge1[2] - edge0[2] * edge1[1],
-            edge0[2] * edge1[0] - edge0[0] * edge1[2],
-            edge0[0] * edge1[1] - edge0[1] * edge1[0],
-        ],
-        axis=1,
-    )
+    count = edge0[0].size
+    cross = np.empty((count, 3))
+    scratch = np.empty(count)
+    for axis, (a, b) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.multiply(edge0[a], edge1[b], out=cross[:, axis])
+        np.multiply(edge0[b], edge1[a], out=scratch)
+        cross[:, axis] -= scratch
     length = np.sqrt(np.einsum("fc,fc->f", cross, cross))
-    return cross / np.where(length > 0, length, 1.0)[:, None]
+    length[~(length > 0)] = 1.0
+    cross /= length[:, None]
+    return cross
 
 
 _SURFACE_CACHE: OrderedDict[str, TexelSurface] = OrderedDict()
