@@ -1,8 +1,10 @@
 """Per-view overhead of a whole-object run, everything but the diffusion itself.
 
 Runs a 10-view whole-object texturing of the Spot cow (../shared/assets/spot_cow; a subdivided
-Suzanne where that is absent) at 2048x2048 with a picture maker that returns a ready picture, so
-what is timed is depth, rendering the current texture, masks, projection, fill and the report.
+Suzanne where that is absent) at 2048x2048 through the one flow (``flow.prepare`` then
+``Run.compute``), projecting a ready picture per view instead of generating one, so what is
+timed is reading the scene and the UV layout, and per view the depth, rendering the current
+texture, masks and projection, then fill, margin and the report. Nothing is written.
 
     .venv/bin/python benchmarks/bench_multiview.py [--views 10] [--texture-size 2048]
 """
@@ -20,7 +22,8 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sd_depth_texture.blender import engine, sample, whole  # noqa: E402
+from sd_depth_texture.blender import flow, sample  # noqa: E402
+from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource  # noqa: E402
 
 COW = REPO.parent / "shared" / "assets" / "spot_cow" / "cow.obj"
 
@@ -49,20 +52,23 @@ def main() -> None:
     subject = load_subject()
     rng = np.random.default_rng(0)
     picture = rng.random((args.resolution, args.resolution, 3)).astype(np.float32)
+    request = TextureRequest(
+        views=ViewSource(resolution=args.resolution, orbit=args.views),
+        targets=(subject.name,),
+        pictures=(picture,) * args.views,
+        output=OutputOptions(texture_size=args.texture_size),
+    )
     print(f"{subject.name}: {len(subject.data.polygons)} faces, {args.views} views, "
           f"texture {args.texture_size}^2, views {args.resolution}^2")  # fmt: skip
     for attempt in range(args.repeat):
         start = time.perf_counter()
-        (job,), _created = whole.prepare(
-            bpy.context.scene, bpy.context.view_layer, [subject],
-            lambda obj, mesh: whole.orbit_for(obj, args.views, args.resolution, mesh),
-            engine.Options(texture_size=args.texture_size),
-        )  # fmt: skip
+        run = flow.prepare(request)
         read = time.perf_counter() - start
         start = time.perf_counter()
-        whole.paint(job, lambda _request: picture)
+        computed = run.compute()
         painted = time.perf_counter() - start
-        report = job.report
+        run.abort()  # nothing is written: undo what prepare changed, if anything
+        report = computed.painted[subject.name].report
         per_view = {
             key: float(np.mean([v["seconds"][key] for v in report.views]))
             for key in ("views", "projection")
@@ -76,8 +82,6 @@ def main() -> None:
             f"total non-diffusion per view {(read + painted) / used * 1000:.0f} ms; "
             f"coverage before fill {report.coverage_before_fill:.3f}"
         )
-        report.views.clear()
-        report.notes.clear()
 
 
 if __name__ == "__main__":
