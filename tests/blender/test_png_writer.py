@@ -64,6 +64,10 @@ def test_without_a_blend_path_the_texture_is_packed(addon, tmp_path, texture):
     assert image == old and stored == "packed in the .blend"
     assert image.packed_file is not None
     np.testing.assert_array_equal(stored_bytes(image), blender_png(tmp_path, texture))
+    again, _ = images.write_texture("T SD Texture", texture[::-1])  # packed over packed
+    assert again == image
+    np.testing.assert_array_equal(stored_bytes(image)[..., :3], to_8bit(texture[::-1]))
+    image, _ = images.write_texture("T SD Texture", texture)
 
     image.use_fake_user = True
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "packed.blend"))
