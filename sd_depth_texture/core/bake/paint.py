@@ -275,7 +275,7 @@ def _paint_view(
         seen = seen_texels(target.surface, capture)
         col = np.clip(seen.xy[:, 0].astype(np.int64), 0, capture.view.width - 1)
         row = np.clip(seen.xy[:, 1].astype(np.int64), 0, capture.view.height - 1)
-        on_edge = edges[row, col]
+        on_edge = np.take(edges.ravel(), row * capture.view.width + col)
         reliable, edge_only = seen.subset(~on_edge), seen.subset(on_edge)
         record = integrate(state, reliable, picture, capture)
         if edge_only.index.size:
