@@ -2,7 +2,8 @@
 side by side with Cycles doing the same two jobs in the same run.
 
     .venv/bin/python benchmarks/bench_cli.py [--triangles 1000000] [--resolution 512]
-        [--texture-size 2048] [--repeat 5] [--fresh 2] [--cycles-repeat 1] [--keep DIR]
+        [--texture-size 2048] [--repeat 5] [--fresh 2] [--cycles-repeat 1] [--cold-surface]
+        [--keep DIR]
 
 The benchmark builds its scene (Suzanne with her own UVs, subdivided and applied, and a camera
 framing her), saves it as a .blend with a picture to project, then times, in one process:
@@ -18,9 +19,13 @@ framing her), saves it as a .blend with a picture to project, then times, in one
   the picture into a texture of the same size (Blender's own way to write every texel of a UV
   texture), each with its scene sync and BVH build, as Cycles redoes them every time.
 
+Warm runs reuse the cached UV layout, as re-runs in one Blender session do; ``--cold-surface``
+forgets it before each (a changed mesh). ``--keep DIR`` builds the scene there and keeps it.
+
 Each stage is timed by wrapping the function that does it (exclusive time: a stage's figure
 leaves out the stages it calls), so the breakdown adds up to the whole. Timings are printed,
-never asserted. The machine is shared: run it several times and read the best and the ranges.
+never asserted. CPU seconds (all threads) are printed beside wall seconds: on a shared machine
+they move less. Run it several times and read the best and the ranges.
 """
 
 from __future__ import annotations
@@ -79,14 +84,12 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("start colours", "sd_depth_texture.blender.flow", "_start_colours"),
     ("view masks", "sd_depth_texture.core.bake.paint", "depth_edges"),
     ("view masks", "sd_depth_texture.core.bake.paint", "pixel_facing"),
-    ("view masks", "sd_depth_texture.core.bake.paint", "render_texture"),
     ("projection/paint", "sd_depth_texture.core.bake.paint", "seen_texels"),
     ("projection/paint", "sd_depth_texture.core.bake.paint", "integrate"),
     ("projection/paint", "sd_depth_texture.core.bake.paint", "sample_seen"),
     ("fill", "sd_depth_texture.core.bake.paint", "fill_unpainted"),
     ("margin", "sd_depth_texture.core.bake.paint", "dilate_margin"),
     ("report PSNR", "sd_depth_texture.core.bake.paint", "_rerender_psnr"),
-    ("report PSNR", "sd_depth_texture.core.bake.paint", "_view_psnr"),
     ("images", "sd_depth_texture.blender.images", "array_to_image"),
     ("images", "sd_depth_texture.blender.images", "write_texture"),
     ("images", "sd_depth_texture.blender.flow", "keep_depth"),
