@@ -7,7 +7,8 @@ What is compared, on the same UV-mapped sphere and camera:
 
 - ours: reading the evaluated mesh (``mesh_arrays``), the depth capture at resolution^2
   (``capture_depth`` + ``depth_for_model``) and the projection of a resolution^2 picture into a
-  texture (``texel_surface`` + ``project_view`` + ``blend_into_texture`` + ``dilate_margin``);
+  texture (``texel_surface`` + ``seen_texels`` + ``integrate`` + ``dilate_margin``: the UV
+  layout, the depth-tested texels, folding the picture into the texture and the island margin);
   the first (cold) run and the best of ``--repeat`` warm runs;
 - Cycles: a 1-sample Depth-pass render at resolution^2 (what a Cycles-based depth capture would
   cost) and a 1-sample emission bake into a texture of the same size (Blender's own way to write
@@ -41,9 +42,11 @@ for _path in (REPO, REPO / "tests"):
 from support import cycles_render  # noqa: E402
 
 from sd_depth_texture.blender import sample, scene  # noqa: E402
-from sd_depth_texture.core.bake.blending import blend_into_texture, project_view  # noqa: E402
+from sd_depth_texture.core.bake.blending import TextureState, integrate  # noqa: E402
+from sd_depth_texture.core.bake.color import UNFILLED_GREY  # noqa: E402
 from sd_depth_texture.core.bake.margin import dilate_margin  # noqa: E402
 from sd_depth_texture.core.bake.surface import texel_surface  # noqa: E402
+from sd_depth_texture.core.bake.visibility import seen_texels  # noqa: E402
 from sd_depth_texture.core.geometry.depth import capture_depth, depth_for_model  # noqa: E402
 from sd_depth_texture.core.geometry.views import View  # noqa: E402
 from sd_depth_texture.defaults import MARGIN  # noqa: E402
@@ -217,12 +220,12 @@ STEPS = (
     "capture_depth",
     "depth_for_model",
     "texel_surface",
-    "project_view",
-    "blend_into_texture",
+    "seen_texels",
+    "integrate",
     "dilate_margin",
 )
 DEPTH_STEPS = ("capture_depth", "depth_for_model")
-PROJECTION_STEPS = ("texel_surface", "project_view", "blend_into_texture", "dilate_margin")
+PROJECTION_STEPS = ("texel_surface", "seen_texels", "integrate", "dilate_margin")
 
 
 class Stopwatch:
@@ -294,12 +297,15 @@ def run_ours(
             mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, texture_size
         )
         watch.lap("texel_surface")
-        samples = project_view(surface, capture, picture)
-        watch.lap("project_view")
-        blank = np.zeros((texture_size, texture_size, 4), dtype=np.float32)
-        texture, written = blend_into_texture(blank, surface, samples)
-        watch.lap("blend_into_texture")
-        dilate_margin(texture, surface.mask, margin)
+        seen = seen_texels(surface, capture)
+        watch.lap("seen_texels")
+        state = TextureState.empty(surface.texel.size, UNFILLED_GREY)
+        integrate(state, seen, picture, capture)
+        texture = np.full((texture_size * texture_size, 3), UNFILLED_GREY, dtype=np.float32)
+        texture[surface.texel] = state.color
+        written = state.painted
+        watch.lap("integrate")
+        dilate_margin(texture.reshape(texture_size, texture_size, 3), surface.mask, margin)
         watch.lap("dilate_margin")
         runs.append({**watch.laps, "total": watch.elapsed})
     return Ours(

@@ -1,8 +1,10 @@
 """Per-view overhead of a whole-object run, everything but the diffusion itself.
 
 Runs a 10-view whole-object texturing of the Spot cow (../shared/assets/spot_cow; a subdivided
-Suzanne where that is absent) at 2048x2048 with a picture maker that returns a ready picture, so
-what is timed is depth, rendering the current texture, masks, projection, fill and the report.
+Suzanne where that is absent) at 2048x2048 through the one flow (``flow.prepare`` then
+``Run.compute``), projecting a ready picture per view instead of generating one, so what is
+timed is reading the scene and the UV layout, and per view the depth, rendering the current
+texture, masks and projection, then fill, margin and the report. Nothing is written.
 
     .venv/bin/python benchmarks/bench_multiview.py [--views 10] [--texture-size 2048]
 """
@@ -50,14 +52,14 @@ def main() -> None:
     subject = load_subject()
     rng = np.random.default_rng(0)
     picture = rng.random((args.resolution, args.resolution, 3)).astype(np.float32)
-    print(f"{subject.name}: {len(subject.data.polygons)} faces, {args.views} views, "
-          f"texture {args.texture_size}^2, views {args.resolution}^2")  # fmt: skip
     request = TextureRequest(
         views=ViewSource(resolution=args.resolution, orbit=args.views),
         targets=(subject.name,),
         pictures=(picture,) * args.views,
         output=OutputOptions(texture_size=args.texture_size),
     )
+    print(f"{subject.name}: {len(subject.data.polygons)} faces, {args.views} views, "
+          f"texture {args.texture_size}^2, views {args.resolution}^2")  # fmt: skip
     for attempt in range(args.repeat):
         start = time.perf_counter()
         run = flow.prepare(request)
@@ -65,7 +67,7 @@ def main() -> None:
         start = time.perf_counter()
         computed = run.compute()
         painted = time.perf_counter() - start
-        run.abort()  # nothing is written: the benchmark leaves the scene as it was
+        run.abort()  # nothing is written: undo what prepare changed, if anything
         report = computed.painted[subject.name].report
         per_view = {
             key: float(np.mean([v["seconds"][key] for v in report.views]))

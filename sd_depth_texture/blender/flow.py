@@ -283,10 +283,11 @@ class Run:
     def _apply(self, objects: dict[str, bpy.types.Object], computed: Computed) -> None:
         """Stage 3b, once every file is in place: images, their files, materials, depth map."""
         for name, obj in objects.items():
-            image = images.array_to_image(
-                targets.texture_name(name), computed.painted[name].texture
+            image, _ = images.texture_image(
+                targets.texture_name(name),
+                computed.painted[name].texture,
+                self.plan.textures.get(name),
             )
-            images.store_texture(image, self.plan.textures.get(name))
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
             materials.wire_material(obj, image, uv_map)
         if computed.depth is not None:

@@ -8,10 +8,12 @@ import os
 import bpy
 import numpy as np
 
+from ..core.bake import png
+
 log = logging.getLogger(__name__)
 
 PACKED = "packed in the .blend"  # where a texture of an unsaved file is stored
-_SCRATCH_IMAGE = ".SD scratch"
+_NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never read from a file
 
 
 def array_to_image(
@@ -86,35 +88,47 @@ def relative_to_open_file(path: str) -> str:
 
 
 def write_png(pixels: np.ndarray, path: str) -> str:
-    """Write an (H, W, C) array in [0, 1] as an 8-bit sRGB PNG, leaving no image behind.
+    """Write an (H, W, 3) array in [0, 1] as the 8-bit sRGB PNG Blender would store, straight
+    from the array (:mod:`..core.bake.png`): the texture's file is written before its image is
+    touched (see :meth:`..flow.Run.finish`), and no Blender image is filled pixel by pixel."""
+    return png.write_png(path, pixels)
 
-    The texture's file is written before its image is touched (see :meth:`..flow.Run.finish`),
-    so it goes through a scratch image that is removed again.
+
+def texture_image(name: str, texture: np.ndarray, path: str | None) -> tuple[bpy.types.Image, str]:
+    """The image ``name`` showing the texture whose PNG is already written at ``path``, or, for
+    None (an unsaved file), the texture packed into the .blend. Returns the image and where the
+    texture is stored.
+
+    The image reads its file lazily, so nothing is decoded until the texture is shown or read.
+    An existing image of that name is reloaded in place, so materials that use it keep it. Its
+    path is relative, so the .blend and its textures move together.
     """
-    scratch = array_to_image(_SCRATCH_IMAGE, pixels)
-    try:
-        scratch.filepath_raw = path
-        scratch.file_format = "PNG"
-        scratch.save()
-    finally:
-        bpy.data.images.remove(scratch)
-    return path
-
-
-def store_texture(image: bpy.types.Image, path: str | None) -> str:
-    """Point the texture at its PNG, already written at ``path``; pack it when there is none
-    (an unsaved file). Returns where the texture is stored.
-
-    The path is relative to the open .blend, so the .blend and its textures move together.
-    The pixels are read back from the file, so the image is the file, not an unsaved copy.
-    """
-    image.file_format = "PNG"
+    image = _file_image(name, path)
     if path is None:
-        image.pack()
-        return PACKED
-    image.filepath_raw = relative_to_open_file(path)
+        data = png.encode_png(texture)
+        image.pack(data=data, data_len=len(data))
+        image.buffers_free()  # any pixels it held are stale: read the packed PNG on use
+        return image, PACKED
+    return image, path
+
+
+def _file_image(name: str, path: str | None) -> bpy.types.Image:
+    """The image ``name`` made to read the PNG at ``path`` (by a relative path) or, for None,
+    the packed data about to be given; nothing is loaded yet."""
+    image = bpy.data.images.get(name)
+    if image is None or image.library is not None or image.type in _NOT_FILE_IMAGES:
+        if path is None:
+            image = bpy.data.images.new(name, 1, 1)
+        else:
+            image = bpy.data.images.load(path, check_existing=False)
+            image.name = name
     if image.packed_file is not None:
-        image.unpack(method="REMOVE")
+        image.unpack(method="REMOVE")  # drops the packed copy; the new PNG replaces it
     image.source = "FILE"
-    image.reload()
-    return path
+    image.filepath_raw = relative_to_open_file(path) if path is not None else ""
+    image.file_format = "PNG"
+    image.colorspace_settings.name = "sRGB"
+    image.alpha_mode = "CHANNEL_PACKED"
+    if path is not None:
+        image.reload()
+    return image

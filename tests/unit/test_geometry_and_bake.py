@@ -350,6 +350,45 @@ def test_margin_pads_islands_with_their_edge_colours_only_so_far():
     np.testing.assert_array_equal(dilate_margin(texture, filled, 0), texture)
 
 
+def _margin_ring_by_ring(texture: np.ndarray, filled: np.ndarray, margin: int) -> np.ndarray:
+    """The margin's definition, spelled out: each ring found over the whole texture, each ring
+    texel the mean of its filled 8-neighbours, summed in the fixed neighbour order."""
+    done = np.pad(filled, 1)
+    colour = np.pad(texture.astype(np.float32), ((1, 1), (1, 1), (0, 0)))
+    steps = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    for _ in range(margin):
+        grown = np.zeros_like(done)
+        for dy, dx in steps:
+            grown[1:-1, 1:-1] |= done[
+                1 + dy : done.shape[0] - 1 + dy, 1 + dx : done.shape[1] - 1 + dx
+            ]
+        rows, cols = np.nonzero(grown & ~done)
+        total = np.zeros((rows.size, colour.shape[2]), dtype=np.float32)
+        count = np.zeros((rows.size, 1), dtype=np.float32)
+        for dy, dx in steps:
+            near = done[rows + dy, cols + dx][:, None]
+            total += colour[rows + dy, cols + dx] * near
+            count += near
+        colour[rows, cols] = total / count
+        done[rows, cols] = True
+    return colour[1:-1, 1:-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_margin_is_bit_for_bit_the_ring_by_ring_definition(seed):
+    rng = np.random.default_rng(seed)
+    height, width = rng.integers(1, 48, 2)
+    texture = rng.random((height, width, rng.choice([1, 3, 4])), dtype=np.float32)
+    filled = rng.random((height, width)) < rng.uniform(0.0, 0.2)
+    margin = int(rng.integers(1, 20))
+    expected = _margin_ring_by_ring(texture, filled, margin)
+    padded = dilate_margin(texture, filled, margin)
+    np.testing.assert_array_equal(padded.view(np.uint32), expected.view(np.uint32))
+    own = texture.copy()
+    assert dilate_margin(own, filled, margin, in_place=True) is own
+    np.testing.assert_array_equal(own, expected)
+
+
 def test_texel_surfaces_are_reused_only_while_mesh_uvs_and_size_are_unchanged():
     first = cached_texel_surface(QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 16)
     assert cached_texel_surface(QUAD.copy(), QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, 16) is first

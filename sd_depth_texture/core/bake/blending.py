@@ -140,9 +140,10 @@ def integrate(
         return record
     color = sample_seen(picture[..., :3], seen, capture)
     index, facing = seen.index, seen.facing
-    weight = facing.astype(np.float32) ** FACING_POWER
-    painted = state.best_facing[index] > 0
-    better = facing > state.best_facing[index]
+    weight = np.asarray(facing, dtype=np.float32) ** FACING_POWER
+    best = state.best_facing[index]
+    painted = best > 0
+    better = facing > best
     new = ~painted
     refine = painted & better
     if painted.any():
@@ -150,15 +151,23 @@ def integrate(
         record.overlap_difference = float(difference)
 
     write = new | refine
-    target = index[write]
-    old_weight = state.weight[target][:, None]
-    new_weight = weight[write][:, None]
-    state.color[target] = (old_weight * state.color[target] + new_weight * color[write]) / (
-        old_weight + new_weight
-    )
-    state.weight[target] += weight[write]
-    state.best_facing[target] = np.maximum(state.best_facing[target], facing[write])
-    total = index.size
+    if not write.all():  # the first view writes every texel it sees: nothing to pick out
+        index, facing, weight, color, best = (
+            values[write] for values in (index, facing, weight, color, best)
+        )
+    # (old weight * old colour + new weight * new colour) / (old weight + new weight), worked
+    # out in place in the colour arrays this function owns.
+    old_weight = state.weight[index][:, None]
+    new_weight = weight[:, None]
+    blended = state.color[index]
+    blended *= old_weight
+    color *= new_weight
+    blended += color
+    blended /= old_weight + new_weight
+    state.color[index] = blended
+    state.weight[index] += weight
+    state.best_facing[index] = np.maximum(best, facing)
+    total = seen.index.size
     record.new = float(new.sum()) / total
     record.refined = float(refine.sum()) / total
     record.kept = float((painted & ~better).sum()) / total

@@ -32,9 +32,9 @@ from .blending import TextureState, integrate, keep_mask
 from .color import UNFILLED_GREY
 from .fill import fill_unpainted
 from .margin import dilate_margin
-from .render import psnr, render_texture
+from .render import psnr, render_texture, texture_at_pixels
 from .sampling import sample_bilinear, sample_seen
-from .surface import TexelSurface, face_normals, shared_texel_fraction
+from .surface import TexelSurface, shared_texel_fraction
 from .visibility import GRAZING_ANGLE_DEG, depth_edges, pixel_facing, seen_texels
 
 log = logging.getLogger(__name__)
@@ -111,37 +111,63 @@ class _Progressing:
     target: PaintTarget
     state: TextureState
     normals: np.ndarray
-    surface_index: np.ndarray  # (S * S,) texel -> surface index, -1 off the islands
-    current: np.ndarray  # (S, S, 3) the texture as painted so far
     report: TargetReport
     # Per painted view: its capture, picture and the pixels the view could use.
     done: list[tuple[str, DepthCapture, np.ndarray, np.ndarray]] = field(default_factory=list)
+    # Made when a later view first needs them, so a run of one view never builds them.
+    _surface_index: np.ndarray | None = None
+    _current: np.ndarray | None = None
 
     @classmethod
     def begin(cls, target: PaintTarget) -> _Progressing:
         surface = target.surface
-        size = surface.size
         if target.start is None:
             state = TextureState.empty(surface.texel.size, UNFILLED_GREY)
         else:
             state = TextureState.over(target.start)
-        surface_index = np.full(size * size, -1, dtype=np.int64)
-        surface_index[surface.texel] = np.arange(surface.texel.size)
-        current = np.full((size, size, 3), UNFILLED_GREY, dtype=np.float32)
-        current.reshape(-1, 3)[surface.texel] = state.color
         return cls(
             target=target,
             state=state,
-            normals=face_normals(target.mesh.vertices, target.mesh.triangles),
-            surface_index=surface_index,
-            current=current,
+            # The surface holds the same unit normals face_normals would compute again.
+            normals=surface.triangle_normal.astype(np.float32),
             report=TargetReport(name=target.name),
         )
+
+    @property
+    def surface_index(self) -> np.ndarray:
+        """(S * S,) texel -> surface index, -1 off the islands."""
+        if self._surface_index is None:
+            surface = self.target.surface
+            index = np.full(surface.size * surface.size, -1, dtype=np.int64)
+            index[surface.texel] = np.arange(surface.texel.size)
+            self._surface_index = index
+        return self._surface_index
+
+    @property
+    def current(self) -> np.ndarray:
+        """(S, S, 3) the texture as painted so far (kept up to date once made)."""
+        if self._current is None:
+            self._current = _texture(self.target.surface, self.state.color)
+        return self._current
+
+    def painted_over(self, index: np.ndarray) -> None:
+        """Bring :attr:`current` up to date where the state's colours ``index`` changed."""
+        if self._current is not None:
+            texel = self.target.surface.texel[index]
+            self._current.reshape(-1, 3)[texel] = self.state.color[index]
 
     def pixels(self, capture: DepthCapture) -> np.ndarray:
         """(H, W) bool: the view's pixels that show this target."""
         local = capture.raster.triangle.astype(np.int64) - self.target.first_triangle
         return (local >= 0) & (local < self.target.mesh.triangles.shape[0])
+
+
+def _texture(surface: TexelSurface, colors: np.ndarray) -> np.ndarray:
+    """(S, S, 3) float32: ``colors`` on the surface's texels, the unfilled grey elsewhere."""
+    size = surface.size
+    texture = np.full((size, size, 3), UNFILLED_GREY, dtype=np.float32)
+    texture.reshape(-1, 3)[surface.texel] = colors
+    return texture
 
 
 def paint_group(
@@ -252,14 +278,12 @@ def _paint_view(
         seen = seen_texels(target.surface, capture)
         col = np.clip(seen.xy[:, 0].astype(np.int64), 0, capture.view.width - 1)
         row = np.clip(seen.xy[:, 1].astype(np.int64), 0, capture.view.height - 1)
-        on_edge = edges[row, col]
+        on_edge = np.take(edges.ravel(), row * capture.view.width + col)
         reliable, edge_only = seen.subset(~on_edge), seen.subset(on_edge)
         record = integrate(state, reliable, picture, capture)
         if edge_only.index.size:
             state.note_edges(edge_only, sample_seen(picture[..., :3], edge_only, capture))
-        progressing.current.reshape(-1, 3)[target.surface.texel[reliable.index]] = state.color[
-            reliable.index
-        ]
+        progressing.painted_over(reliable.index)
         record.label = named.label
         record.coverage = reliable.index.size / max(target.surface.texel.size, 1)
         record.seconds = {**seconds, "projection": time.perf_counter() - start}
@@ -282,9 +306,8 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
         colors, report.fill_rings = fill_unpainted(
             surface, state, target.mesh.triangles, target.mesh.vertices.shape[0]
         )
-    texture = np.full((size * size, 3), UNFILLED_GREY, dtype=np.float32)
-    texture[surface.texel] = colors
-    texture = dilate_margin(texture.reshape(size, size, 3), surface.mask, margin)
+    progressing._current = None  # the texture below replaces it: free it first
+    texture = dilate_margin(_texture(surface, colors), surface.mask, margin, in_place=True)
     mask = np.zeros(size * size, dtype=bool)
     mask[surface.texel[painted]] = True
     report.seconds["fill"] = time.perf_counter() - start
@@ -319,15 +342,18 @@ def _rerender_psnr(
     texture: np.ndarray,
 ) -> float:
     """PSNR of the final texture seen from a view against that view's picture, over the pixels
-    the view could use (``accepted``: on the target, not grazing, not on a depth edge)."""
+    the view could use (``accepted``: on the target, not grazing, not on a depth edge).
+
+    Only those pixels are rendered: the same numbers a whole render gives there, for less.
+    """
     if not accepted.any():
         return float("nan")
     mesh = target.mesh
-    rendered, _, _ = render_texture(
-        capture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles,
-        target.first_triangle, texture,
-    )  # fmt: skip
     rows, cols = np.nonzero(accepted)
+    pixels = rows * accepted.shape[1] + cols
+    rendered = texture_at_pixels(
+        capture, mesh.uv, mesh.uv_triangles, target.first_triangle, texture, pixels
+    )
     scale = np.array([picture.shape[1] / accepted.shape[1], picture.shape[0] / accepted.shape[0]])
     centres = np.stack([cols + 0.5, rows + 0.5], axis=1) * scale  # the picture may be any size
-    return psnr(rendered[accepted], sample_bilinear(picture[..., :3], centres))
+    return psnr(rendered, sample_bilinear(picture[..., :3], centres))

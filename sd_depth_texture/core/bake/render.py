@@ -53,6 +53,26 @@ def render_texture(
     return picture, mask, texel
 
 
+def texture_at_pixels(
+    capture: DepthCapture,
+    uv: np.ndarray,
+    uv_triangles: np.ndarray,
+    first_triangle: int,
+    texture: np.ndarray,
+    pixels: np.ndarray,
+) -> np.ndarray:
+    """(M, C) what :func:`render_texture` shows at the flat view pixels ``pixels`` (which must
+    show the target), without rendering the rest of the view."""
+    raster = capture.raster
+    at = np.searchsorted(raster.pixel, pixels)  # covered pixels are in ascending order
+    tri = np.take(raster.pixel_triangle, at).astype(np.int64) - first_triangle
+    bary = np.take(capture.surface_barycentric(), at, axis=0)
+    pixel_uv = np.einsum("nk,nkc->nc", bary, uv[uv_triangles[tri]])
+    size = texture.shape[0]
+    xy = np.stack([pixel_uv[:, 0] * size, (1.0 - pixel_uv[:, 1]) * size], axis=1)
+    return sample_bilinear(texture, xy)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB of two [0, 1] colour arrays."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
