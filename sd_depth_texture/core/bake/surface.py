@@ -192,17 +192,21 @@ def shared_texel_fraction(surface: TexelSurface, uv: np.ndarray, uv_triangles: n
     A shared texel keeps one surface point (the face the UV raster drew last), so it shows the
     colour painted for that face.
     """
-    corners = (
-        np.asarray(uv, dtype=np.float64)[np.asarray(uv_triangles, dtype=np.intp)] * surface.size
-    )
-    edge0, edge1 = corners[:, 0] - corners[:, 2], corners[:, 1] - corners[:, 2]
-    area = 0.5 * np.abs(edge0[:, 0] * edge1[:, 1] - edge0[:, 1] * edge1[:, 0]).sum()
+    uv = np.asarray(uv)
+    corners = [np.ascontiguousarray(uv_triangles[:, k]) for k in range(3)]
+    u = [np.take(uv[:, 0].astype(np.float32), c) for c in corners]
+    v = [np.take(uv[:, 1].astype(np.float32), c) for c in corners]
+    twice_area = np.abs((u[0] - u[2]) * (v[1] - v[2]) - (u[1] - u[2]) * (v[0] - v[2]))
+    area = 0.5 * float(twice_area.sum(dtype=np.float64)) * surface.size * surface.size
     covered = max(surface.texel.size, 1)
     return float(max(0.0, (area - covered) / covered))
 
 
 def outside_faces_fraction(uv: np.ndarray, uv_triangles: np.ndarray) -> float:
     """Share of faces whose UV centre lies outside the 0-1 square (UDIM tiles, unpacked UVs)."""
-    centres = np.asarray(uv, dtype=np.float64)[np.asarray(uv_triangles, dtype=np.intp)].mean(axis=1)
+    uv = np.asarray(uv)
+    if uv.size == 0 or (uv.min() >= 0.0 and uv.max() <= 1.0):
+        return 0.0  # the usual case, without touching the faces
+    centres = uv[np.asarray(uv_triangles, dtype=np.intp)].mean(axis=1)
     outside = np.any((centres < 0.0) | (centres > 1.0), axis=1)
     return float(outside.mean()) if outside.size else 0.0
