@@ -15,15 +15,6 @@ from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.cli import main as cli
 
 
-@pytest.fixture
-def sample_blend(tmp_path, addon) -> Path:
-    sample.build_sample_scene()
-    path = tmp_path / "scene" / "sample.blend"
-    path.parent.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return path
-
-
 def test_texture_writes_the_blend_with_its_textures_beside_it(sample_blend, tiny_model_dir, capsys):
     output = sample_blend.parent.parent / "out" / "textured.blend"
     output.parent.mkdir()

@@ -16,15 +16,6 @@ from sd_depth_texture.blender import flow, images, sample
 from sd_depth_texture.cli import main as cli
 
 
-@pytest.fixture
-def sample_blend(tmp_path, addon) -> Path:
-    sample.build_sample_scene()
-    path = tmp_path / "scene" / "sample.blend"
-    path.parent.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return path
-
-
 def picture_file(path: Path, colour, size=(256, 384)) -> Path:
     """A flat-colour PNG of the camera's 3:2 aspect."""
     picture = np.zeros((*size, 3), dtype=np.float32)
