@@ -21,6 +21,7 @@ import bpy
 import numpy as np
 import pytest
 from support.fingerprints import folder_fingerprint, scene_fingerprint
+from support.scenes import save_sample
 
 from sd_depth_texture.blender import files, flow, images, outputs, sample
 from sd_depth_texture.blender.targets import texture_name
@@ -47,11 +48,7 @@ def write_picture(path: Path, colour: tuple[float, float, float]) -> Path:
 @pytest.fixture
 def source(tmp_path, addon) -> Path:
     """The sample scene saved as ``scene/scene.blend``."""
-    sample.build_sample_scene()
-    path = tmp_path / "scene" / "scene.blend"
-    path.parent.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return path
+    return save_sample(tmp_path / "scene" / "scene.blend")
 
 
 @pytest.fixture
