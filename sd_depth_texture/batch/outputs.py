@@ -1,15 +1,16 @@
 """Where a batch writes, and what it refuses to write over. No bpy.
 
-Every path a run writes is named here (the output .blend, its textures, the previews and the
-staging place beside each), so the planner can check them all before any work and the worker
-writes exactly those. The rules, each a one-line refusal before anything is written:
+Every path a run writes is named here (the output .blend, its texture folder, the previews and
+the staging place beside each; the texture files in that folder are named by the flow's one
+rule, :func:`..blender.outputs.texture_path`), so the planner can check them all before any
+work and the worker writes exactly those. The rules, each a one-line refusal before anything is written:
 
 * ``--out`` is a folder this process can write, and neither lies in a source folder nor holds
   one (its outputs would land on sources), unless ``--in-place``, which writes into the
   sources by design (with backups);
 * no output is a source file;
 * no existing file the run would write was written by something other than a batch: an output
-  .blend without an in-file batch record, a texture or preview no batch record names, a
+  .blend without an in-file batch record, a preview no batch record names, a
   contact sheet the batch did not make (the manifest checks itself,
   :meth:`.records.Manifest.verify`);
 * one batch at a time per ``--out``: :class:`OutLock`.
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".batch.lock"
 #: Staged files wait here, beside their final place, until the record naming them is committed.
 STAGING = ".staging"
-TEXTURE_SUFFIX = "_SD_Texture.png"
 # Blender's bpy.path.clean_name keeps these (and every character from U+00FF up).
 _NAME_SAFE = frozenset("-_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -71,17 +71,13 @@ def output_paths(source: SourceFile, out: str, in_place: bool) -> dict[str, str 
 
 
 def asset_file_name(asset: str) -> str:
-    """The asset's name for files: cleaned, and tagged with a hash of the exact name where
+    """The asset's name for its preview: cleaned, and tagged with a hash of the exact name where
     cleaning changed it, so assets such as ``A.B`` and ``A_B`` in one file never share a file
     (and each keeps its name across runs)."""
     safe = file_safe_name(asset)
     if safe == asset:
         return safe
     return f"{safe}-{hashlib.sha1(asset.encode('utf-8')).hexdigest()[:8]}"
-
-
-def texture_path(task: FileTask, asset: str) -> str:
-    return os.path.join(task.texture_dir, asset_file_name(asset) + TEXTURE_SUFFIX)
 
 
 def preview_path(task: FileTask, asset: str) -> str:
@@ -193,9 +189,11 @@ def refuse_foreign_files(
             record = read_record(task.output) or {}
             owned.update(path for entry in record.values() for path in record_paths(entry))
         for job in task.jobs:
-            for path in (texture_path(task, job.asset), preview_path(task, job.asset)):
-                if os.path.lexists(path) and os.path.normpath(path) not in owned:
-                    raise _foreign(path)
+            # Textures need no check here: the flow names them and never writes over a file
+            # the output does not own (it takes the next free name).
+            path = preview_path(task, job.asset)
+            if os.path.lexists(path) and os.path.normpath(path) not in owned:
+                raise _foreign(path)
     if sheet is not None and os.path.lexists(sheet) and not is_sheet(sheet):
         raise _foreign(sheet)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import TextureError
+from ..core.validation import check_settings
 from . import outputs
 from .prompts import PromptSource
 from .records import (
@@ -34,47 +35,47 @@ from .sources import catalog_file, read_catalogs, resolve_sources, source_folder
 
 log = logging.getLogger(__name__)
 
-#: Options that do not change an asset's pixels; everything else a run was given does, so a rerun
-#: with other settings is refused instead of mixing two kinds of result in one output.
-NON_PIXEL_OPTIONS = frozenset(
-    {
-        "command",
-        "sources",
-        "out",
-        "manifest",
-        "retry_failed",
-        "in_place",
-        "contact_sheet",
-        "preview_size",
-        "ray",
-        "ray_workers",
-        "ray_python",
-        "cpu_threads",
-        "device",
-        "online",
-        "all_meshes",
-        "prompt",
-        "prompt_template",
-        "prompts",
-        "negative_prompt",
-        "seed",
-        "report",  # batch: each asset's report is in its manifest line
-    }
-)
+# Settings of the batch itself; the texturing settings are the request's.
+BATCH_SETTINGS = (
+    "sources", "out", "all_meshes", "prompt_template", "prompts", "retry_failed", "in_place",
+    "manifest", "contact_sheet", "preview_size", "ray", "ray_workers", "ray_python",
+    "cpu_threads",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch runs (not what each texture looks like: that is the template request)."""
+
+    sources: tuple[str, ...]
+    out: str
+    all_meshes: bool = False
+    prompt_template: str | None = None
+    prompts: str | None = None
+    retry_failed: bool = False
+    in_place: bool = False
+    manifest: str | None = None
+    contact_sheet: str = "html"
+    preview_size: int = 256
+    ray: str | None = None
+    ray_workers: int = 0  # 0: one per GPU, else per CPU share
+    ray_python: str | None = None
+    cpu_threads: int = 0  # 0: torch's own choice
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> BatchOptions:
+        """The batch's own settings out of everything a door has, checked by the one rule."""
+        values = check_settings(
+            {key: settings[key] for key in BATCH_SETTINGS if settings.get(key) is not None}
+        )
+        values["sources"] = tuple(values.get("sources", ()))
+        return cls(**values)
+
 
 RUN = "run"
 SKIP_DONE = "skip-done"
 SKIP_FAILED = "skip-failed"
 CHANGED = "changed"
-
-
-def pixel_settings(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options that decide an asset's pixels (every ``texture`` option, present or future)."""
-    return {
-        key: value
-        for key, value in sorted(options.items())
-        if key not in NON_PIXEL_OPTIONS and not callable(value)
-    }
 
 
 def decide(
@@ -110,24 +111,22 @@ class Destinations:
     sheet: str | None  # the contact sheet to write, None for --contact-sheet none
 
 
-def check_destinations(options: Mapping[str, Any], libraries: Mapping[str, str]) -> Destinations:
+def check_destinations(options: BatchOptions, libraries: Mapping[str, str]) -> Destinations:
     """Resolve the sources and refuse any ``--out`` or manifest that would overwrite a source
     or a file that is not a manifest. Writes nothing."""
-    out = os.path.realpath(options["out"])
-    in_place = bool(options.get("in_place"))
-    sources = resolve_sources(options["sources"], libraries, exclude=[out])
+    out = os.path.realpath(options.out)
+    in_place = options.in_place
+    sources = resolve_sources(options.sources, libraries, exclude=[out])
     outputs.check_out_folder(out)
-    manifest = Manifest(
-        os.path.abspath(options.get("manifest") or os.path.join(out, MANIFEST_NAME))
-    )
+    manifest = Manifest(os.path.abspath(options.manifest or os.path.join(out, MANIFEST_NAME)))
     if not in_place:
-        outputs.refuse_overlap(out, manifest.path, source_folders(options["sources"], libraries))
+        outputs.refuse_overlap(out, manifest.path, source_folders(options.sources, libraries))
         outputs.refuse_writing_sources(
             [str(outputs.output_paths(source, out, False)["output"]) for source in sources],
             sources,
         )
     manifest.verify()
-    sheet_format = options.get("contact_sheet") or "none"
+    sheet_format = options.contact_sheet or "none"
     sheet = None if sheet_format == "none" else os.path.join(out, f"contact_sheet.{sheet_format}")
     return Destinations(out, manifest, sources, in_place, sheet)
 
@@ -153,7 +152,8 @@ class Plan:
 
 
 def make_plan(
-    options: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    retry: bool,
     destinations: Destinations,
     prompts: PromptSource,
     scan: Callable[[str], list[AssetInfo]],
@@ -161,14 +161,16 @@ def make_plan(
     """Scan and decide: everything a run does before texturing, and the refusal of a rerun
     whose prompt, seed or settings differ from what an existing output holds.
 
+    ``settings``: what decides every asset's pixels besides its prompt and seed (the template
+    request's :meth:`~..request.TextureRequest.pixel_record`); ``retry``: run failed assets
+    again.
+
     ``scan(path)`` lists a file's assets (Blender-side; raises TextureError for a broken file).
     An unreadable catalog file costs its catalog fields, recorded in the plan's warnings and in
     the manifest line of every asset it would have named.
     """
     out, in_place = destinations.out, destinations.in_place
     last = destinations.manifest.read()
-    settings = pixel_settings(options)
-    retry = bool(options.get("retry_failed"))
     plan = Plan(
         out=out,
         manifest=destinations.manifest,

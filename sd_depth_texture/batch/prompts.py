@@ -155,10 +155,9 @@ def _seed(value: Any, where: str, key: str) -> int | None:
         value = int(value.strip())
     elif isinstance(value, bool) or not isinstance(value, int):
         raise TextureError(problem)  # 1.5 is no seed, and neither is true
-    try:
-        return int(SEED.check(value))
-    except TextureError as error:
-        raise TextureError(problem) from error
+    if SEED.accepted(value) is None:
+        raise TextureError(problem)
+    return int(value)
 
 
 def _entry(key: str, prompt: Any, negative: Any, seed: Any, where: str) -> PromptEntry:

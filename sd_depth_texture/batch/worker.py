@@ -13,7 +13,6 @@ other door does; :func:`model_spec` resolves the model from the preferences and 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -29,19 +28,17 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..blender import flow, images, preferences, scene  # the flow: texture_asset, model_spec
-from ..blender.files import fsync, open_blend, save_blend_copy
-from ..blender.targets import texture_name
+from ..blender import flow, images, scene
+from ..blender.files import FileSet, fsync, open_blend, save_blend_copy
 from ..core.bake.render import render_texture
 from ..core.bake.surface import face_normals
-from ..core.diffusion.settings import GenerationSettings, ModelSpec
 from ..core.errors import TextureError
 from ..core.geometry.depth import capture_depth
 from ..core.geometry.orbit import object_bounds, orbit_view
 from ..core.geometry.views import View
 from ..core.progress import Progress
-from ..request import OutputOptions, TextureRequest, ViewSource
-from .outputs import STAGING, preview_path, record_paths, staged_path, texture_path
+from ..request import TextureRequest
+from .outputs import STAGING, preview_path, record_paths, staged_path
 from .records import (
     DONE,
     AssetInfo,
@@ -189,8 +186,9 @@ def preview_view(vertices: np.ndarray, size: int) -> View:
     )  # fmt: skip
 
 
-def render_preview(obj: bpy.types.Object, image: bpy.types.Image, size: int) -> np.ndarray:
-    """A small shaded picture of the asset with ``image`` on it, from the project's rasteriser.
+def render_preview(obj: bpy.types.Object, texture: np.ndarray, size: int) -> np.ndarray:
+    """A small shaded picture of the asset with ``texture`` ((S, S, 3) sRGB) on it, from the
+    project's rasteriser.
 
     No Blender render engine: Workbench costs seconds per picture in background mode and EEVEE
     far more, which would dwarf the rest of an asset's overhead.
@@ -198,7 +196,6 @@ def render_preview(obj: bpy.types.Object, image: bpy.types.Image, size: int) -> 
     mesh = scene.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     view = preview_view(mesh.vertices, size)
     capture = capture_depth(view, mesh.vertices, mesh.triangles)
-    texture = images.image_to_array(image)[..., :3]
     picture, mask, _ = render_texture(
         capture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, 0, texture
     )
@@ -231,76 +228,40 @@ def save_png(pixels: np.ndarray, path: str) -> None:
 class Textured:
     """What texturing one asset made, in the batch's terms (not the flow's)."""
 
-    textures: dict[str, str]  # object name -> its texture PNG, written under the staging folder
-    images: dict[str, str]  # object name -> the image datablock holding that texture
+    textures: dict[str, str]  # object name -> its texture PNG, written by the flow in place
     coverage: float  # share of the asset's texels painted
     seconds: dict[str, float]  # prepare, load, paint (the pictures and projection), write
+    record: dict[str, Any]  # the run record (core/record.py)
+    texture: np.ndarray  # the asset's own texture, for its preview
     notes: list[str] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)  # whole-object runs, per object
-    model_loaded: bool = False  # this asset paid for loading the pipeline
-
-
-def model_spec(options: Mapping[str, Any]) -> ModelSpec:
-    """The add-on's model choice with this run's --model/--config/--device/--online on top."""
-    spec = preferences.model_spec(options.get("model"))
-    overrides = {
-        "config": options.get("config"),
-        "device": options.get("device"),
-        "allow_online": options.get("online"),
-    }
-    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
-
-
-def _views(args: argparse.Namespace) -> ViewSource:
-    """--camera, a camera collection or an orbit of --views; one view by default, framed on
-    the asset's bounds from its front (-Y) at a moderate elevation."""
-    if args.camera or args.camera_collection or args.views > 1:
-        return ViewSource.choose(
-            args.views,
-            resolution=args.resolution,
-            collection=args.camera_collection or "",
-            camera=args.camera or "",
-        )
-    return ViewSource(resolution=args.resolution, orbit=1)
+    files: FileSet | None = None  # what the flow wrote, taken back if the .blend is not saved
 
 
 def texture_asset(
-    obj: bpy.types.Object, job: AssetJob, args: argparse.Namespace, spec: ModelSpec, staging: str
+    obj: bpy.types.Object, job: AssetJob, template: TextureRequest, texture_dir: str
 ) -> Textured:
-    """Texture ``obj`` (already isolated) for ``job`` through the one flow, writing its PNGs
-    below ``staging``."""
-    request = TextureRequest(
-        views=_views(args),
-        targets=(obj.name,),
-        generation=GenerationSettings(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
-            seed=job.seed,
-            steps=args.steps,
-            guidance=args.guidance,
-            scheduler=args.scheduler,
-        ),
-        model=spec,
-        view_prompts=args.view_prompts,
-        output=OutputOptions(
-            texture_size=args.texture_size,
-            margin=args.margin,
-            uv_map=args.uv_map,
-            blend_path=os.path.join(staging, "x.blend"),
-        ),
+    """Texture ``obj`` (already isolated) for ``job`` through the one flow: the template with
+    the asset's prompt, seed and target, its textures written into ``texture_dir``."""
+    request = template.for_asset(
+        job.prompt, job.negative_prompt, job.seed, (obj.name,), texture_dir
     )
-    messages: list[str] = []
-    run = flow.prepare(request, "cli")
-    outcome = run.run(Progress(on_change=lambda _fraction, message: messages.append(message)))
+    run = flow.prepare(request)
+    try:
+        computed = run.compute(Progress())
+        outcome = run.finish(computed)
+    except BaseException:
+        run.abort()
+        raise
     return Textured(
         textures=dict(outcome.textures),
-        images={name: texture_name(name) for name in outcome.textures},
         coverage=float(outcome.coverage.get(obj.name, 0.0)),
         seconds=dict(outcome.seconds),
+        record=outcome.record.to_dict(),
+        texture=computed.painted[obj.name].texture,
         notes=list(outcome.notes),
         reports=[dataclasses.asdict(report) for report in outcome.reports],
-        # load_pipeline reports "Loading ..." only when it loads, not when it reuses the model
-        model_loaded=any("Loading" in message for message in messages),
+        files=outcome.files,
     )
 
 
@@ -326,9 +287,9 @@ def _clear_staging(task: FileTask) -> None:
 class FileWorker:
     """Textures assets of one open file at a time and commits the file after each asset."""
 
-    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
-        self.args = argparse.Namespace(**options)
-        self.spec = spec
+    def __init__(self, template: TextureRequest, preview_size: int) -> None:
+        self.template = template  # the batch's request; each asset fills in its own parts
+        self.preview_size = preview_size
         self.current: str | None = None  # the task (file) whose state is open and clean
         self.record: dict[str, Any] = {}
         self.open_seconds = 0.0
@@ -385,8 +346,9 @@ class FileWorker:
         self.open_seconds = time.perf_counter() - started
 
     def _texture(self, task: FileTask, job: AssetJob, started: float) -> dict[str, Any]:
-        """Texture, stage the PNGs, commit the .blend with its record, then publish the PNGs:
-        every file under its final name is named by a committed record."""
+        """Texture (the flow writes the PNGs into the task's texture folder, never over a file
+        this output does not own), stage the preview, commit the .blend with its record, then
+        publish the preview. A failure before the commit takes the textures back."""
         seconds = {"open": self.open_seconds}
         self.open_seconds = 0.0
         obj = bpy.data.objects.get(job.asset)
@@ -394,42 +356,36 @@ class FileWorker:
             raise TextureError(f"There is no local object named '{job.asset}' in the file.")
         preview = preview_path(task, job.asset)
         with isolated(obj):
-            textured = texture_asset(
-                obj, job, self.args, self.spec, os.path.join(task.texture_dir, STAGING)
-            )
+            textured = texture_asset(obj, job, self.template, task.texture_dir)
+        try:
             seconds.update(textured.seconds)  # prepare, load, paint, write
             stage = time.perf_counter()
-            image = bpy.data.images[textured.images[obj.name]]
-            save_png(render_preview(obj, image, self.args.preview_size), staged_path(preview))
+            picture = render_preview(obj, textured.texture, self.preview_size)
+            save_png(picture, staged_path(preview))
             seconds["preview"] = time.perf_counter() - stage
-
-        textures = {}
-        for name, written in textured.textures.items():
-            final = texture_path(task, name)
-            os.replace(written, staged_path(final))
-            bpy.data.images[textured.images[name]].filepath_raw = images.relative_to_open_file(
-                final
-            )
-            textures[name] = final
-
-        record = {
-            **base_record(job, task),
-            "status": DONE,
-            "textures": textures,
-            "preview": preview,
-            "coverage": round(textured.coverage, 4),
-            "notes": [*job.notes, *textured.notes],
-            "model_loaded": textured.model_loaded,
-            "report": textured.reports or None,
-            "worker": worker_name(),
-            "error": None,
-        }
-        stage = time.perf_counter()
-        self.record[job.key] = {**record, "seconds": {}, "finished": now_iso()}
-        try:
-            self._commit(task)
+            record = {
+                **base_record(job, task),
+                "status": DONE,
+                "textures": textured.textures,
+                "preview": preview,
+                "coverage": round(textured.coverage, 4),
+                "notes": [*job.notes, *textured.notes],
+                "model_loaded": bool(textured.record["model"]["loaded"]),
+                "record": textured.record,
+                "report": textured.reports or None,
+                "worker": worker_name(),
+                "error": None,
+            }
+            stage = time.perf_counter()
+            self.record[job.key] = {**record, "seconds": {}, "finished": now_iso()}
+            try:
+                self._commit(task)
+            except BaseException:
+                self.record.pop(job.key, None)
+                raise
         except BaseException:
-            self.record.pop(job.key, None)
+            if textured.files is not None:
+                textured.files.take_back()
             raise
         _publish([record])
         _clear_staging(task)

@@ -35,14 +35,16 @@ from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_ge
 from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
 from ..core.progress import Progress
+from ..core.record import RunRecord
 from ..request import TextureRequest
+from ..version import extension_version
 from . import images, materials, outputs, scene, targets
 from .files import FileSet, writing
 
 log = logging.getLogger(__name__)
 
 DEPTH_IMAGE = "SD Depth"
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = 2  # 2: the run record (core/record.py) added
 LOAD_SHARE = 0.05  # of the progress bar, for loading the model (downloading counts here too)
 
 
@@ -108,6 +110,7 @@ class Outcome:
     textures: dict[str, str]  # object name -> where its texture was stored
     coverage: dict[str, float]  # object name -> fraction of island texels this run painted
     notes: list[str]
+    record: RunRecord
     reports: list[TargetReport] = field(default_factory=list)
     painted: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S) bool
     seconds: dict[str, float] = field(default_factory=dict)
@@ -135,6 +138,7 @@ class Computed:
     painted: dict[str, Painted]
     depth: np.ndarray | None
     seconds: dict[str, float]
+    record: RunRecord
 
 
 class Run:
@@ -172,18 +176,22 @@ class Run:
         """
         progress = progress or Progress()
         request = self.request
+        record = RunRecord.begin(extension_version(), request.settings_record())
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         if request.generation is not None:
-            from ..core.diffusion.cache import load_pipeline
+            from ..core.diffusion.cache import load_model
 
             with progress.span(0.0, LOAD_SHARE, "Model"):
-                pipe = load_pipeline(request.model, progress)
-            make = diffusion_pictures(pipe, request.generation, request.view_prompts, progress)
+                loaded = load_model(request.model, progress)
+            record.model = loaded.record
+            make = diffusion_pictures(
+                loaded.pipe, request.generation, request.view_prompts, record, progress
+            )
             seconds["load"] = time.perf_counter() - start
             first = LOAD_SHARE
         else:
-            make = given_pictures(request.pictures)
+            make = given_pictures(request.pictures, record, request.picture_sources)
             first = 0.0
         painted: dict[str, Painted] = {}
         depth = None
@@ -205,7 +213,7 @@ class Run:
             painted.update(result)
             depth = group_depth if group_depth is not None else depth
         seconds["paint"] = time.perf_counter() - start
-        return Computed(painted=painted, depth=depth, seconds=seconds)
+        return Computed(painted=painted, depth=depth, seconds=seconds, record=record)
 
     def finish(self, computed: Computed) -> Outcome:
         """Write every file, then every texture image, its material and the depth map.
@@ -225,11 +233,18 @@ class Run:
                     "(nothing was written)."
                 )
         self.plan.recheck()
+        # One PNG per texture, with the run record, for its file or for packing (unsaved file).
+        pngs = {
+            name: images.texture_png(
+                computed.painted[name].texture, computed.record.for_targets([name])
+            )
+            for name in self.target_names
+        }
         files = FileSet()
         try:
-            outcome = self._write_files(computed, files, start)
+            outcome = self._write_files(computed, pngs, files, start)
             files.commit()
-            self._apply(objects, computed)
+            self._apply(objects, computed, pngs)
         except BaseException:
             files.rollback()
             raise
@@ -255,15 +270,14 @@ class Run:
             objects[name] = obj
         return objects
 
-    def _write_files(self, computed: Computed, files: FileSet, start: float) -> Outcome:
+    def _write_files(
+        self, computed: Computed, pngs: dict[str, bytes], files: FileSet, start: float
+    ) -> Outcome:
         """Stage 3a: the textures' PNGs and the report, under temporary names in ``files``."""
         plan = self.plan
-        for name in self.target_names:
-            if name in plan.textures:
-                with writing(plan.textures[name]):
-                    images.write_png(
-                        computed.painted[name].texture, files.stage(plan.textures[name])
-                    )
+        for name, path in plan.textures.items():
+            with writing(path):
+                images.write_file(files.stage(path), pngs[name])
         reports = [computed.painted[name].report for name in self.target_names]
         for report in reports:
             report.notes[:0] = self.notes.get(report.name, [])
@@ -272,6 +286,7 @@ class Run:
             textures={name: plan.textures.get(name, images.PACKED) for name in self.target_names},
             coverage={r.name: r.coverage_before_fill for r in reports},
             notes=[note for r in reports for note in r.notes],
+            record=computed.record,
             reports=reports,
             painted={name: computed.painted[name].painted for name in self.target_names},
             seconds=seconds,
@@ -280,13 +295,13 @@ class Run:
             write_report(files.stage(plan.report), self.request, outcome, shown=plan.report)
         return outcome
 
-    def _apply(self, objects: dict[str, bpy.types.Object], computed: Computed) -> None:
+    def _apply(
+        self, objects: dict[str, bpy.types.Object], computed: Computed, pngs: dict[str, bytes]
+    ) -> None:
         """Stage 3b, once every file is in place: images, their files, materials, depth map."""
         for name, obj in objects.items():
             image, _ = images.texture_image(
-                targets.texture_name(name),
-                computed.painted[name].texture,
-                self.plan.textures.get(name),
+                targets.texture_name(name), pngs[name], self.plan.textures.get(name)
             )
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
             materials.wire_material(obj, image, uv_map)
@@ -328,6 +343,7 @@ def write_report(
     data = {
         "schema": REPORT_SCHEMA,
         "settings": request.settings_record(),
+        "record": outcome.record.to_dict(),
         "seconds": outcome.seconds,
         "objects": objects,
     }
@@ -345,14 +361,11 @@ def _json_number(value):
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def prepare(request: TextureRequest, door: str = "cli") -> Run:
+def prepare(request: TextureRequest) -> Run:
     """Stage 1 (main thread): check the request, plan and check every path the run writes,
-    and read the scene; writes only UV maps.
-
-    ``door`` names options in messages the way that door shows them ("cli" or "ui").
-    """
+    and read the scene; writes only UV maps. Errors are structured: the door words them."""
     start = time.perf_counter()
-    request.check(door)
+    request.check()
     context = bpy.context
     named = targets.find_targets(request.targets) if request.targets is not None else None
     created: list[bpy.types.Object] = []
@@ -360,7 +373,7 @@ def prepare(request: TextureRequest, door: str = "cli") -> Run:
     try:
         for obj in named or []:
             _ensure_uv(obj, created, notes, request.output.uv_map)
-        shared = _shared_views(request, context, door) if not request.views.orbit else None
+        shared = _shared_views(request, context) if not request.views.orbit else None
         side = request.views.resolution
         widest = max((v.view.width * v.view.height for v in shared or ()), default=side * side)
         check_fits(request.output.texture_size, widest)
@@ -414,7 +427,7 @@ def _ensure_uv(obj, created: list, notes: dict[str, list[str]], uv_map: str | No
     return bool(note)
 
 
-def _shared_views(request: TextureRequest, context, door: str) -> list[NamedView]:
+def _shared_views(request: TextureRequest, context) -> list[NamedView]:
     """The views every target shares: the viewport, named cameras or a camera collection."""
     source = request.views
     if source.given:
@@ -430,7 +443,7 @@ def _shared_views(request: TextureRequest, context, door: str) -> list[NamedView
         if not cameras:
             raise TextureError(f"The collection '{source.collection}' holds no cameras.")
     else:
-        cameras = [find_camera(context.scene, name, door) for name in source.cameras]
+        cameras = [scene.find_camera(context.scene, name or None) for name in source.cameras]
     return [
         NamedView(
             camera.name, scene.camera_view(context.scene, camera, depsgraph, source.resolution)
@@ -439,22 +452,10 @@ def _shared_views(request: TextureRequest, context, door: str) -> list[NamedView
     ]
 
 
-def find_camera(context_scene, name: str, door: str = "cli"):
-    """The named camera, or the scene's; without one, a message in the door's words."""
-    try:
-        return scene.find_camera(context_scene, name or None)
-    except TextureError as error:
-        if name or door == "cli":
-            raise
-        raise TextureError(
-            "The scene has no camera: add one, or choose the viewport as the view."
-        ) from error
-
-
-def camera_view(name: str, resolution: int, door: str = "cli"):
+def camera_view(name: str, resolution: int):
     """The named camera's view (the scene camera for ""), at a generation resolution."""
     context = bpy.context
-    camera = find_camera(context.scene, name, door)
+    camera = scene.find_camera(context.scene, name or None)
     return scene.camera_view(context.scene, camera, context.evaluated_depsgraph_get(), resolution)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -9,9 +10,12 @@ import bpy
 import numpy as np
 
 from ..core.bake import png
+from ..core.record import RunRecord
 
 log = logging.getLogger(__name__)
 
+#: The PNG text chunk that holds a texture's run record (``docs/record.md``).
+RECORD_KEY = "sd_depth_texture:record"
 PACKED = "packed in the .blend"  # where a texture of an unsaved file is stored
 _NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never read from a file
 
@@ -87,17 +91,33 @@ def relative_to_open_file(path: str) -> str:
     return "//" + relative.replace(os.sep, "/")
 
 
-def write_png(pixels: np.ndarray, path: str) -> str:
-    """Write an (H, W, 3) array in [0, 1] as the 8-bit sRGB PNG Blender would store, straight
-    from the array (:mod:`..core.bake.png`): the texture's file is written before its image is
-    touched (see :meth:`..flow.Run.finish`), and no Blender image is filled pixel by pixel."""
-    return png.write_png(path, pixels)
+def texture_png(pixels: np.ndarray, record: RunRecord) -> bytes:
+    """The one PNG writer of textures, for files and packed images alike: an (H, W, 3) array
+    in [0, 1] as the 8-bit sRGB PNG Blender would store, straight from the array
+    (:mod:`..core.bake.png`), with the run record that made it as a text chunk."""
+    text = {RECORD_KEY: json.dumps(record.to_dict(), sort_keys=True, default=_plain)}
+    return png.encode_png(pixels, text=text)
 
 
-def texture_image(name: str, texture: np.ndarray, path: str | None) -> tuple[bpy.types.Image, str]:
-    """The image ``name`` showing the texture whose PNG is already written at ``path``, or, for
-    None (an unsaved file), the texture packed into the .blend. Returns the image and where the
-    texture is stored.
+def write_file(path: str, data: bytes) -> str:
+    """Write bytes (an encoded texture) to ``path`` and flush them to disk."""
+    with open(path, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+    return path
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def texture_image(name: str, data: bytes, path: str | None) -> tuple[bpy.types.Image, str]:
+    """The image ``name`` showing the texture whose PNG (``data``, from :func:`texture_png`) is
+    already written at ``path``, or, for None (an unsaved file), packed into the .blend.
+    Returns the image and where the texture is stored.
 
     The image reads its file lazily, so nothing is decoded until the texture is shown or read.
     An existing image of that name is reloaded in place, so materials that use it keep it. Its
@@ -105,7 +125,6 @@ def texture_image(name: str, texture: np.ndarray, path: str | None) -> tuple[bpy
     """
     image = _file_image(name, path)
     if path is None:
-        data = png.encode_png(texture)
         image.pack(data=data, data_len=len(data))
         image.buffers_free()  # any pixels it held are stale: read the packed PNG on use
         return image, PACKED

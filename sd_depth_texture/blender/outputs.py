@@ -98,6 +98,7 @@ def texture_path(
     object_name: str,
     unavailable: Collection[str] = (),
     current: str | None = None,
+    folder: str | None = None,
 ) -> str:
     """The one naming rule for texture files: where ``object_name``'s PNG goes for the .blend
     ``blend_path``.
@@ -106,8 +107,9 @@ def texture_path(
     take: other objects' textures of this output and files there that are not its own.
     ``current``: the file name this output's .blend already uses for the object; it is kept
     when it is one of the object's names, so a rerun writes the same file.
+    ``folder``: the texture folder when it is not the .blend's own (:func:`texture_folder`).
     """
-    folder = texture_folder(blend_path)
+    folder = folder or texture_folder(blend_path)
     names = _candidates(object_name)
     own = [next(names) for _ in range(_MAX_CANDIDATES)]
     keep = current is not None and current.lower() in {name.lower() for name in own}
@@ -160,15 +162,19 @@ def has_textures(blend_path: str) -> bool:
 
 
 def plan_textures(
-    blend_path: str, object_names: Iterable[str], keep_previous: bool = False
+    blend_path: str,
+    object_names: Iterable[str],
+    keep_previous: bool = False,
+    folder: str | None = None,
 ) -> tuple[dict, dict]:
     """Each object's PNG for ``blend_path`` (see :func:`texture_path`), and notes for objects
     whose plain name is taken by a file this output does not own.
 
     ``keep_previous``: never reuse a file, not even the object's own earlier texture, so an
     undo step (the panel's runs) still finds the pixels the image it restores points at.
+    ``folder``: where the textures go instead of :func:`texture_folder` (a batch's own).
     """
-    folder = texture_folder(blend_path)
+    folder = os.path.abspath(folder) if folder else texture_folder(blend_path)
     try:
         present = {name.lower() for name in os.listdir(folder)} if os.path.isdir(folder) else set()
     except OSError as error:
@@ -177,7 +183,7 @@ def plan_textures(
         ) from error
     owned = {
         name: os.path.basename(path)
-        for name, path in texture_references(blend_path).items()
+        for name, path in (texture_references(blend_path) if blend_path else {}).items()
         if os.path.dirname(path) == _normal(folder)
     }
     chosen: dict[str, str] = {}
@@ -187,7 +193,9 @@ def plan_textures(
         others = {file.lower() for other, file in owned.items() if other != name}
         others |= {os.path.basename(path).lower() for path in chosen.values()}
         foreign = present - {current.lower()} if current and not keep_previous else present
-        path = texture_path(blend_path, name, others | foreign, None if keep_previous else current)
+        path = texture_path(
+            blend_path, name, others | foreign, None if keep_previous else current, folder
+        )
         chosen[name] = path
         plain = next(_candidates(name))
         own_earlier = keep_previous and current is not None
@@ -362,7 +370,11 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         backup = check_blend_output(blend, source, output.in_place)
     else:
         blend = os.path.abspath(source) if source else None
-    textures, notes = plan_textures(blend, names, output.keep_previous_files) if blend else ({}, {})
+    textures, notes = ({}, {})
+    if blend or output.texture_folder:
+        textures, notes = plan_textures(
+            blend, names, output.keep_previous_files, output.texture_folder
+        )
     for path in textures.values():
         check_file(path, "the texture")
     written = [blend if output.blend_path else None, *textures.values()]

@@ -21,10 +21,8 @@ def preferences(context=None):
     return addon.preferences if addon is not None else None
 
 
-def model_spec(source: str | None = None, context=None, door: str = "cli") -> ModelSpec:
-    """The model to use: ``source``, else the add-on preferences, else the default.
-
-    ``door`` words the advice of loading errors the way that door shows options."""
+def model_spec(source: str | None = None, context=None) -> ModelSpec:
+    """The model to use: ``source``, else the add-on preferences, else the default."""
     prefs = preferences(context)
     source = source or (prefs.model_source if prefs else "") or MODEL_ID
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
@@ -35,5 +33,4 @@ def model_spec(source: str | None = None, context=None, door: str = "cli") -> Mo
         precision=prefs.precision if prefs else "auto",
         cache_dir=cache_dir,
         allow_online=bool(bpy.app.online_access),
-        door=door,
     )

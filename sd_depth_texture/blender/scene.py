@@ -12,7 +12,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..core.errors import TextureError
+from ..core.errors import NoCameraError, TextureError
 from ..core.geometry.mesh import MeshArrays
 from ..core.geometry.views import View, camera_world_to_view, generation_size
 
@@ -185,7 +185,7 @@ def find_camera(scene: bpy.types.Scene, name: str | None) -> bpy.types.Object:
             raise TextureError(f"There is no camera named '{name}' in the file.")
         return camera
     if scene.camera is None or scene.camera.type != "CAMERA":
-        raise TextureError("The scene has no camera: add one or name one with --camera.")
+        raise NoCameraError("The scene has no camera")
     return scene.camera
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -20,13 +19,14 @@ from collections.abc import Iterator, Sequence
 import bpy
 import numpy as np
 
-from ..blender import flow, images, outputs, preferences
+from ..blender import flow, images, outputs
 from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
-from ..core.diffusion.settings import GenerationSettings, ModelSpec
 from ..core.errors import CancelledError, TextureError
-from ..defaults import RESOLUTION, check_numbers
-from ..request import OutputOptions, TextureRequest, ViewSource
+from ..core.validation import check_settings
+from ..defaults import RESOLUTION
+from ..messages import CLI, word
+from ..request import TextureRequest, build_request
 from . import batch, options
 from .terminal import TerminalLine
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "project", help="project images you have, from the camera or from --camera per --image"
     )
     project.add_argument("blend", metavar="FILE.blend", help="the .blend file to read")
-    options.add_number(project, RESOLUTION, "depth size of the short side")
+    options.add_number(project, RESOLUTION)
     project.add_argument(
         "--image", action="append", required=True, help="an image to project (repeatable)"
     )
@@ -106,58 +106,24 @@ def _default_output(blend: str, suffix: str) -> str:
     return stem + suffix
 
 
-def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    """The add-on's model choice with this run's --model/--config/--device/--online on top."""
-    spec = preferences.model_spec(args.model)
-    overrides = {"config": args.config, "device": args.device, "allow_online": args.online}
-    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
-
-
-def generation_from_args(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(
-        prompt=args.prompt or "",
-        negative_prompt=args.negative_prompt,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        scheduler=args.scheduler,
-    )
-
-
 def request_from_args(
     args: argparse.Namespace, output: str, pictures: tuple[np.ndarray, ...] = ()
 ) -> TextureRequest:
     """The request a ``texture`` or ``project`` command line asks for (nothing read yet)."""
-    out = OutputOptions(
-        texture_size=args.texture_size,
-        margin=args.margin,
-        uv_map=args.uv_map,
-        blend_path=output,
-        report_path=os.path.abspath(args.report) if args.report else None,
-        in_place=args.in_place,
-    )
-    targets = tuple(args.objects) if args.objects else None
+    settings = {
+        **vars(args),
+        "output": output,
+        "report": os.path.abspath(args.report) if args.report else None,
+    }
     if args.command == "project":
-        cameras = tuple(args.camera or [""])
-        return TextureRequest(
-            views=ViewSource(resolution=args.resolution, cameras=cameras),
-            targets=targets,
+        paths = tuple(os.path.abspath(path) for path in args.image)
+        return build_request(
+            {**settings, "cameras": args.camera, "camera": None},
+            targets=args.objects,
             pictures=pictures,
-            output=out,
+            picture_sources=paths,
         )
-    return TextureRequest(
-        views=ViewSource.choose(
-            args.views,
-            resolution=args.resolution,
-            collection=args.camera_collection or "",
-            camera=args.camera or "",
-        ),
-        targets=targets,
-        generation=generation_from_args(args),
-        model=model_spec_from_args(args),
-        view_prompts=args.view_prompts,
-        output=out,
-    )
+    return build_request(settings, targets=args.objects, model=options.model_spec(args))
 
 
 def _checked_output(args: argparse.Namespace) -> str:
@@ -187,7 +153,7 @@ def _depth(args: argparse.Namespace) -> str:
     )
     open_blend(args.blend)
     context = bpy.context
-    seen = flow.read_view(flow.camera_view(args.camera or "", args.resolution, "cli"))
+    seen = flow.read_view(flow.camera_view(args.camera or "", args.resolution))
     write_whole(output, lambda path: images.save_depth_png(seen.depth, path, context.scene), backup)
     kept = f" (the file it replaced is kept as {backup})" if backup else ""
     return f"Depth map written to {output}{kept}"
@@ -196,7 +162,7 @@ def _depth(args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     """Carry out one command; returns the line to print on success."""
     # Every number first, then everything else that needs no scene, before the file is opened.
-    check_numbers(vars(args), "cli")
+    check_settings(vars(args))
     if args.command == "depth":
         return _depth(args)
     output = _checked_output(args)
@@ -205,10 +171,10 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     pictures = ()
     if args.command == "project":
         pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
-    request = request_from_args(args, output, pictures).check("cli")
+    request = request_from_args(args, output, pictures)
     open_blend(args.blend)
 
-    run = flow.prepare(request, "cli")
+    run = flow.prepare(request)
     outcome = run.run(terminal.progress())
     terminal.close()
     backup = run.plan.backup
@@ -263,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except TextureError as error:
         terminal.close()
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {word(error, CLI)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         terminal.close()

@@ -2,21 +2,27 @@
 the checks they share.
 
 ``texture``, ``project``, ``depth`` and ``batch`` all add their options here, so a default or a
-range is written once (in :mod:`..defaults`) and every command shows the same help.
+range is written once (in :mod:`..defaults`) and every command shows the same help: each
+command adds every number of its groups (:func:`add_numbers`), so a new
+:class:`~..defaults.Limit` appears without a line here.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from typing import Any
 
 from .. import defaults
+from ..blender import preferences
 from ..core.diffusion.dependencies import missing_packages
+from ..core.diffusion.settings import ModelSpec
 from ..core.errors import TextureError
-from ..defaults import GUIDANCE, MARGIN, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
+from ..defaults import Limit
 
 
-def add_number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **extra) -> None:
+def add_number(parser: argparse.ArgumentParser, limit: Limit) -> None:
     kind = int if limit.integer else float
     default = kind(limit.default)
     parser.add_argument(
@@ -24,19 +30,23 @@ def add_number(parser: argparse.ArgumentParser, limit: Limit, help_text: str, **
         dest=limit.key,
         type=kind,
         default=default,
-        help=f"{help_text} ({limit.allowed()}; default {default})",
-        **extra,
+        help=f"{limit.help} ({limit.allowed()}; default {default})",
     )
+
+
+def add_numbers(parser: argparse.ArgumentParser, *groups: str) -> None:
+    """Every number of ``groups`` (:data:`..defaults.LIMITS`), in the table's order."""
+    for limit in defaults.limits_of(*groups):
+        add_number(parser, limit)
 
 
 def add_view_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", help="camera to work from (default: the scene camera)")
-    add_number(parser, RESOLUTION, "generation size of the short side")
+    add_numbers(parser, defaults.VIEW)
 
 
 def add_texture_options(parser: argparse.ArgumentParser) -> None:
-    add_number(parser, TEXTURE_SIZE, "texture width and height")
-    add_number(parser, MARGIN, "texels of padding around the UV islands")
+    add_numbers(parser, defaults.TEXTURE)
     parser.add_argument(
         "--uv-map", metavar="NAME", help="the UV map to texture (default: each object's active one)"
     )
@@ -58,13 +68,6 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         action="store_true",
         help="allow downloading the model for this run (as Blender's --online-mode does)",
     )
-    add_number(parser, SEED, "same seed, same result")
-    add_number(
-        parser,
-        VIEWS,
-        "1: the camera's view only; N > 1: texture each object all around from N views "
-        "(a ring of N - 2 plus top and bottom)",
-    )
     parser.add_argument(
         "--camera-collection",
         metavar="NAME",
@@ -77,13 +80,24 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         help="do not append 'front view', 'back view', ... to the prompt",
     )
     parser.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
-    add_number(parser, STEPS, "denoising steps")
-    add_number(parser, GUIDANCE, "classifier-free guidance scale")
+    add_numbers(parser, defaults.GENERATION)
     parser.add_argument(
         "--scheduler",
         default=defaults.SCHEDULER,
         help=f"{', '.join(defaults.SCHEDULERS)} (default {defaults.SCHEDULER})",
     )
+
+
+def model_spec(args: argparse.Namespace | dict[str, Any]) -> ModelSpec:
+    """The add-on's model choice with this run's --model/--config/--device/--online on top."""
+    values = args if isinstance(args, dict) else vars(args)
+    spec = preferences.model_spec(values.get("model"))
+    overrides = {
+        "config": values.get("config"),
+        "device": values.get("device"),
+        "allow_online": values.get("online"),
+    }
+    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
 
 
 def require_model_packages() -> None:

@@ -1,4 +1,14 @@
-"""The one exception type that carries a user-facing message."""
+"""The exceptions that carry a user-facing message, structured so each door can word them.
+
+The core never names a command-line flag or a panel field: where the message depends on how
+a door shows an option, the error carries the setting's key and the facts, and the door words
+it (:func:`sd_depth_texture.messages.word`). ``str(error)`` is a neutral wording for logs and
+for callers that are no door (scripts, tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class TextureError(Exception):
@@ -11,3 +21,31 @@ class TextureError(Exception):
 
 class CancelledError(TextureError):
     """The user cancelled a running job."""
+
+
+class SettingError(TextureError):
+    """A setting's value is not allowed: which setting (``key``, as in
+    :data:`sd_depth_texture.defaults.NAMES`), the value given and what is allowed.
+
+    ``problem``, when given, is the whole sentence with ``{name}`` where the door's name for
+    the setting goes; otherwise the door says "NAME must be ALLOWED, got VALUE".
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str, problem: str | None = None) -> None:
+        self.key, self.value, self.allowed, self.problem = key, value, allowed, problem
+        super().__init__(self.worded(key))
+
+    def worded(self, name: str) -> str:
+        """The message with the setting called ``name`` (a flag, a quoted panel label)."""
+        if self.problem is not None:
+            return self.problem.format(name=name)
+        return f"{name} must be {self.allowed}, got {self.value!r}"
+
+
+class ModelUnavailableError(TextureError):
+    """A model cannot be had without the network (not cached, or its cached copy unusable, and
+    online access off). The door adds how its user fixes that (its own option names)."""
+
+
+class NoCameraError(TextureError):
+    """The scene has no camera and none was named; the door says how to choose a view."""

@@ -1,14 +1,17 @@
 """Where a view's picture comes from: the diffusion model, or images the user already has.
 
 No bpy. Both are :data:`~.bake.paint.PictureMaker` functions, the one signature every run
-paints with. torch and diffusers are imported only when a model is used, so projecting images
-works in a Blender without them.
+paints with, and both add what they made to the run record (:class:`~.record.RunRecord`): the
+prompt and seed each view was really sent, or the image that was projected. torch and
+diffusers are imported only when a model is used, so projecting images works in a Blender
+without them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +21,7 @@ from .diffusion.settings import GenerationSettings
 from .errors import TextureError
 from .geometry.views import View
 from .progress import Progress
+from .record import GENERATED, PROJECTED, RunRecord, ViewRecord, camera_record, sha256_of_file
 
 log = logging.getLogger(__name__)
 
@@ -36,36 +40,81 @@ def check_aspect(picture: np.ndarray, view: View, what: str = "The image") -> No
         )
 
 
-def given_pictures(pictures: Sequence[np.ndarray]) -> PictureMaker:
-    """Images the user has, one per view in view order (their aspect was checked up front)."""
+def _view_record(request: ViewRequest, origin: str, **fields) -> ViewRecord:
+    view = request.view
+    return ViewRecord(
+        label=request.label,
+        origin=origin,
+        targets=list(request.targets),
+        width=view.width,
+        height=view.height,
+        camera=camera_record(view.world_to_view, view.projection),
+        **fields,
+    )
+
+
+def given_pictures(
+    pictures: Sequence[np.ndarray], record: RunRecord | None = None, sources: Sequence[str] = ()
+) -> PictureMaker:
+    """Images the user has, one per view in view order (their aspect was checked up front);
+    ``sources``: the files they were read from, recorded by name and sha256."""
+    hashes: dict[int, dict] = {}
 
     def make(request: ViewRequest) -> np.ndarray:
+        if request.index not in hashes and request.index < len(sources):
+            path = sources[request.index]
+            hashes[request.index] = {
+                "name": os.path.basename(path),
+                "sha256": sha256_of_file(path),
+            }
+        if record is not None:
+            image = hashes.get(request.index)
+            record.views.append(_view_record(request, PROJECTED, image=image))
         return pictures[request.index]
 
     return make
 
 
-def diffusion_pictures(
-    pipe, settings: GenerationSettings, view_prompts: bool, progress: Progress | None = None
-) -> PictureMaker:
-    """SD2-depth per view, holding what earlier views painted (``request.keep``).
+def view_settings(
+    settings: GenerationSettings, request: ViewRequest, view_prompts: bool
+) -> GenerationSettings:
+    """What one view is really sent: its own seed (base seed + view number) and, with
+    ``view_prompts`` and an automatic view, its direction appended to the prompt."""
+    prompt = settings.prompt
+    if view_prompts and request.prompt_hint:
+        prompt = f"{prompt}, {request.prompt_hint}"
+    return dataclasses.replace(settings, prompt=prompt, seed=settings.seed + request.index)
 
-    Each view gets its own seed (base seed + view number) and, with ``view_prompts`` and an
-    automatic view, its direction appended to the prompt ("..., back view").
-    """
+
+def diffusion_pictures(
+    pipe,
+    settings: GenerationSettings,
+    view_prompts: bool,
+    record: RunRecord,
+    progress: Progress | None = None,
+) -> PictureMaker:
+    """SD2-depth per view, holding what earlier views painted (``request.keep``)."""
     from .diffusion.generate import generate
     from .diffusion.kept_regions import keep_regions_hook
 
     def make(request: ViewRequest) -> np.ndarray:
-        prompt = settings.prompt
-        if view_prompts and request.prompt_hint:
-            prompt = f"{prompt}, {request.prompt_hint}"
-        view_settings = dataclasses.replace(
-            settings, prompt=prompt, seed=settings.seed + request.index
-        )
+        sent = view_settings(settings, request, view_prompts)
         hook = None
         if request.keep.any():
-            hook = keep_regions_hook(pipe, request.known, request.keep, view_settings.seed)
-        return generate(pipe, request.depth, view_settings, progress=progress, on_latents=hook)
+            hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
+        picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
+        record.views.append(
+            _view_record(
+                request,
+                GENERATED,
+                prompt=sent.prompt,
+                negative_prompt=sent.negative_prompt,
+                seed=sent.seed,
+                steps=sent.steps,
+                guidance=sent.guidance,
+                scheduler=sent.scheduler,
+            )
+        )
+        return picture
 
     return make

@@ -26,12 +26,12 @@ from ..blender import flow, images, outputs, preferences, scene
 from ..blender.files import write_whole
 from ..blender.pictures import load_picture
 from ..blender.targets import check_target
-from ..core.diffusion.settings import GenerationSettings
 from ..core.errors import TextureError
-from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS
-from ..request import SCENE_CAMERA, OutputOptions, TextureRequest, ViewSource
+from ..core.validation import check_setting
+from ..messages import UI, word
+from ..request import SCENE_CAMERA, TextureRequest, build_request
 from . import dependencies
-from .properties import SCHEDULER_ITEMS, number
+from .properties import SCHEDULER_ITEMS, numbers
 from .runner import CANCELLED, FINISHED, RUNNING, STOPPED_MESSAGE, ModalRunner
 
 log = logging.getLogger(__name__)
@@ -72,13 +72,12 @@ def _busy(cls, context) -> bool:
 class _ViewOperator:
     """Options and helpers of the operators that work from a view."""
 
+    __annotations__ = numbers(defaults.VIEW, defaults.TEXTURE, hard=False, options=_SKIP)
     camera: StringProperty(
         name="Camera",
         description="Camera to work from; empty: the panel's choice, or the scene camera headless",
         options=_SKIP,
     )
-    resolution: number(RESOLUTION, "Generation size of the view's short side", options=_SKIP)
-    texture_size: number(TEXTURE_SIZE, "Texture width and height", options=_SKIP)
     uv_map: StringProperty(
         name="UV Map",
         description="The UV map to texture; empty: each object's active UV map",
@@ -109,16 +108,25 @@ class _ViewOperator:
             return None  # looking through the camera: the camera frame is what the user means
         return scene.viewport_view(context.region, region_3d, resolution)
 
-    def view_source(self, context, views: int = 1, collection: str = "") -> ViewSource:
-        resolution = self.setting(context, "resolution")
-        defaults.RESOLUTION.check(resolution, "ui")
-        return ViewSource.choose(
-            views,
-            resolution=resolution,
-            collection=collection,
-            camera=self.camera_name(context),
-            view=None if views > 1 or collection else self.viewport(context, resolution),
-        )
+    def settings(self, context, *names: str) -> dict:
+        """The settings the panel and this operator give, by name, for the request builder:
+        every number of this operator's groups, ``names``, the camera and the UV map."""
+        keys = [*self._numbers(), *names, "uv_map"]
+        values = {name: self.setting(context, name) for name in keys}
+        values["camera"] = self.camera_name(context)
+        return values
+
+    def _numbers(self) -> list[str]:
+        """The numbers this operator has (those of its groups), as registered."""
+        registered = self.properties.bl_rna.properties
+        return [key for key in defaults.LIMITS if key in registered]
+
+    def viewport_for(self, context, values: dict):
+        """The viewport's view when this run is a one-view run from it, else None."""
+        resolution = check_setting("resolution", values["resolution"])
+        if values.get("views", 1) > 1 or values.get("camera_collection"):
+            return None
+        return self.viewport(context, resolution)
 
 
 def selected_targets(context) -> tuple[str, ...]:
@@ -138,11 +146,9 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
     bl_label = "Generate Texture"
     bl_options = {"UNDO"}
 
+    __annotations__ = numbers(defaults.GENERATION, hard=False, options=_SKIP)
     prompt: StringProperty(name="Prompt", options=_SKIP)
     negative_prompt: StringProperty(name="Negative Prompt", options=_SKIP)
-    seed: number(SEED, options=_SKIP)
-    steps: number(STEPS, options=_SKIP)
-    guidance: number(GUIDANCE, options=_SKIP)
     scheduler: EnumProperty(
         name="Scheduler", items=SCHEDULER_ITEMS, default=defaults.SCHEDULER, options=_SKIP
     )
@@ -150,12 +156,6 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         name="Model",
         description="Model source for this run (Hub id, folder, .safetensors, 'random'); "
         "empty: the add-on preferences",
-        options=_SKIP,
-    )
-    views: number(
-        VIEWS,
-        "1: the view only; more: that many views all around each object "
-        "(a ring plus top and bottom), one consistent texture, every texel filled",
         options=_SKIP,
     )
     view_prompts: BoolProperty(
@@ -198,39 +198,23 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
 
     def build_request(self, context) -> TextureRequest:
         """The request the operator's and the panel's settings make (reads no scene data)."""
-        values = {
-            name: self.setting(context, name)
-            for name in ("seed", "steps", "guidance", "scheduler", "views", "texture_size")
-        }
-        defaults.check_numbers(values, "ui")
-        views = values["views"]
-        report = bpy.path.abspath(self.report_path) if self.report_path else None
-        return TextureRequest(
-            views=self.view_source(context, views, self.collection_name(context, views)),
+        values = self.settings(context, "prompt", "negative_prompt", "scheduler", "view_prompts")
+        views = check_setting("views", values["views"])
+        values["camera_collection"] = self.collection_name(context, views)
+        values["report"] = bpy.path.abspath(self.report_path) if self.report_path else None
+        values["keep_previous_files"] = True
+        return build_request(
+            values,
             targets=selected_targets(context),
-            generation=GenerationSettings(
-                prompt=self.setting(context, "prompt"),
-                negative_prompt=self.setting(context, "negative_prompt"),
-                seed=values["seed"],
-                steps=values["steps"],
-                guidance=values["guidance"],
-                scheduler=values["scheduler"],
-            ),
-            model=preferences.model_spec(self.model or None, context, door="ui"),
-            view_prompts=self.setting(context, "view_prompts"),
-            output=OutputOptions(
-                texture_size=values["texture_size"],
-                report_path=report,
-                uv_map=self.setting(context, "uv_map") or None,
-                keep_previous_files=True,
-            ),
+            model=preferences.model_spec(self.model or None, context),
+            viewport=self.viewport_for(context, values),
         )
 
     def execute(self, context):
         try:
-            outcome = flow.prepare(self.build_request(context), "ui").run()
+            outcome = flow.prepare(self.build_request(context)).run()
         except TextureError as error:
-            self.report({"ERROR"}, str(error))
+            self.report({"ERROR"}, word(error, UI))
             return {"CANCELLED"}
         _run_state(context).coverage = min(outcome.coverage.values(), default=0.0)
         self.report({"INFO"}, outcome.summary())
@@ -240,9 +224,9 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         if not interactive(context):
             return self.execute(context)
         try:
-            run = flow.prepare(self.build_request(context), "ui")
+            run = flow.prepare(self.build_request(context))
         except TextureError as error:
-            self.report({"ERROR"}, str(error))
+            self.report({"ERROR"}, word(error, UI))
             return {"CANCELLED"}
         self._runner = ModalRunner(run, _current_run_state)
         self._runner.start()
@@ -293,25 +277,23 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            size = defaults.TEXTURE_SIZE.check(self.setting(context, "texture_size"), "ui")
-            view_source = self.view_source(context)
+            values = self.settings(context)
+            values["keep_previous_files"] = True
+            viewport = self.viewport_for(context, values)
             names = selected_targets(context)
             if not self.filepath:
                 raise TextureError("No image was chosen: pick the picture to project.")
-            picture = load_picture(bpy.path.abspath(self.filepath))
-            request = TextureRequest(
-                views=view_source,
+            path = bpy.path.abspath(self.filepath)
+            request = build_request(
+                values,
                 targets=names,
-                pictures=(picture,),
-                output=OutputOptions(
-                    texture_size=size,
-                    uv_map=self.setting(context, "uv_map") or None,
-                    keep_previous_files=True,
-                ),
+                pictures=(load_picture(path),),
+                picture_sources=(path,),
+                viewport=viewport,
             )
-            outcome = flow.prepare(request, "ui").run()
+            outcome = flow.prepare(request).run()
         except TextureError as error:
-            self.report({"ERROR"}, str(error))
+            self.report({"ERROR"}, word(error, UI))
             return {"CANCELLED"}
         self.report({"INFO"}, outcome.summary())
         return {"FINISHED"}
@@ -340,11 +322,10 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            view_source = self.view_source(context)
-            if view_source.given:
-                view = view_source.given[0].view
-            else:
-                view = flow.camera_view(view_source.cameras[0], view_source.resolution, "ui")
+            values = self.settings(context)
+            view = self.viewport_for(context, values)
+            if view is None:
+                view = flow.camera_view(values["camera"], values["resolution"])
             path = None
             if self.filepath:
                 path, _ = outputs.plan_depth(
@@ -356,7 +337,7 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
                     path, lambda partial: images.save_depth_png(seen.depth, partial, context.scene)
                 )
         except TextureError as error:
-            self.report({"ERROR"}, str(error))
+            self.report({"ERROR"}, word(error, UI))
             return {"CANCELLED"}
         flow.keep_depth(seen.depth)
         height, width = seen.depth.shape

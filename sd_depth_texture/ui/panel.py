@@ -35,6 +35,7 @@ class SDT_PT_main(bpy.types.Panel):
         column = layout.column(align=True)
         column.prop(settings, "resolution")
         column.prop(settings, "texture_size")
+        column.prop(settings, "margin")
         active = context.active_object
         if active is not None and active.type == "MESH":
             column.prop_search(settings, "uv_map", active.data, "uv_layers", text="UV Map")

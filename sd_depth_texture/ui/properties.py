@@ -13,7 +13,7 @@ from bpy.props import (
 )
 
 from .. import defaults
-from ..defaults import GUIDANCE, RESOLUTION, SEED, STEPS, TEXTURE_SIZE, VIEWS, Limit
+from ..defaults import Limit
 
 SCHEDULER_ITEMS = [(name, label, text) for name, (label, text) in defaults.SCHEDULERS.items()]
 VIEW_SOURCE_ITEMS = [
@@ -32,40 +32,43 @@ def _is_camera(_self, obj: bpy.types.Object) -> bool:
     return obj.type == "CAMERA"
 
 
-def number(limit: Limit, description: str = "", **extra):
-    """A ``bpy.props`` number with the limit's default and range, for the panel and operators."""
+def number(limit: Limit, description: str = "", *, hard: bool = True, **extra):
+    """A ``bpy.props`` number with the limit's default and range, for the panel and operators.
+
+    ``hard=False`` (the operators): the range only guides the slider, so a script's value out
+    of range reaches the one validation and is refused like the command line's, instead of
+    being clamped silently by Blender."""
     kind = IntProperty if limit.integer else FloatProperty
     cast = int if limit.integer else float
+    low, high = cast(limit.low), cast(limit.high)
+    limits = {"min": low, "max": high} if hard else {"soft_min": low, "soft_max": high}
+    text = description or limit.help
     return kind(
         name=limit.label,
         default=cast(limit.default),
-        min=cast(limit.low),
-        max=cast(limit.high),
-        description=description or limit.label,
+        description=text[:1].upper() + text[1:],
+        **limits,
         **extra,
     )
+
+
+def numbers(*groups: str, **extra) -> dict:
+    """A ``bpy.props`` number for every limit of ``groups``, to add to a class's annotations:
+    a new :class:`~..defaults.Limit` appears in the panel's settings and operators by itself."""
+    return {limit.key: number(limit, **extra) for limit in defaults.limits_of(*groups)}
 
 
 class SDT_SceneSettings(bpy.types.PropertyGroup):
     """What to generate, kept with the scene so a .blend remembers its prompt."""
 
+    __annotations__ = numbers(defaults.VIEW, defaults.TEXTURE, defaults.GENERATION)
     prompt: StringProperty(name="Prompt", description="What the texture should show")
     negative_prompt: StringProperty(name="Negative", description="What to avoid")
-    seed: number(SEED, "Same seed, same result")
-    steps: number(STEPS, "Denoising steps")
-    guidance: number(GUIDANCE, "How closely the picture follows the prompt")
     scheduler: EnumProperty(name="Scheduler", items=SCHEDULER_ITEMS, default=defaults.SCHEDULER)
-    resolution: number(RESOLUTION, "Generation size of the view's short side (multiple of 8)")
-    texture_size: number(TEXTURE_SIZE, "Texture width and height")
     uv_map: StringProperty(
         name="UV Map", description="The UV map to texture; empty: each object's active UV map"
     )
     view_source: EnumProperty(name="View", items=VIEW_SOURCE_ITEMS, default="VIEWPORT")
-    views: number(
-        VIEWS,
-        "1: paint what the view sees; more: texture the whole object from that "
-        "many views around it (a ring plus top and bottom)",
-    )
     view_prompts: BoolProperty(
         name="View Prompts", default=True, description="Append 'front view', 'back view', ..."
     )

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from ..blender.flow import Computed, Outcome, Run
 from ..core.errors import CancelledError, TextureError
 from ..core.progress import Progress
+from ..messages import UI, word
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class ModalRunner:
         if cancelled:
             self.message = CANCELLED_MESSAGE
         elif isinstance(error, TextureError):
-            self.message = str(error)
+            self.message = word(error, UI)
         else:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             self.message = f"{failed}: {type(error).__name__}: {first_line}".rstrip(": ")

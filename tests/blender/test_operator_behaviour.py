@@ -230,11 +230,12 @@ def test_capture_depth_without_a_camera_names_the_panel_choice(sample_scene):
 
 
 def test_the_command_line_keeps_its_flags_in_the_same_messages(sample_scene):
-    """The door is passed, not the text changed for everyone: the CLI still names its flags."""
+    """The core raises one structured error; each door words it: the CLI names its flags."""
     from sd_depth_texture.core.diffusion.settings import ModelSpec
+    from sd_depth_texture.messages import CLI, UI, word
 
-    for door, wanted in (("cli", "--model PATH"), ("ui", "add-on's preferences")):
-        with pytest.raises(TextureError, match="online access is off") as raised:
-            cache.load_pipeline(ModelSpec(source=MODEL_ID, door=door))
-        assert wanted in str(raised.value)
-    assert ModelSpec(door="cli") == ModelSpec(door="ui")  # one cached pipeline for both
+    with pytest.raises(TextureError, match="online access is off") as raised:
+        cache.load_pipeline(ModelSpec(source=MODEL_ID))
+    assert "--model PATH" in word(raised.value, CLI)
+    assert "add-on's preferences" in word(raised.value, UI)
+    assert not FLAG.search(word(raised.value, UI))

@@ -295,8 +295,9 @@ def test_a_manifest_that_is_not_one_is_refused_and_left_alone(tmp_path, content,
         records.Manifest(str(tmp_path)).verify()
 
 
-def _options(sources_: list, out, **extra) -> dict:
-    return {"sources": [str(s) for s in sources_], "out": str(out), **extra}
+def _options(sources_: list, out, **extra) -> plan.BatchOptions:
+    settings = {"sources": [str(s) for s in sources_], "out": str(out), "contact_sheet": "none"}
+    return plan.BatchOptions.from_settings({**settings, **extra})
 
 
 def test_destinations_refuse_outputs_on_sources(tmp_path):
@@ -402,12 +403,12 @@ def _task(out) -> records.FileTask:
 
 def test_existing_files_are_written_over_only_when_a_batch_record_names_them(tmp_path):
     task = _task(tmp_path)
-    texture = outputs.texture_path(task, "Crate")
-    preview = outputs.preview_path(task, "Crate")
-    assert texture == str(tmp_path / "textures" / "a" / "Crate_SD_Texture.png")
+    assert task.texture_dir == str(tmp_path / "textures" / "a")  # the flow names files there
+    texture = outputs.preview_path(task, "Crate")  # a file the batch itself names
+    preview = texture
     assert preview == str(tmp_path / "previews" / "a" / "Crate.png")
     os.makedirs(os.path.dirname(texture))
-    Path(texture).write_bytes(b"someone's texture")
+    Path(texture).write_bytes(b"someone's preview")
 
     def refuse(manifest_lines, in_file=None, sheet=None):
         outputs.refuse_foreign_files(

@@ -28,10 +28,11 @@ from sd_depth_texture.core.diffusion.generate import generate
 from sd_depth_texture.core.diffusion.schedulers import SCHEDULERS
 from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec
 from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
-from sd_depth_texture.core.errors import CancelledError, TextureError
+from sd_depth_texture.core.errors import CancelledError, ModelUnavailableError, TextureError
 from sd_depth_texture.core.progress import Progress
 from sd_depth_texture.defaults import MODEL_ID as DEFAULT_MODEL
 from sd_depth_texture.defaults import MODEL_REVISION as DEFAULT_REVISION
+from sd_depth_texture.messages import CLI, word
 
 SETTINGS = GenerationSettings(prompt="weathered red brick wall", steps=3, seed=1)
 
@@ -462,9 +463,10 @@ def test_offline_hub_id_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
     for source in (DEFAULT_MODEL, "someone/some-depth-model"):
         spec = ModelSpec(source=source, device="cpu", cache_dir=str(tmp_path), allow_online=False)
-        with pytest.raises(TextureError, match="online access is off") as caught:
+        with pytest.raises(ModelUnavailableError, match="online access is off") as caught:
             load_pipeline(spec)
-        assert "--model" in str(caught.value)
+        assert "--model" not in str(caught.value)  # the core names no door's options
+        assert "--model PATH" in word(caught.value, CLI)
     assert pipeline_status() == "not loaded"
 
 

@@ -16,12 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sd_depth_texture"
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
 OPTION_NAME = re.compile(r"--[a-z][a-z-]*")
 COMMAND_LINE_ONLY = {
-    # scene.find_camera: flow.find_camera words it for the panel ("choose the viewport").
+    # messages.word: the command line's advice for NoCameraError and ModelUnavailableError;
+    # the same table holds the panel's.
     "name one with --camera",
-    # sources._OFFLINE_FIX: sources._offline_fix picks the panel's advice for door "ui".
     "or pass --model PATH to a local diffusers folder, or --model random",
-    # settings.validate_settings: the panel's words are " in the Prompt field".
-    " with --prompt",
     # outputs.check_blend_output: only runs that write another .blend (command line, batch).
     "choose another --output",
     "give another --output, or --in-place",
@@ -77,3 +75,10 @@ def test_the_scan_finds_the_known_command_line_messages():
     texts = " ".join(text for _, _, text in flag_strings())
     for allowed in COMMAND_LINE_ONLY:
         assert allowed in texts
+
+
+def test_the_core_names_no_door_option_at_all():
+    """Door wording is out of the core: it raises structured errors and the doors word them."""
+    pip = " --extra-index-url "  # pip's own option, in the install command a user copies
+    found = [item for item in flag_strings() if item[0].startswith("core/") and pip not in item[2]]
+    assert found == []

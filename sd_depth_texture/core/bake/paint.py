@@ -70,6 +70,7 @@ class ViewRequest:
     depth: np.ndarray  # (H, W) float32 for the model
     known: np.ndarray  # (H, W, 3) what earlier views painted, seen from this view
     keep: np.ndarray  # (H, W) float32, 1 where earlier views painted well enough to keep
+    targets: tuple[str, ...] = ()  # the targets this view paints (for the run record)
 
 
 PictureMaker = Callable[[ViewRequest], np.ndarray]
@@ -267,8 +268,10 @@ def _paint_view(
 
     start = time.perf_counter()
     with progress.span(0.02, 0.95):
+        names = tuple(progressing.target.name for progressing in visible)
+        hint = named.prompt_hint
         picture = make_picture(
-            ViewRequest(number, named.label, named.prompt_hint, named.view, depth, known, keep)
+            ViewRequest(number, named.label, hint, named.view, depth, known, keep, names)
         )
     seconds["picture"] = time.perf_counter() - start
 

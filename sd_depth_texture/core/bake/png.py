@@ -79,12 +79,30 @@ def _deflate_block(pixels: np.ndarray, start: int, stop: int, last: bool, level:
     return body, zlib.adler32(lines), lines.size
 
 
-def encode_png(pixels: np.ndarray, *, level: int = LEVEL, workers: int | None = None) -> bytes:
+def text_chunk(key: str, text: str) -> bytes:
+    """An ``iTXt`` chunk (UTF-8 text, deflated) that image viewers and Pillow read as
+    ``key: text``; the key is Latin-1, 1 to 79 characters, as PNG requires."""
+    name = key.encode("latin-1")
+    if not 1 <= len(name) <= 79 or b"\0" in name:
+        raise ValueError(f"{key!r} is not a PNG text key")
+    body = zlib.compress(text.encode("utf-8"), 9)
+    # key, NUL, compressed (1), method 0, no language tag, NUL, no translated key, NUL, text
+    return _chunk(b"iTXt", name + b"\0\x01\x00\0\0" + body)
+
+
+def encode_png(
+    pixels: np.ndarray,
+    *,
+    text: dict[str, str] | None = None,
+    level: int = LEVEL,
+    workers: int | None = None,
+) -> bytes:
     """An (H, W, C) image, row 0 at the top, as the bytes of an 8-bit PNG file.
 
     C is 1 (grey), 3 (RGB) or 4 (RGBA). uint8 is stored as is; float in [0, 1] is rounded to
     8 bits the way Blender stores it in an 8-bit image, block by block, so no full-size copy is
-    made. ``workers``: deflate threads (default: one per CPU core, at most 8).
+    made. ``text``: key -> text chunks written before the pixels. ``workers``: deflate threads
+    (default: one per CPU core, at most 8).
     """
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -110,8 +128,15 @@ def encode_png(pixels: np.ndarray, *, level: int = LEVEL, workers: int | None = 
     # a multiple of 31.
     stream = b"".join([b"\x78\x01", *(body for body, _, _ in blocks), struct.pack(">I", checksum)])
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
+    texts = [text_chunk(key, value) for key, value in (text or {}).items()]
     return b"".join(
-        [SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", stream), _chunk(b"IEND", b"")]
+        [
+            SIGNATURE,
+            _chunk(b"IHDR", header),
+            *texts,
+            _chunk(b"IDAT", stream),
+            _chunk(b"IEND", b""),
+        ]
     )
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers import StableDiffusionDepth2ImgPipeline
 
 from ...defaults import RANDOM_MODEL
 from ..progress import Progress
+from ..record import ModelRecord
 from .device import empty_device_caches, out_of_memory, resolve_device, resolve_dtype
 from .settings import ModelSpec
 from .sources import load_source
@@ -33,6 +34,16 @@ class _Loaded:
     pipe: StableDiffusionDepth2ImgPipeline
     device: torch.device
     dtype: torch.dtype
+    record: ModelRecord
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The pipeline to generate with, and the record of what it is (``record.loaded``: this
+    call loaded it rather than finding it in memory)."""
+
+    pipe: StableDiffusionDepth2ImgPipeline
+    record: ModelRecord
 
 
 _load_lock = threading.RLock()  # held for a whole load or free
@@ -45,7 +56,12 @@ _loading_source: str | None = None
 def load_pipeline(
     spec: ModelSpec, progress: Progress | None = None
 ) -> StableDiffusionDepth2ImgPipeline:
-    """Load (or return the cached) pipeline for ``spec``.
+    """The pipeline alone, for scripts that need no record (see :func:`load_model`)."""
+    return load_model(spec, progress).pipe
+
+
+def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
+    """Load (or return the cached) pipeline for ``spec``, with the record of what it is.
 
     ``progress`` hears of the download (when one is needed) and the load; a cancelled download
     raises ``CancelledError`` and keeps nothing of it.
@@ -54,7 +70,7 @@ def load_pipeline(
     progress = progress or Progress()
     with _load_lock:
         if _loaded is not None and _loaded.spec == spec:
-            return _loaded.pipe
+            return LoadedModel(_loaded.pipe, replace(_loaded.record, loaded=False))
         device = resolve_device(spec.device)
         dtype = resolve_dtype(spec.precision, device)
         free_pipeline()
@@ -63,19 +79,22 @@ def load_pipeline(
         try:
             progress.update(0.0, f"Loading {spec.source}")
             with progress.span(0.0, 0.9):
-                pipe = load_source(spec, dtype, progress)
+                pipe, record = load_source(spec, dtype, progress)
             progress.update(0.95, f"Moving the model to {device}")
             with out_of_memory(f"loading the model onto {device}"):
                 pipe = pipe.to(device=device)
                 if pipe.dtype != dtype:
                     pipe = pipe.to(dtype=dtype)
             pipe.set_progress_bar_config(disable=True)
-            _loaded = _Loaded(spec=spec, pipe=pipe, device=device, dtype=dtype)
+            record = replace(
+                record, device=str(device), precision=str(dtype).removeprefix("torch.")
+            )
+            _loaded = _Loaded(spec=spec, pipe=pipe, device=device, dtype=dtype, record=record)
         finally:
             _set_status(_describe(_loaded), loading_source=None)
         logger.info("Loaded %s in %.1f s: %s", spec.source, time.perf_counter() - started, _status)
         progress.update(1.0, "Model loaded")
-        return pipe
+        return LoadedModel(pipe, replace(record, loaded=True))
 
 
 def free_pipeline() -> bool:

@@ -16,7 +16,7 @@ from diffusers import (
 from diffusers.configuration_utils import ConfigMixin
 
 from ...defaults import SCHEDULERS as SCHEDULER_CHOICES
-from ...defaults import check_scheduler
+from ..validation import check_setting
 
 SCHEDULER_CLASSES: dict[str, Any] = {
     "dpmpp": DPMSolverMultistepScheduler,
@@ -29,7 +29,7 @@ SCHEDULERS = tuple(SCHEDULER_CHOICES)
 
 def make_scheduler(pipe: Any, name: str) -> ConfigMixin:
     """A fresh scheduler of kind ``name`` built from the model's own noise schedule."""
-    name = check_scheduler(name)
+    name = check_setting("scheduler", name)
     config = pipe.scheduler.config
     if name == "dpmpp":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")

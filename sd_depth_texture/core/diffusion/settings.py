@@ -6,10 +6,11 @@ in a Blender that has no torch or diffusers installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH, check_numbers
+from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH
 from ..errors import TextureError
+from ..validation import check_prompt, check_settings, check_text
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,6 @@ class ModelSpec:
     A Hub model is looked for in ``cache_dir`` (when set) and in the standard Hugging Face
     cache (``HF_HOME`` / ``HF_HUB_CACHE``); a download (only with ``allow_online``) goes to
     ``cache_dir``, else to the standard cache.
-    ``door`` ("cli" or "ui") words the advice in loading errors; it is not part of equality.
     """
 
     source: str = MODEL_ID
@@ -28,7 +28,14 @@ class ModelSpec:
     precision: str = "auto"
     cache_dir: str | None = None
     allow_online: bool = False
-    door: str = field(default="cli", compare=False)
+
+    def check(self) -> ModelSpec:
+        check_settings({"device": self.device, "precision": self.precision})
+        return self
+
+    def pixel_record(self) -> dict:
+        """What of the spec decides pixels (where the files are cached does not)."""
+        return {"source": self.source, "config": self.config, "precision": self.precision}
 
 
 @dataclass(frozen=True)
@@ -45,21 +52,22 @@ class GenerationSettings:
 
 
 def validate_settings(
-    settings: GenerationSettings, *, has_init_image: bool, door: str = "cli"
+    settings: GenerationSettings, *, has_init_image: bool, prompt_required: bool = True
 ) -> None:
-    """Reject settings the pipeline would fail on (or silently misuse) with a clear message."""
-    if not isinstance(settings.prompt, str) or not settings.prompt.strip():
-        where = " with --prompt" if door == "cli" else " in the Prompt field"
-        raise TextureError(f"The prompt is empty: describe the texture you want{where}.")
-    check_numbers(
+    """Reject settings the pipeline would fail on (or silently misuse) with a clear message.
+
+    ``prompt_required=False``: a template whose prompt each asset of a batch fills in."""
+    if prompt_required or settings.prompt:
+        check_prompt(settings.prompt)
+    check_text(settings.negative_prompt, "negative_prompt")
+    check_settings(
         {
             "steps": settings.steps,
             "guidance": settings.guidance,
             "seed": settings.seed,
             "strength": settings.strength,
             "scheduler": settings.scheduler,
-        },
-        door,
+        }
     )
     if has_init_image and int(settings.steps * settings.strength) < 1:
         raise TextureError(

@@ -42,9 +42,10 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ...defaults import MODEL_ID, MODEL_REVISION, RANDOM_MODEL
-from ..errors import TextureError
+from ...defaults import MODEL_ID, MODEL_LICENCE, MODEL_REVISION, RANDOM_MODEL
+from ..errors import ModelUnavailableError, TextureError
 from ..progress import Progress
+from ..record import ModelRecord, sha256_of_file
 from . import hub
 from .device import first_line, out_of_memory
 from .schedulers import scheduler_from_config_folder
@@ -68,22 +69,11 @@ CONFIG_FILES = (
     "tokenizer/tokenizer_config.json",
 )
 
+BACKEND = "sd2-depth"
+_CARD_HEAD_BYTES = 16 << 10
+_LICENCE_LINE = re.compile(r"^license:\s*(.+)$", re.MULTILINE)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _FP16_NAME = hub.FP16_NAME
-_OFFLINE_FIX = (
-    "Allow online access in Blender's Preferences (System > Network) to download it once, "
-    "or pass --model PATH to a local diffusers folder, or --model random to test with random "
-    "weights"
-)
-_OFFLINE_FIX_UI = (  # the same advice in the panel's words (no command-line flags)
-    "Allow Online Access in Blender's Preferences (System > Network) to download it once, "
-    "or set Model in the add-on's preferences to a local diffusers folder, or to 'random' to "
-    "test with random weights"
-)
-
-
-def _offline_fix(spec: ModelSpec) -> str:
-    return _OFFLINE_FIX_UI if spec.door == "ui" else _OFFLINE_FIX
 
 
 class IncompleteModelError(TextureError):
@@ -92,35 +82,71 @@ class IncompleteModelError(TextureError):
 
 def load_source(
     spec: ModelSpec, dtype: torch.dtype, progress: Progress
-) -> StableDiffusionDepth2ImgPipeline:
-    """Dispatch on the kind of source; every path ends in a strict, safetensors-only load."""
+) -> tuple[StableDiffusionDepth2ImgPipeline, ModelRecord]:
+    """Dispatch on the kind of source; every path ends in a strict, safetensors-only load.
+
+    Returns the pipeline and the record of what was loaded: the Hub revision that was resolved,
+    or the sha256 of a single weights file, and the licence its model card names."""
     source = (spec.source or "").strip()
     if not source:
         raise TextureError("No model given: set a Hub id, a model folder, a file or 'random'")
     if source == RANDOM_MODEL:
         logger.warning("Using random weights: generated textures will be noise")
-        return build_tiny_pipeline()
+        return build_tiny_pipeline(), _record(source, "random")
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         raise pickle_refusal(path)
     if suffix == ".safetensors":
         pipe = load_single_file(path, spec.config)
+        config = Path(spec.config) if spec.config else path.parent
+        record = _record(source, "file", config, weights_sha256=sha256_of_file(str(path)))
     elif path.is_dir():
-        pipe = load_folder(path, dtype)
+        pipe, record = load_folder(path, dtype), _record(source, "folder", path)
     elif path.exists():
         raise TextureError(f"{path} is neither a diffusers model folder nor a .safetensors file")
     elif path.is_absolute() or source.startswith((".", "~")) or "\\" in source:
         raise TextureError(f"Model folder not found: {path}")
     elif _HUB_ID.fullmatch(source):
-        pipe = _load_hub_model(spec, source, dtype, progress)
+        pipe, folder = _load_hub_model(spec, source, dtype, progress)
+        record = _record(source, "hub", folder, revision=folder.name)
+        if source == MODEL_ID and record.licence is None:
+            record.licence = MODEL_LICENCE
     else:
         raise TextureError(
             f"Model '{source}' is not a folder, a .safetensors file or a Hugging Face id "
             "(owner/name)"
         )
     _check_token_length(pipe, source)
-    return pipe
+    return pipe, record
+
+
+def _record(source: str, kind: str, folder: Path | None = None, **known: Any) -> ModelRecord:
+    return ModelRecord(
+        backend=BACKEND,
+        pipeline=StableDiffusionDepth2ImgPipeline.__name__,
+        source=source,
+        kind=kind,
+        licence=model_licence(folder) if folder is not None else None,
+        **known,
+    )
+
+
+def model_licence(folder: Path) -> str | None:
+    """The ``license`` a model card (``README.md``'s front matter) names, if it names one."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    try:
+        with open(card, encoding="utf-8", errors="replace") as stream:
+            head = stream.read(_CARD_HEAD_BYTES)
+    except OSError:
+        return None
+    if not head.startswith("---"):
+        return None
+    front = head[3:].split("\n---", 1)[0]
+    found = _LICENCE_LINE.search(front)
+    return found.group(1).strip().strip("'\"") if found else None
 
 
 def pickle_refusal(path: Path) -> TextureError:
@@ -135,8 +161,9 @@ def pickle_refusal(path: Path) -> TextureError:
 
 def _load_hub_model(
     spec: ModelSpec, repo_id: str, dtype: torch.dtype, progress: Progress
-) -> StableDiffusionDepth2ImgPipeline:
-    """The first complete cached copy, else a download (when allowed) into the download cache."""
+) -> tuple[StableDiffusionDepth2ImgPipeline, Path]:
+    """The first complete cached copy, else a download (when allowed) into the download cache;
+    returns the pipeline and the snapshot folder it came from (named by its revision)."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -158,17 +185,16 @@ def _load_hub_model(
             unusable.append(error)
             continue
         logger.info("Using the cached copy of %s in %s", repo_id, folder)
-        return _from_pretrained(folder, dtype, variant)
+        return _from_pretrained(folder, dtype, variant), folder
     if not spec.allow_online:
         if unusable:
-            raise TextureError(
+            raise ModelUnavailableError(
                 f"The cached copy of {repo_id} is unusable ({unusable[0]}) and online access "
-                f"is off. {_offline_fix(spec)}"
+                "is off."
             )
         where = " or ".join(str(cache) for cache in caches)
-        raise TextureError(
-            f"Model {repo_id} is not cached in {where} and online access is off. "
-            f"{_offline_fix(spec)}"
+        raise ModelUnavailableError(
+            f"Model {repo_id} is not cached in {where} and online access is off."
         )
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(
@@ -179,7 +205,7 @@ def _load_hub_model(
             progress=progress,
         )
     progress.update(0.95, f"Loading {repo_id}")
-    return load_folder(folder, dtype)
+    return load_folder(folder, dtype), folder
 
 
 # ---- Local diffusers folder ------------------------------------------------------------------
