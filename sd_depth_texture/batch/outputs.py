@@ -3,7 +3,8 @@
 Every path a run writes is named here (the output .blend, its texture folder, the previews and
 the staging place beside each; the texture files in that folder are named by the flow's one
 rule, :func:`..blender.outputs.texture_path`), so the planner can check them all before any
-work and the worker writes exactly those. The rules, each a one-line refusal before anything is written:
+work and the worker writes exactly those. The rules, each a one-line refusal before anything
+is written:
 
 * ``--out`` is a folder this process can write, and neither lies in a source folder nor holds
   one (its outputs would land on sources), unless ``--in-place``, which writes into the

@@ -52,7 +52,7 @@ def run_state():
 
 
 def prepare(model_dir, names=("Suzanne",), views: int = 1, steps: int = 2, seed: int = 0):
-    """A prepared run as the panel's Generate makes it (door "ui")."""
+    """A prepared run as the panel's Generate makes it."""
     if views > 1:
         source = ViewSource(resolution=RESOLUTION, orbit=views)
     else:
@@ -61,10 +61,10 @@ def prepare(model_dir, names=("Suzanne",), views: int = 1, steps: int = 2, seed:
         views=source,
         targets=tuple(names),
         generation=GenerationSettings(prompt="moss", steps=steps, seed=seed),
-        model=preferences.model_spec(str(model_dir), door="ui"),
+        model=preferences.model_spec(str(model_dir)),
         output=OutputOptions(texture_size=TEXTURE, keep_previous_files=True),
     )
-    return flow.prepare(request, "ui")
+    return flow.prepare(request)
 
 
 class Lockstep:

@@ -9,6 +9,7 @@ import pytest
 from sd_depth_texture.blender import images
 from sd_depth_texture.core.bake import png
 from sd_depth_texture.core.bake.color import to_8bit
+from sd_depth_texture.core.record import RunRecord
 
 
 def stored_bytes(image: bpy.types.Image) -> np.ndarray:
@@ -47,9 +48,10 @@ def test_a_written_png_reads_back_as_blenders_own(addon, tmp_path, monkeypatch, 
 
 def write_texture(name: str, texture: np.ndarray, path: str | None = None):
     """The flow's write path: the PNG from the array first, then the image that reads it."""
+    data = images.texture_png(texture, RunRecord.begin("test", {}))
     if path is not None:
-        images.write_png(texture, path)
-    return images.texture_image(name, texture, path)
+        images.write_file(path, data)
+    return images.texture_image(name, data, path)
 
 
 def test_write_texture_reloads_the_image_in_place(addon, tmp_path, texture):
@@ -84,3 +86,25 @@ def test_without_a_blend_path_the_texture_is_packed(addon, tmp_path, texture):
     assert reopened.packed_file is not None
     np.testing.assert_array_equal(stored_bytes(reopened)[..., :3], to_8bit(texture))
     assert not (tmp_path / "textures").exists()
+
+
+def test_one_writer_gives_files_and_packed_images_the_same_png_with_its_run_record(
+    addon, tmp_path, texture
+):
+    import json
+
+    from PIL import Image
+
+    from sd_depth_texture.core.record import RECORD_SCHEMA
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    data = images.texture_png(texture, RunRecord.begin("9.9.9", {"texture_size": 300}))
+    path = tmp_path / "T_SD_Texture.png"
+    images.write_file(str(path), data)
+    with Image.open(path) as written:
+        record = json.loads(written.text[images.RECORD_KEY])
+        np.testing.assert_array_equal(np.asarray(written.convert("RGB")), to_8bit(texture))
+    assert record["schema"] == RECORD_SCHEMA and record["version"] == "9.9.9"
+    assert record["settings"] == {"texture_size": 300} and record["origin"] is None
+    image, _ = images.texture_image("P SD Texture", data, None)
+    assert bytes(image.packed_file.data) == data  # the very same bytes, packed

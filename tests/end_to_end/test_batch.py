@@ -24,9 +24,10 @@ import pytest
 from support import REPO
 from support.fingerprints import folder_fingerprint
 
-from sd_depth_texture.batch import plan, prompts, records, report, runners, sources, worker
+from sd_depth_texture.batch import plan, prompts, records, report, run, runners, sources, worker
 from sd_depth_texture.batch.sources import CATALOG_FILE
 from sd_depth_texture.cli import main as cli
+from sd_depth_texture.cli import options as cli_options
 from sd_depth_texture.core.errors import TextureError
 
 CHAIRS = "0a0b0c0d-0000-4000-8000-000000000001"
@@ -362,11 +363,14 @@ def test_other_settings_are_refused_on_an_existing_output(
 def test_order_of_processing_changes_nothing(reference, library, tiny_model_dir, tmp_path):
     """Files and the assets within them done in reverse order give the same pixels."""
     args = cli.build_parser().parse_args(batch_argv(library, tmp_path / "out", tiny_model_dir))
-    options = vars(args)
+    settings = vars(args)
+    options = plan.BatchOptions.from_settings(settings)
+    template = run.template_request(settings, cli_options.model_spec(settings))
     destinations = plan.check_destinations(options, {})
     the_plan = plan.make_plan(
-        options, destinations, prompts.prompt_source(options), worker.scan_file
-    )
+        template.pixel_record(), False, destinations, prompts.prompt_source(settings),
+        worker.scan_file,
+    )  # fmt: skip
     tasks = [
         records.FileTask(**{**vars(task), "jobs": tuple(reversed(task.jobs))})
         for task in reversed(the_plan.tasks)
@@ -374,7 +378,7 @@ def test_order_of_processing_changes_nothing(reference, library, tiny_model_dir,
     sink = runners.Sink(
         the_plan.manifest, report.ProgressLine(the_plan.to_run, stream=io.StringIO())
     )
-    runners.run_sequential(tasks, worker.FileWorker(options, worker.model_spec(options)), sink)
+    runners.run_sequential(tasks, worker.FileWorker(template, options.preview_size), sink)
     assert [r["key"] for r in sink.records][:2] == [
         "props/misc.blend::Vase", "props/misc.blend::Crate"
     ]  # fmt: skip
@@ -517,7 +521,13 @@ def test_texture_options_apply_per_asset_whole_object_views(
         (["--prompt", "x", "--prompt-template", "{name}"], "not both"),
         (["--prompt-template", "a {colour} thing"], "{colour}"),
         (["--prompt", "x", "--steps", "0"], "--steps must be an integer from 1 to 150"),
-        (["--prompt", "x", "--resolution", "60"], "multiple of 8"),
+        (["--prompt", "x", "--resolution", "60"], "--resolution must be an integer from 64"),
+        # What ``texture`` refuses, the batch refuses with the same line (one builder).
+        (["--prompt", "x", "--texture-size", "9000"], "--texture-size must be an integer from"),
+        (["--prompt", "x", "--views", "30"], "--views must be an integer from 1 to 26, got 30"),
+        (["--prompt", "x", "--margin", "500"], "--margin must be an integer from 0 to 64"),
+        (["--prompt", "x", "--preview-size", "0"], "--preview-size must be an integer from 16"),
+        (["--prompt", "x", "--cpu-threads", "100000"], "--cpu-threads must be an integer from"),
         (["--prompts", "missing.csv"], "no prompts file"),
     ],
 )

@@ -118,7 +118,6 @@ def test_a_manifest_that_is_someone_elses_file_is_refused(
     "in_the_way",
     [
         "a.blend",  # an unrelated .blend (a copy of the source: no in-file batch record)
-        "textures/a/Crate_SD_Texture.png",
         "previews/a/Crate.png",
         records.MANIFEST_NAME,
         "contact_sheet.html",
@@ -138,6 +137,25 @@ def test_a_file_no_batch_wrote_is_never_overwritten(
     err = refused(capsys, str(library / "a.blend"), "--out", str(out), *model(tiny_model_dir))
     assert f"'{path}'" in err and "was left as it is" in err
     assert everything(library, tmp_path) == before  # not even the lock is left behind
+
+
+def test_a_texture_file_no_batch_wrote_is_left_alone_and_the_asset_takes_another_name(
+    library, tiny_model_dir, tmp_path, capsys
+):
+    """Texture files are named by the flow's one rule, as for every door: a file there that
+    the output does not own is never written over; the texture takes the next free name."""
+    out = tmp_path / "out"
+    theirs = out / "textures" / "a" / "Crate_SD_Texture.png"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"a file of the user's own\n")
+    code, _ = run(capsys, str(library / "a.blend"), "--out", str(out), *model(tiny_model_dir))
+    assert code == 0
+    assert theirs.read_bytes() == b"a file of the user's own\n"
+    record = records.Manifest(str(out / records.MANIFEST_NAME)).read()["a.blend::Crate"]
+    texture = record["textures"]["Crate"]
+    assert os.path.dirname(texture) == str(theirs.parent) and texture != str(theirs)
+    assert os.path.isfile(texture)
+    assert any("was left alone" in note for note in record["notes"])
 
 
 def test_a_rerun_over_its_own_files_is_not_refused(library, tiny_model_dir, tmp_path, capsys):

@@ -417,7 +417,7 @@ def test_a_failure_while_writing_leaves_files_and_scene_as_they_were(
         pictures=(np.full((256, 384, 3), 0.25, np.float32),),
         output=OutputOptions(texture_size=64, report_path=str(tmp_path / "report.json")),
     )
-    flow.prepare(request, "ui").run()
+    flow.prepare(request).run()
     images.image_to_array(bpy.data.images[texture_name("Cube")])  # loaded, so its pixels count
     before, files_before = scene_fingerprint(), folder_fingerprint(tmp_path)
 
@@ -428,7 +428,7 @@ def test_a_failure_while_writing_leaves_files_and_scene_as_they_were(
     monkeypatch.setattr(flow, "write_report", fail)
     brighter = dataclasses.replace(request, pictures=(np.ones((256, 384, 3), np.float32),))
     with pytest.raises(failure):
-        flow.prepare(brighter, "ui").run()
+        flow.prepare(brighter).run()
 
     assert scene_fingerprint() == before
     assert folder_fingerprint(tmp_path) == files_before
@@ -441,7 +441,7 @@ def test_a_file_that_appears_at_a_planned_path_during_the_run_is_not_written_ove
         pictures=(np.full((128, 192, 3), 0.5, np.float32),),
         output=OutputOptions(texture_size=64),
     )
-    run = flow.prepare(request, "ui")
+    run = flow.prepare(request)
     planned = Path(run.plan.textures["Cube"])
     assert planned == source.parent / "textures" / "scene" / "Cube_SD_Texture.png"
     before = scene_fingerprint()
@@ -541,7 +541,7 @@ def test_ctrl_c_inside_the_flow_undoes_the_uv_map_prepare_made(addon, monkeypatc
         output=OutputOptions(texture_size=64),
     )
     with pytest.raises(KeyboardInterrupt):
-        flow.prepare(request, "ui").run()
+        flow.prepare(request).run()
     assert scene_fingerprint() == before
 
 
