@@ -191,6 +191,18 @@ def _relative_link(path: str | None, folder: str) -> str:
         return Path(path).as_uri()
 
 
+def model_line(record: Mapping[str, Any]) -> str:
+    """What made an asset's texture, from its run record: model, revision and licence."""
+    model = (record.get("record") or {}).get("model") or {}
+    if not model:
+        return ""
+    source = str(model.get("source", ""))
+    revision = model.get("revision") or model.get("weights_sha256")
+    revision = f" @ {str(revision)[:12]}" if revision else ""
+    licence = model.get("licence") or "licence not stated"
+    return f"{source}{revision} ({licence})"
+
+
 def _markdown_cell(value: Any) -> str:
     """Text as one Markdown table cell: HTML and Markdown punctuation shown, never run."""
     text = html.escape(str(value if value is not None else ""), quote=False)
@@ -203,8 +215,8 @@ def _markdown_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: 
         "",
         f"{summary.done} of {summary.total} done, {summary.failed} failed.",
         "",
-        "| Preview | Asset | File | Prompt | Seed | Status |",
-        "|---|---|---|---|---|---|",
+        "| Preview | Asset | File | Prompt | Seed | Model | Status |",
+        "|---|---|---|---|---|---|---|",
     ]
     for record in records:
         preview = _relative_link(record.get("preview"), folder)
@@ -217,6 +229,7 @@ def _markdown_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: 
             record.get("file"),
             record.get("prompt", ""),
             record.get("seed", ""),
+            model_line(record),
             status,
         )
         lines.append(f"| {image} | " + " | ".join(_markdown_cell(c) for c in cells) + " |")
@@ -240,6 +253,7 @@ def _html_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: Summ
             details.append(f"{seconds:.1f} s")
         if record.get("coverage") is not None:
             details.append(f"{record['coverage']:.0%} of texels")
+        model = model_line(record)
         error = (
             f'<p class="error">{escape(str(record.get("error", "")))}</p>'
             if status == FAILED
@@ -250,7 +264,8 @@ def _html_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: Summ
             f"<b>{escape(str(record.get('asset') or '(whole file)'))}</b>"
             f'<span class="file">{escape(str(record.get("file", "")))}</span>'
             f"<q>{escape(str(record.get('prompt', '')))}</q>"
-            f'<span class="details">{escape(" · ".join(details))}</span>{error}'
+            f'<span class="details">{escape(" · ".join(details))}</span>'
+            f'<span class="model">{escape(model)}</span>{error}'
             "</figcaption></figure>"
         )
     return (
@@ -263,7 +278,7 @@ def _html_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: Summ
         "img,.missing{width:100%;aspect-ratio:1;object-fit:contain;background:#eee}"
         ".missing{display:flex;align-items:center;justify-content:center;color:#999}"
         "figcaption span,figcaption q{display:block;margin-top:3px}"
-        ".file,.details{color:#666;font-size:12px}.error{color:#b00;margin:4px 0 0}"
+        ".file,.details,.model{color:#666;font-size:12px}.error{color:#b00;margin:4px 0 0}"
         "</style></head><body>"
         f"<h1>{SHEET_TITLE}</h1><p>{summary.done} of {summary.total} done, "
         f"{summary.failed} failed.</p>"

@@ -546,3 +546,23 @@ def test_sources_that_are_not_there_or_would_be_overwritten(library, tmp_path, c
     folder = library / "props"
     assert cli.main(["batch", str(folder), "--out", str(folder), "--prompt", "x"]) == 1
     assert "--out would overwrite the source" in capsys.readouterr().err
+
+
+def test_every_manifest_line_carries_the_run_record_and_the_sheet_names_the_model(
+    reference, tiny_model_dir
+):
+    """The record the flow built reaches the batch: each done line holds it (what its prompt
+    and seed really were per view, the model as loaded), and ``model_loaded`` is read from it."""
+    done = [r for r in reference["manifest"] if r["status"] == "done"]
+    assert done
+    for line in done:
+        record = line["record"]
+        assert record["origin"] == "generated" and record["model"]["source"] == str(tiny_model_dir)
+        assert line["model_loaded"] is record["model"]["loaded"]
+        (view,) = record["views"]  # one view, framed on the asset
+        assert view["prompt"] == f"{line['prompt']}, front view"  # as sent: the view's words
+        assert view["seed"] == line["seed"]
+        assert view["targets"] == [line["asset"]]
+    assert sum(line["model_loaded"] for line in done) == 1
+    sheet = (reference["out"] / "contact_sheet.html").read_text(encoding="utf-8")
+    assert f"{tiny_model_dir} (licence not stated)" in sheet

@@ -21,9 +21,10 @@ import torch
 from diffusers import StableDiffusionDepth2ImgPipeline
 from support.fake_hub import FakeHub, hub_environment
 
-from sd_depth_texture.core.diffusion import device, hub
+from sd_depth_texture.core.diffusion import device, hub, sources
 from sd_depth_texture.core.diffusion.cache import (
     free_pipeline,
+    load_model,
     load_pipeline,
     loading,
     pipeline_status,
@@ -97,6 +98,27 @@ def test_default_model_in_the_standard_cache_loads_offline(
     assert isinstance(pipe, StableDiffusionDepth2ImgPipeline)
     assert pipe.unet.config.in_channels == 5
     assert pipeline_status() == f"{MODEL_ID} on cpu (float32)"
+    # The record says what was really loaded: the revision resolved in the cache.
+    again = load_model(ModelSpec(device="cpu"))
+    assert again.pipe is pipe and not again.record.loaded
+    assert again.record.kind == "hub" and again.record.revision == MODEL_REVISION
+    assert again.record.licence == "openrail++"  # the default model's, when its card is absent
+    assert (again.record.device, again.record.precision) == ("cpu", "float32")
+
+
+def test_the_record_names_the_licence_of_the_model_card_and_the_hash_of_a_single_file(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "README.md").write_text("---\nlanguage: en\nlicense: 'mit'\n---\n# A model\n")
+    loaded = load_model(ModelSpec(source=str(folder), device="cpu"))
+    assert loaded.record.loaded and loaded.record.kind == "folder"
+    assert loaded.record.licence == "mit" and loaded.record.revision is None
+    assert loaded.record.backend == "sd2-depth"
+    assert loaded.record.pipeline == "StableDiffusionDepth2ImgPipeline"
+    (folder / "README.md").write_text("# no front matter\nlicense: not-this\n")
+    assert sources.model_licence(folder) is None
 
 
 def test_a_cache_dir_is_searched_and_so_is_the_standard_cache(
