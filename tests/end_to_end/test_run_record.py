@@ -31,8 +31,8 @@ def test_a_whole_object_run_records_what_each_view_was_really_sent(
     cache.free_pipeline()  # this run loads the model: the record says so
     report = tmp_path / "report.json"
     argv = ["texture", str(sample_blend), "--prompt", "oak bark", "--negative-prompt", "blur",
-            "--seed", "40", "--views", "3", "--object", "Suzanne", "--model", str(tiny_model_dir), "--report",
-            str(report), "--scheduler", "ddim", *FAST]  # fmt: skip
+            "--seed", "40", "--views", "3", "--object", "Suzanne", "--model",
+            str(tiny_model_dir), "--report", str(report), "--scheduler", "ddim", *FAST]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err
     record = json.loads(report.read_text())["record"]
     assert record["schema"] == RECORD_SCHEMA and record["version"] == extension_version()
