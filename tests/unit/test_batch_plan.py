@@ -458,9 +458,9 @@ def test_contact_sheets_show_asset_text_and_never_run_it(tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "\\[click\\](javascript:alert(2))" in text and "\\*bold\\*" in text
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in text
-    # Each record is one row of six cells: an escaped '|' splits nothing.
+    # Each record is one row of seven cells: an escaped '|' splits nothing.
     rows = [line for line in text.splitlines() if line.startswith("| ![") or "Box" in line]
-    assert [row.replace("\\|", "").count("|") for row in rows] == [7, 7]
+    assert [row.replace("\\|", "").count("|") for row in rows] == [8, 8]
     assert "![Crate](previews/my%20props/Crate.png)" in text
     assert report.is_contact_sheet(str(markdown))
 
