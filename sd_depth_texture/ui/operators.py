@@ -27,7 +27,7 @@ from ..blender.files import write_whole
 from ..blender.pictures import load_picture
 from ..blender.targets import check_target
 from ..core.errors import TextureError
-from ..core.validation import check_setting
+from ..core.validation import check_setting, check_settings
 from ..messages import UI, word
 from ..request import SCENE_CAMERA, TextureRequest, build_request
 from . import dependencies
@@ -277,7 +277,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            values = self.settings(context)
+            values = check_settings(self.settings(context))  # before the image is read
             values["keep_previous_files"] = True
             viewport = self.viewport_for(context, values)
             names = selected_targets(context)

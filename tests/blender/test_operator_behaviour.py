@@ -193,6 +193,9 @@ def test_project_image_without_a_file_says_so(sample_scene):
 UI_MESSAGES = {  # case -> what the message must name instead of a flag
     "no camera": "add one, or choose the viewport",
     "bad number": "'Resolution' must be an integer from 64 to 2048 in steps of 8, got 100",
+    # A script's value out of range is refused by the one rule, never clamped by Blender.
+    "too small": "'Texture Size' must be an integer from 64 to 8192, got 1",
+    "too large": "'Margin' must be an integer from 0 to 64, got 500",
     "empty prompt": "The prompt is empty",
     "offline, not cached": "set Model in the add-on's preferences",
 }
@@ -206,6 +209,10 @@ def test_ui_messages_name_panel_fields_not_command_line_flags(case, sample_scene
         bpy.data.objects.remove(bpy.data.objects["Camera"])
     elif case == "bad number":
         arguments["resolution"] = 100
+    elif case == "too small":
+        arguments["texture_size"] = 1
+    elif case == "too large":
+        arguments["margin"] = 500
     elif case == "empty prompt":
         arguments["prompt"] = "  "
     else:
@@ -239,3 +246,10 @@ def test_the_command_line_keeps_its_flags_in_the_same_messages(sample_scene):
     assert "--model PATH" in word(raised.value, CLI)
     assert "add-on's preferences" in word(raised.value, UI)
     assert not FLAG.search(word(raised.value, UI))
+
+
+def test_project_image_refuses_what_generate_refuses(sample_scene, tmp_path):
+    before = scene_fingerprint()
+    with pytest.raises(RuntimeError, match="'Texture Size' must be an integer from 64 to 8192"):
+        bpy.ops.sd_depth_texture.project_image(texture_size=1, filepath=str(tmp_path / "a.png"))
+    assert scene_fingerprint() == before
