@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..core.errors import TextureError
@@ -35,17 +35,11 @@ from .sources import catalog_file, read_catalogs, resolve_sources, source_folder
 
 log = logging.getLogger(__name__)
 
-# Settings of the batch itself; the texturing settings are the request's.
-BATCH_SETTINGS = (
-    "sources", "out", "all_meshes", "prompt_template", "prompts", "retry_failed", "in_place",
-    "manifest", "contact_sheet", "preview_size", "ray", "ray_workers", "ray_python",
-    "cpu_threads",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """How a batch runs (not what each texture looks like: that is the template request)."""
+    """How a batch runs (not what each texture looks like: that is the template request).
+    The texturing settings are the request's; these are the batch's own."""
 
     sources: tuple[str, ...]
     out: str
@@ -65,8 +59,9 @@ class BatchOptions:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> BatchOptions:
         """The batch's own settings out of everything a door has, checked by the one rule."""
+        names = [field.name for field in fields(cls)]
         values = check_settings(
-            {key: settings[key] for key in BATCH_SETTINGS if settings.get(key) is not None}
+            {key: settings[key] for key in names if settings.get(key) is not None}
         )
         values["sources"] = tuple(values.get("sources", ()))
         return cls(**values)

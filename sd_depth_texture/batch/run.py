@@ -20,16 +20,18 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..core.diffusion.settings import ModelSpec
 from ..request import TextureRequest, build_request
-from . import outputs, plan, prompts, report, runners
+from . import outputs, plan, report, runners
 from .plan import BatchOptions
+from .prompts import PromptSource
 
 # What the batch decides itself, never taken from its settings into the request: each asset's
 # report is its manifest line, and --in-place means the sources, not the request's output.
 _NOT_FOR_THE_REQUEST = {"report": None, "output": None, "in_place": None}
 
 
-def template_request(settings: Mapping[str, Any], model) -> TextureRequest:
+def template_request(settings: Mapping[str, Any], model: ModelSpec) -> TextureRequest:
     """The request every asset starts from: every texturing setting checked once, up front."""
     return build_request(
         {**settings, **_NOT_FOR_THE_REQUEST},
@@ -39,7 +41,7 @@ def template_request(settings: Mapping[str, Any], model) -> TextureRequest:
     )
 
 
-def run_batch(options: BatchOptions, template: TextureRequest, prompt_source) -> int:
+def run_batch(options: BatchOptions, template: TextureRequest, prompt_source: PromptSource) -> int:
     """The batch's steps; every refusal is a TextureError raised before any work, with the
     user's files as they were. Returns the exit code (0: every asset done)."""
     from . import worker
@@ -101,10 +103,6 @@ def run_batch(options: BatchOptions, template: TextureRequest, prompt_source) ->
             report.write_contact_sheet(the_plan.sheet, the_plan.keys, last, summary)
     print(summary.text(the_plan.manifest.path, the_plan.sheet, the_plan.warnings))
     return summary.exit_code
-
-
-def prompt_source(settings: Mapping[str, Any]) -> prompts.PromptSource:
-    return prompts.prompt_source(settings)
 
 
 @contextlib.contextmanager

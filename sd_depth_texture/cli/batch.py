@@ -16,7 +16,8 @@ from typing import Any
 
 from .. import defaults
 from ..batch.plan import BatchOptions
-from ..batch.run import prompt_source, run_batch, template_request
+from ..batch.prompts import prompt_source
+from ..batch.run import run_batch, template_request
 from ..core.errors import TextureError
 from ..messages import CLI, word
 from . import options as cli_options

@@ -123,7 +123,7 @@ def request_from_args(
             pictures=pictures,
             picture_sources=paths,
         )
-    return build_request(settings, targets=args.objects, model=options.model_spec(args))
+    return build_request(settings, targets=args.objects, model=options.model_spec(vars(args)))
 
 
 def _checked_output(args: argparse.Namespace) -> str:

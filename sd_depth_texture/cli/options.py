@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from .. import defaults
@@ -88,9 +89,8 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
     )
 
 
-def model_spec(args: argparse.Namespace | dict[str, Any]) -> ModelSpec:
+def model_spec(values: Mapping[str, Any]) -> ModelSpec:
     """The add-on's model choice with this run's --model/--config/--device/--online on top."""
-    values = args if isinstance(args, dict) else vars(args)
     spec = preferences.model_spec(values.get("model"))
     overrides = {
         "config": values.get("config"),

@@ -39,7 +39,7 @@ def texture() -> np.ndarray:
 def test_a_written_png_reads_back_as_blenders_own(addon, tmp_path, monkeypatch, texture):
     monkeypatch.setattr(png, "_BYTES_PER_BLOCK", 10_000)  # many blocks on several threads
     path = tmp_path / "new.png"
-    png.write_png(str(path), texture)
+    images.write_file(str(path), png.encode_png(texture))
     read = stored_bytes(bpy.data.images.load(str(path), check_existing=False))
     np.testing.assert_array_equal(read, blender_png(tmp_path, texture))
     np.testing.assert_array_equal(read[..., :3], to_8bit(texture))

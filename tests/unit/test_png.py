@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -63,9 +64,12 @@ def test_to_8bit_rounds_half_up_and_clamps():
     assert to_8bit(np.array([np.nan, 0.2], dtype=np.float32)).tolist() == [0, 51]
 
 
-def test_write_png_replaces_the_file_whole(tmp_path):
-    path = tmp_path / "t.png"
-    path.write_bytes(b"old")
-    png.write_png(str(path), np.zeros((2, 2, 3), np.uint8))
-    assert path.read_bytes().startswith(png.SIGNATURE)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.png"]
+def test_text_chunks_are_read_by_pillow_and_refuse_bad_keys():
+    from PIL import Image
+
+    data = png.encode_png(np.zeros((2, 3, 3), np.uint8), text={"k:record": '{"a": "é"}'})
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.text == {"k:record": '{"a": "é"}'} and image.size == (3, 2)
+    for key in ("", "x" * 80, "a\0b", "ключ"):
+        with pytest.raises(ValueError):
+            png.text_chunk(key, "text")

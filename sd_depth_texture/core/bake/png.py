@@ -138,13 +138,3 @@ def encode_png(
             _chunk(b"IEND", b""),
         ]
     )
-
-
-def write_png(path: str, pixels: np.ndarray, **options) -> str:
-    """Write :func:`encode_png` to ``path`` whole: a temporary name, then renamed into place."""
-    data = encode_png(pixels, **options)
-    partial = f"{path}.partial"
-    with open(partial, "wb") as stream:
-        stream.write(data)
-    os.replace(partial, path)
-    return path
