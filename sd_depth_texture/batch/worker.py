@@ -246,19 +246,13 @@ def texture_asset(
     request = template.for_asset(
         job.prompt, job.negative_prompt, job.seed, (obj.name,), texture_dir
     )
-    run = flow.prepare(request)
-    try:
-        computed = run.compute(Progress())
-        outcome = run.finish(computed)
-    except BaseException:
-        run.abort()
-        raise
+    outcome = flow.prepare(request).run(Progress())
     return Textured(
         textures=dict(outcome.textures),
         coverage=float(outcome.coverage.get(obj.name, 0.0)),
         seconds=dict(outcome.seconds),
         record=outcome.record.to_dict(),
-        texture=computed.painted[obj.name].texture,
+        texture=outcome.pixels[obj.name],
         notes=list(outcome.notes),
         reports=[dataclasses.asdict(report) for report in outcome.reports],
         files=outcome.files,

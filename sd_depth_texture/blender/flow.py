@@ -113,6 +113,7 @@ class Outcome:
     record: RunRecord
     reports: list[TargetReport] = field(default_factory=list)
     painted: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S) bool
+    pixels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S, 3) sRGB
     seconds: dict[str, float] = field(default_factory=dict)
     # The files written, for a caller whose next step fails (saving the .blend) to take back.
     files: FileSet = field(default_factory=FileSet)
@@ -289,6 +290,7 @@ class Run:
             record=computed.record,
             reports=reports,
             painted={name: computed.painted[name].painted for name in self.target_names},
+            pixels={name: computed.painted[name].texture for name in self.target_names},
             seconds=seconds,
         )
         if plan.report:
