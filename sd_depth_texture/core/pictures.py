@@ -25,6 +25,8 @@ from .record import GENERATED, PROJECTED, RunRecord, ViewRecord, camera_record, 
 
 log = logging.getLogger(__name__)
 
+# What a generated view's record keeps of the settings it was sent.
+_RECORDED = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler")
 # An image whose aspect differs from the view's by more than this would be projected stretched.
 ASPECT_TOLERANCE = 0.01
 
@@ -103,18 +105,8 @@ def diffusion_pictures(
         if request.keep.any():
             hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
         picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
-        record.views.append(
-            _view_record(
-                request,
-                GENERATED,
-                prompt=sent.prompt,
-                negative_prompt=sent.negative_prompt,
-                seed=sent.seed,
-                steps=sent.steps,
-                guidance=sent.guidance,
-                scheduler=sent.scheduler,
-            )
-        )
+        fields = {name: getattr(sent, name) for name in _RECORDED}
+        record.views.append(_view_record(request, GENERATED, **fields))
         return picture
 
     return make
