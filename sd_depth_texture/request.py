@@ -164,7 +164,8 @@ class TextureRequest:
         texture_folder: str | None = None,
     ) -> TextureRequest:
         """This template with one asset's prompt, seed, targets and texture folder, checked."""
-        assert self.generation is not None, "only a generating request is a template"
+        if self.generation is None:
+            raise TextureError("Only a request that generates is a template for assets.")
         generation = dataclasses.replace(
             self.generation, prompt=prompt, negative_prompt=negative_prompt, seed=seed
         )
