@@ -20,11 +20,13 @@ from collections.abc import Iterator, Sequence
 import bpy
 import numpy as np
 
+from ..batch.prompts import check_prompt_options
 from ..blender import flow, images, outputs, preferences
 from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
 from ..core.diffusion.settings import GenerationSettings, ModelSpec
 from ..core.errors import CancelledError, TextureError
+from ..core.text import shown
 from ..defaults import RESOLUTION, check_numbers
 from ..request import OutputOptions, TextureRequest, ViewSource
 from . import batch, options
@@ -197,6 +199,7 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     """Carry out one command; returns the line to print on success."""
     # Every number first, then everything else that needs no scene, before the file is opened.
     check_numbers(vars(args), "cli")
+    check_prompt_options(vars(args))
     if args.command == "depth":
         return _depth(args)
     output = _checked_output(args)
@@ -256,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     terminal = TerminalLine()
     try:
         with _interruptible():
-            print(_run(args, terminal))
+            print(shown(_run(args, terminal)))
     except CancelledError:
         terminal.close()
         print("error: cancelled; nothing was written.", file=sys.stderr)
