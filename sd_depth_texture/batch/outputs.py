@@ -39,6 +39,9 @@ STAGING = ".staging"
 TEXTURE_SUFFIX = "_SD_Texture.png"
 # Blender's bpy.path.clean_name keeps these (and every character from U+00FF up).
 _NAME_SAFE = frozenset("-_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# A file name holds at most 255 bytes; the longest name an asset's files take is its texture's
+# temporary one, '.<name>_SD_Texture.partial.png' written first as '<that>.partial'.
+_ASSET_NAME_BYTES = 255 - len(TEXTURE_SUFFIX) - len("..partial.partial")
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,11 +76,15 @@ def output_paths(source: SourceFile, out: str, in_place: bool) -> dict[str, str 
 def asset_file_name(asset: str) -> str:
     """The asset's name for files: cleaned, and tagged with a hash of the exact name where
     cleaning changed it, so assets such as ``A.B`` and ``A_B`` in one file never share a file
-    (and each keeps its name across runs)."""
+    (and each keeps its name across runs). A name too long for the file system (counted in
+    UTF-8 bytes, with the texture suffix) is shortened at a whole character and tagged too."""
     safe = file_safe_name(asset)
-    if safe == asset:
+    encoded = safe.encode("utf-8", "surrogateescape")
+    if safe == asset and len(encoded) <= _ASSET_NAME_BYTES:
         return safe
-    return f"{safe}-{hashlib.sha1(asset.encode('utf-8')).hexdigest()[:8]}"
+    tag = hashlib.sha1(asset.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    kept = encoded[: _ASSET_NAME_BYTES - len(tag) - 1].decode("utf-8", "ignore")
+    return f"{kept}-{tag}"
 
 
 def texture_path(task: FileTask, asset: str) -> str:

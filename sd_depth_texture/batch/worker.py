@@ -31,7 +31,7 @@ import numpy as np
 
 from ..blender import flow, images, preferences, scene  # the flow: texture_asset, model_spec
 from ..blender.files import fsync, open_blend, save_blend_copy
-from ..blender.targets import texture_name
+from ..blender.targets import own_image
 from ..core.bake.render import render_texture
 from ..core.bake.surface import face_normals
 from ..core.diffusion.settings import GenerationSettings, ModelSpec
@@ -294,7 +294,7 @@ def texture_asset(
     outcome = run.run(Progress(on_change=lambda _fraction, message: messages.append(message)))
     return Textured(
         textures=dict(outcome.textures),
-        images={name: texture_name(name) for name in outcome.textures},
+        images={name: own_image(name).name for name in outcome.textures},
         coverage=float(outcome.coverage.get(obj.name, 0.0)),
         seconds=dict(outcome.seconds),
         notes=list(outcome.notes),

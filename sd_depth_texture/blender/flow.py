@@ -287,6 +287,7 @@ class Run:
                 targets.texture_name(name),
                 computed.painted[name].texture,
                 self.plan.textures.get(name),
+                owner=name,
             )
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
             materials.wire_material(obj, image, uv_map)
@@ -556,7 +557,7 @@ def orbit_for(
 
 def _start_colours(name: str, surface) -> np.ndarray | None:
     """The colours a one-view run paints over: its texture from an earlier run, if any."""
-    existing = bpy.data.images.get(targets.texture_name(name))
+    existing = targets.own_image(name)
     size = surface.size
     if existing is None or tuple(existing.size) != (size, size) or not existing.has_data:
         return None

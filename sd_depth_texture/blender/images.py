@@ -9,6 +9,7 @@ import bpy
 import numpy as np
 
 from ..core.bake import png
+from .targets import OWNER, own_image
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +95,21 @@ def write_png(pixels: np.ndarray, path: str) -> str:
     return png.write_png(path, pixels)
 
 
-def texture_image(name: str, texture: np.ndarray, path: str | None) -> tuple[bpy.types.Image, str]:
+def texture_image(
+    name: str, texture: np.ndarray, path: str | None, owner: str | None = None
+) -> tuple[bpy.types.Image, str]:
     """The image ``name`` showing the texture whose PNG is already written at ``path``, or, for
     None (an unsaved file), the texture packed into the .blend. Returns the image and where the
     texture is stored.
 
     The image reads its file lazily, so nothing is decoded until the texture is shown or read.
     An existing image of that name is reloaded in place, so materials that use it keep it. Its
-    path is relative, so the .blend and its textures move together.
+    path is relative, so the .blend and its textures move together. ``owner``: the object the
+    texture is for; then only the image this add-on made for it is reused (see
+    :func:`.targets.own_image`), a user's image of that name is left alone and the new image
+    gets a free name, and the image is marked as the add-on's.
     """
-    image = _file_image(name, path)
+    image = _file_image(name, path, owner)
     if path is None:
         data = png.encode_png(texture)
         image.pack(data=data, data_len=len(data))
@@ -112,16 +118,18 @@ def texture_image(name: str, texture: np.ndarray, path: str | None) -> tuple[bpy
     return image, path
 
 
-def _file_image(name: str, path: str | None) -> bpy.types.Image:
+def _file_image(name: str, path: str | None, owner: str | None = None) -> bpy.types.Image:
     """The image ``name`` made to read the PNG at ``path`` (by a relative path) or, for None,
     the packed data about to be given; nothing is loaded yet."""
-    image = bpy.data.images.get(name)
+    image = own_image(owner) if owner is not None else bpy.data.images.get(name)
     if image is None or image.library is not None or image.type in _NOT_FILE_IMAGES:
         if path is None:
             image = bpy.data.images.new(name, 1, 1)
         else:
             image = bpy.data.images.load(path, check_existing=False)
-            image.name = name
+            image.name = name  # Blender adds '.001' when a user's image holds the name
+    if owner is not None:
+        image[OWNER] = owner
     if image.packed_file is not None:
         image.unpack(method="REMOVE")  # drops the packed copy; the new PNG replaces it
     image.source = "FILE"

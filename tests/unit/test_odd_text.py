@@ -224,3 +224,20 @@ def test_a_contact_sheet_that_cannot_be_written_leaves_no_partial_file(tmp_path)
     with pytest.raises(OSError):
         report.write_contact_sheet(str(tmp_path / "sheet.html"), list(last), last, summary)
     assert [p.name for p in tmp_path.iterdir()] == ["sheet.html"]
+
+
+def test_batch_files_of_names_as_long_as_blender_allows_fit_the_file_system():
+    from sd_depth_texture.batch import outputs
+
+    task = records.FileTask(
+        file="f.blend", source="/lib/f.blend", output="/out/f.blend",
+        texture_dir="/out/textures/f", preview_dir="/out/previews/f", backup=None, jobs=(),
+    )  # fmt: skip
+    names = ["€" * 84 + "a", "€" * 84 + "b", "x" * 255, "ü" * 127, "A.B" * 85]
+    paths = [outputs.texture_path(task, name) for name in names]
+    paths += [outputs.preview_path(task, name) for name in names]
+    longest = 255 - len("..partial.partial")  # a texture's temporary name is this much longer
+    assert all(len(Path(path).name.encode("utf-8")) <= longest for path in paths)
+    assert len(set(paths)) == len(paths)  # names that share their start stay apart
+    assert outputs.asset_file_name("€" * 84 + "a") == outputs.asset_file_name("€" * 84 + "a")
+    assert outputs.asset_file_name("Chair") == "Chair"
