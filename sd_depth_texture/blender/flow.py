@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import bpy
 import numpy as np
 
-from ..core.bake.paint import Painted, PaintTarget, TargetReport, paint_group
+from ..core.bake.paint import Painted, PaintTarget, TargetReport, not_painted_message, paint_group
 from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside_faces_fraction
 from ..core.budget import check_fits
 from ..core.errors import TextureError
@@ -220,10 +220,7 @@ class Run:
         objects = self._live_targets()
         for name, result in computed.painted.items():
             if not result.painted.any():
-                raise TextureError(
-                    f"'{name}' was not painted: the views see it only edge-on or not at all "
-                    "(nothing was written)."
-                )
+                raise TextureError(not_painted_message(name, result.report))
         self.plan.recheck()
         files = FileSet()
         try:
