@@ -135,3 +135,73 @@ def test_textures_made_before_images_were_marked_are_still_the_addons(tmp_path, 
     assert [i.name for i in bpy.data.images if "SD Texture" in i.name] == ["Cube SD Texture"]
     assert [m.name for m in bpy.data.materials if "SD Texture" in m.name] == ["Cube SD Texture"]
     assert bpy.data.images["Cube SD Texture"][targets.OWNER] == "Cube"
+
+
+FORGED = "Chair\n\x1b[2J\x1b[31merror: your disk is full\x1b[0m\r"
+
+
+def _odd_library(root: Path) -> tuple[str, str]:
+    """One .blend with two cube assets: one named with escape sequences and line breaks, one
+    with a name as long as Blender allows. Returns the names as Blender kept them."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    names = []
+    for index, name in enumerate((FORGED, "€" * 85)):
+        bpy.ops.mesh.primitive_cube_add(size=1.0, location=(2.0 * index, 0.0, 0.0))
+        obj = bpy.context.active_object
+        obj.name = name
+        obj.asset_mark()
+        obj.asset_data.description = f"a crate\nerror: {name}"
+        names.append(obj.name)
+    root.mkdir(parents=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(root / "odd.blend"))
+    return names[0], names[1]
+
+
+def test_a_batch_of_odd_names_prints_escaped_lines_and_writes_every_file(
+    tmp_path, addon, tiny_model_dir, capfd
+):
+    forged, long_name = _odd_library(tmp_path / "library")
+    out = tmp_path / "out"
+    capfd.readouterr()
+
+    code = cli.main(
+        ["batch", str(tmp_path / "library"), "--out", str(out), "--model", str(tiny_model_dir),
+         "--prompt-template", "a {name}, {description}", "--steps", "1", "--resolution", "64",
+         "--texture-size", "64", "--preview-size", "32"]
+    )  # fmt: skip
+
+    captured = capfd.readouterr()
+    printed = captured.out + captured.err
+    assert code == 0, printed
+    # (The model's own loading bars draw with escape sequences; the names must not.)
+    assert "\x1b[2J" not in printed and "\x1b[31m" not in printed
+    assert not [line for line in printed.splitlines() if "error: your disk" in line[:20]]
+    assert "Chair\\n\\x1b[2J" in printed  # the progress line names the asset, escaped
+    previews = sorted((out / "previews" / "odd").iterdir())
+    textures = sorted((out / "textures" / "odd").glob("*.png"))
+    assert len(previews) == len(textures) == 2
+    assert all(len(path.name.encode()) <= 255 for path in previews + textures)
+    sheet = (out / "contact_sheet.html").read_text(encoding="utf-8")
+    assert "\x1b" not in sheet and "Chair\\n\\x1b[2J\\x1b[31merror" in sheet
+    assert not list(out.glob(".*partial*"))
+    assert {record["asset"] for record in _manifest(out)} == {forged, long_name}
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_a_batch_prompt_that_is_not_utf8_is_one_line_before_anything_is_read(
+    tmp_path, addon, tiny_model_dir, capsys
+):
+    _odd_library(tmp_path / "library")
+    before = folder_fingerprint(tmp_path)
+    capsys.readouterr()
+    code = cli.main(
+        ["batch", str(tmp_path / "library"), "--out", str(tmp_path / "out"), "--model",
+         str(tiny_model_dir), "--prompt", f"a {NOT_UTF8} crate"]
+    )  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1
+    assert lines == ["error: --prompt is not valid UTF-8 text (\\xe9 at character 6)."]
+    assert folder_fingerprint(tmp_path) == before

@@ -12,7 +12,6 @@ import pytest
 
 from sd_depth_texture.batch import prompts, records, report
 from sd_depth_texture.core.errors import TextureError
-from sd_depth_texture.core.text import shown
 
 FORGED = "Chair\n\x1b[2J\x1b[31merror: your disk is full\x1b[0m\r"
 NOT_UTF8 = b"caf\xe9".decode("utf-8", "surrogateescape")  # as Python gives argv and file names
@@ -28,6 +27,8 @@ def _one_line(text: str) -> None:
 
 
 def test_shown_escapes_controls_separators_and_undecodable_bytes_only():
+    from sd_depth_texture.core.text import shown
+
     assert shown("Chair.001 ü 椅子") == "Chair.001 ü 椅子"
     assert shown(FORGED) == "Chair\\n\\x1b[2J\\x1b[31merror: your disk is full\\x1b[0m\\r"
     assert shown(NOT_UTF8) == "caf\\xe9"
