@@ -242,3 +242,17 @@ def test_batch_files_of_names_as_long_as_blender_allows_fit_the_file_system():
     assert len(set(paths)) == len(paths)  # names that share their start stay apart
     assert outputs.asset_file_name("€" * 84 + "a") == outputs.asset_file_name("€" * 84 + "a")
     assert outputs.asset_file_name("Chair") == "Chair"
+
+
+def test_a_failed_asset_is_logged_on_one_line(tmp_path, caplog):
+    from sd_depth_texture.batch import runners
+
+    sink = runners.Sink(
+        records.Manifest(str(tmp_path / "manifest.jsonl")),
+        report.ProgressLine(1, stream=io.StringIO()),
+    )
+    record = _records_with_odd_names()[records.asset_key("f.blend", FORGED)]
+    with caplog.at_level("WARNING"):
+        sink.finished(record)
+    message = caplog.records[-1].getMessage()
+    assert "\n" not in message and "\x1b" not in message and "Chair\\n\\x1b[2J" in message
