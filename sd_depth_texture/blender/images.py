@@ -18,11 +18,18 @@ _NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never rea
 
 
 def array_to_image(
-    name: str, pixels: np.ndarray, *, is_data: bool = False, float_buffer: bool = False
+    name: str,
+    pixels: np.ndarray,
+    *,
+    is_data: bool = False,
+    float_buffer: bool = False,
+    reuse: bool = True,
 ) -> bpy.types.Image:
     """Create or update the image ``name`` from an (H, W, C) array in [0, 1], row 0 at the top.
 
     An existing image of another size is rescaled in place, so materials that use it keep it.
+    ``reuse=False`` always makes a new image (Blender picks a free name): for a scratch image
+    that is removed again, which must never be a user's image that happens to have its name.
     """
     height, width = pixels.shape[:2]
     rgba = np.ones((height, width, 4), dtype=np.float32)
@@ -31,7 +38,7 @@ def array_to_image(
     rgba[..., :3] = source[..., :3] if channels >= 3 else source[..., :1]
     if channels == 4:
         rgba[..., 3] = source[..., 3]
-    image = bpy.data.images.get(name)
+    image = bpy.data.images.get(name) if reuse else None
     reusable = image is not None and image.library is None and bool(image.is_float) == float_buffer
     if not reusable:
         image = bpy.data.images.new(
@@ -59,7 +66,7 @@ def image_to_array(image: bpy.types.Image) -> np.ndarray:
 
 def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene) -> str:
     """Write a [0, 1] depth map as a 16-bit grayscale PNG (exact to 1/65535)."""
-    image = array_to_image("SD Depth (export)", depth, is_data=True, float_buffer=True)
+    image = array_to_image("SD Depth (export)", depth, is_data=True, float_buffer=True, reuse=False)
     settings = scene.render.image_settings
     saved = (settings.file_format, settings.color_depth, settings.color_mode)
     try:
