@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,15 @@ def test_coverage_counts_cover_exactly_the_rasterised_pixels():
     raster = rasterize(xy, triangles, SIZE, SIZE)
     assert np.array_equal(np.flatnonzero(counts), np.sort(raster.pixel))
     assert counts.max() >= 3  # three copies on one another
+
+
+def test_triangles_with_corners_at_nan_or_infinity_are_dropped_without_a_warning():
+    _, triangles, uv = _layout(2, shift=0.2)
+    xy = np.c_[uv[:, 0] * SIZE, (1 - uv[:, 1]) * SIZE]
+    xy[0] = (np.nan, 3.0)
+    xy[5] = (np.inf, -np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would be a stray stderr line
+        raster = rasterize(xy, triangles, SIZE, SIZE)
+    assert not np.isin(raster.pixel_triangle, [0, 1, 2]).any()  # the triangles at NaN or inf
+    assert np.isin(raster.pixel_triangle, [3]).any()

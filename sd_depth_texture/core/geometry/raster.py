@@ -116,9 +116,10 @@ def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: i
     x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
     y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
     y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
-    edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
-    edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
-    area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
+    with np.errstate(over="ignore", invalid="ignore"):  # a corner at NaN or inf: dropped below
+        edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
+        edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
+        area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
     live = (x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area)
     ids = np.flatnonzero(live)
     if ids.size < live.size:
