@@ -15,6 +15,7 @@ from support.fingerprints import folder_fingerprint
 from sd_depth_texture.blender import images, sample, targets
 from sd_depth_texture.cli import main as cli
 
+FORGED = "Chair\n\x1b[2J\x1b[31merror: your disk is full\x1b[0m\r"
 NOT_UTF8 = b"caf\xe9".decode("utf-8", "surrogateescape")  # what argv holds for $'caf\xe9'
 
 
@@ -83,6 +84,19 @@ def _user_datablocks() -> tuple[bpy.types.Image, bpy.types.Material]:
     return image, material
 
 
+def test_an_object_named_with_escape_sequences_is_printed_on_one_line(tmp_path, addon, capfd):
+    kept = _scene_with_names(tmp_path / "s.blend", {"Cube": FORGED})
+    picture = _picture(tmp_path / "p.png")
+    capfd.readouterr()
+    code = cli.main(["project", str(tmp_path / "s.blend"), "--image", str(picture), "--object",
+                     kept["Cube"], "--texture-size", "64"])  # fmt: skip
+    out = capfd.readouterr().out
+    summary = [line for line in out.splitlines() if "Textured" in line]
+    assert code == 0 and len(summary) == 1
+    assert "\\x1b[2J" in summary[0] and "Chair\\n" in summary[0]
+    assert "\x1b[2J" not in out and "\x1b[31m" not in out  # escaped, never sent raw
+
+
 def test_a_users_image_and_material_with_the_addons_name_are_left_alone(tmp_path, addon):
     sample.build_sample_scene()
     _user_datablocks()
@@ -135,9 +149,6 @@ def test_textures_made_before_images_were_marked_are_still_the_addons(tmp_path, 
     assert [i.name for i in bpy.data.images if "SD Texture" in i.name] == ["Cube SD Texture"]
     assert [m.name for m in bpy.data.materials if "SD Texture" in m.name] == ["Cube SD Texture"]
     assert bpy.data.images["Cube SD Texture"][targets.OWNER] == "Cube"
-
-
-FORGED = "Chair\n\x1b[2J\x1b[31merror: your disk is full\x1b[0m\r"
 
 
 def _odd_library(root: Path) -> tuple[str, str]:

@@ -256,3 +256,13 @@ def test_a_failed_asset_is_logged_on_one_line(tmp_path, caplog):
         sink.finished(record)
     message = caplog.records[-1].getMessage()
     assert "\n" not in message and "\x1b" not in message and "Chair\\n\\x1b[2J" in message
+
+
+def test_the_command_lines_progress_line_escapes_what_it_shows():
+    from sd_depth_texture.cli.terminal import TerminalLine
+
+    stream = io.StringIO()
+    TerminalLine(stream).show(0.5, f"View 1/2 ({FORGED}): Step 1/2")
+    shown_text = stream.getvalue()
+    assert "\x1b" not in shown_text and "\n" not in shown_text
+    assert shown_text.count("\r") == 1  # only the one that rewrites the line
