@@ -98,6 +98,10 @@ def check_template(template: str) -> None:
             + ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
             + "."
         )
+    try:  # a format or conversion text cannot take ('{name:d}', '{name!x}') fails every asset
+        template.format_map(dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except ValueError as error:
+        raise TextureError(f"The prompt template is malformed: {error}.") from error
 
 
 def tidy_prompt(text: str) -> str:

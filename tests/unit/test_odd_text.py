@@ -266,3 +266,10 @@ def test_the_command_lines_progress_line_escapes_what_it_shows():
     shown_text = stream.getvalue()
     assert "\x1b" not in shown_text and "\n" not in shown_text
     assert shown_text.count("\r") == 1  # only the one that rewrites the line
+
+
+@pytest.mark.parametrize("template", ["a {name:,}", "{name:d}", "{name!x}", "{name:=10}"])
+def test_a_template_format_text_cannot_take_is_one_line_before_any_work(template):
+    with pytest.raises(TextureError, match="The prompt template is malformed") as caught:
+        prompts.prompt_source({"prompt_template": template})
+    _one_line(str(caught.value))
