@@ -40,6 +40,9 @@ LOCK_NAME = ".batch.lock"
 STAGING = ".staging"
 # Blender's bpy.path.clean_name keeps these (and every character from U+00FF up).
 _NAME_SAFE = frozenset("-_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# A file name holds at most 255 bytes; the batch names an asset's preview '<name>.png' (its
+# textures are named by the flow, which fits them itself).
+_ASSET_NAME_BYTES = 255 - len(".png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,11 +77,15 @@ def output_paths(source: SourceFile, out: str, in_place: bool) -> dict[str, str 
 def asset_file_name(asset: str) -> str:
     """The asset's name for its preview: cleaned, and tagged with a hash of the exact name where
     cleaning changed it, so assets such as ``A.B`` and ``A_B`` in one file never share a file
-    (and each keeps its name across runs)."""
+    (and each keeps its name across runs). A name too long for the file system (counted in
+    UTF-8 bytes, with the extension) is shortened at a whole character and tagged too."""
     safe = file_safe_name(asset)
-    if safe == asset:
+    encoded = safe.encode("utf-8", "surrogateescape")
+    if safe == asset and len(encoded) <= _ASSET_NAME_BYTES:
         return safe
-    return f"{safe}-{hashlib.sha1(asset.encode('utf-8')).hexdigest()[:8]}"
+    tag = hashlib.sha1(asset.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    kept = encoded[: _ASSET_NAME_BYTES - len(tag) - 1].decode("utf-8", "ignore")
+    return f"{kept}-{tag}"
 
 
 def preview_path(task: FileTask, asset: str) -> str:

@@ -30,6 +30,7 @@ from .records import (
     Manifest,
     SourceFile,
     file_failure_record,
+    file_key,
 )
 from .sources import catalog_file, read_catalogs, resolve_sources, source_folders
 
@@ -181,8 +182,8 @@ def make_plan(
         try:
             infos = scan(source.path)
         except TextureError as error:
-            plan.keys.append(source.relpath)
-            previous = last.get(source.relpath)
+            plan.keys.append(file_key(source.relpath))
+            previous = last.get(file_key(source.relpath))
             if previous is None or previous.get("status") != FAILED or retry:
                 plan.file_failures.append(file_failure_record(source, str(error)))
             else:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TextureError
+from ..core.text import prompt_problem
+from ..core.validation import MAX_PROMPT_CHARACTERS
 from ..defaults import SEED
 from .records import AssetInfo, AssetJob, SourceFile, asset_key, request_id
 
@@ -26,6 +28,8 @@ TEMPLATE_FIELDS = ("name", "description", "tags", "catalog", "catalog_name", "au
 TABLE_FIELDS = ("prompt", "negative_prompt", "seed")
 KEY_COLUMNS = ("key", "asset", "file")
 INTEGER = re.compile(r"[+-]?\d+")
+_NUMBERS = re.compile(r"\d+")
+_COMMA_RUNS = re.compile(r" ?,(?: ?,)+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -48,12 +52,35 @@ def template_fields(
     }
 
 
+def check_prompt(text: str | None, what: str) -> None:
+    """Refuse, in one line, a prompt the tokenizer and the records cannot take (bytes that are
+    not UTF-8, a NUL); ``what`` names where it was written ("--prompt", a file's row)."""
+    problem = prompt_problem(text or "")
+    if problem:
+        raise TextureError(f"{what} {problem}.")
+
+
 def check_template(template: str) -> None:
-    """Refuse a template with an unknown or malformed field before any work starts."""
+    """Refuse a template with an unknown or malformed field, or a format width that would fill
+    it past :data:`MAX_PROMPT_CHARACTERS`, before any work starts."""
+    check_prompt(template, "--prompt-template")
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parts = list(string.Formatter().parse(template))
     except ValueError as error:
         raise TextureError(f"The prompt template is malformed: {error}.") from error
+    names = [name for _, name, _, _ in parts if name is not None]
+    for _, name, spec, _ in parts:
+        if spec and "{" in spec:
+            raise TextureError(
+                f"The prompt template's '{{{name}:{spec}}}' has a field inside its format: "
+                "give plain widths only."
+            )
+        widths = [int(number) for number in _NUMBERS.findall(spec or "")]
+        if widths and max(widths) > MAX_PROMPT_CHARACTERS:
+            raise TextureError(
+                f"The prompt template's '{{{name}:{spec}}}' asks for {max(widths)} characters; "
+                f"a prompt holds at most {MAX_PROMPT_CHARACTERS}."
+            )
     unknown = [name for name in names if name not in TEMPLATE_FIELDS]
     if unknown:
         raise TextureError(
@@ -61,18 +88,35 @@ def check_template(template: str) -> None:
             + ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
             + "."
         )
+    try:  # a format or conversion text cannot take ('{name:d}', '{name!x}') fails every asset
+        template.format_map(dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except ValueError as error:
+        raise TextureError(f"The prompt template is malformed: {error}.") from error
 
 
 def tidy_prompt(text: str) -> str:
-    """Drop the empty items unfilled fields leave: 'a chair, , , photo' -> 'a chair, photo'."""
-    text = re.sub(r"\s*,(\s*,)+", ",", text)
-    text = re.sub(r"\s+", " ", text)
-    return text.strip(" ,")
+    """Drop the empty items unfilled fields leave: 'a chair, , , photo' -> 'a chair, photo'.
+
+    Linear in the text: whitespace is collapsed first, so no pattern scans a run of spaces
+    again from each of its positions.
+    """
+    text = " ".join(text.split())
+    return _COMMA_RUNS.sub(",", text).strip(" ,")
 
 
-def fill_template(template: str, fields: Mapping[str, str]) -> str:
+def fill_template(template: str, fields: Mapping[str, str], asset: str = "") -> str:
+    """The template filled from an asset's fields and tidied; refused in one line when the
+    metadata makes it unusable (bytes that are not UTF-8, a NUL) or longer than the limit."""
     check_template(template)
-    return tidy_prompt(template.format_map(dict(fields)))
+    prompt = tidy_prompt(template.format_map(dict(fields)))
+    what = f"The prompt the template makes for '{asset}'" if asset else "The filled template"
+    check_prompt(prompt, what)
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise TextureError(
+            f"{what} has {len(prompt)} characters; a prompt holds at most "
+            f"{MAX_PROMPT_CHARACTERS} (shorten the template or the asset's description)."
+        )
+    return prompt
 
 
 def derive_seed(base_seed: int, file: str, asset: str) -> int:
@@ -164,6 +208,8 @@ def _entry(key: str, prompt: Any, negative: Any, seed: Any, where: str) -> Promp
     if not key:
         raise TextureError(f"{where}: an entry has no key (asset or file).")
     negative_text = _text(negative, "negative prompt", where, key)
+    check_prompt(_text(prompt, "prompt", where, key), f"{where}: the prompt of '{key}'")
+    check_prompt(negative_text, f"{where}: the negative prompt of '{key}'")
     return PromptEntry(
         prompt=(_text(prompt, "prompt", where, key) or "").strip(),
         negative_prompt=negative_text or None,
@@ -192,11 +238,16 @@ def _csv_entries(path: str) -> dict[str, PromptEntry]:
     if not rows:
         raise TextureError(f"{path}: the file is empty; it needs a header and a row per prompt.")
     columns = [name.strip().lower() for name in rows[0][1]]
+    twice = next((name for name in columns if name and columns.count(name) > 1), None)
+    if twice is not None:
+        raise TextureError(f"{path}:{rows[0][0]}: the column '{twice}' appears twice.")
     key_column = next((c for c in KEY_COLUMNS if c in columns), None)
     if key_column is None or "prompt" not in columns:
         raise TextureError(
             f"{path}: the header needs a 'key' (or 'asset' / 'file') and a 'prompt' column."
         )
+    if not any(any(cell.strip() for cell in row) for _, row in rows[1:]):
+        raise TextureError(f"{path}: the file has a header and no prompts; add a row per prompt.")
     entries: dict[str, PromptEntry] = {}
     for line, row in rows[1:]:
         if not any(cell.strip() for cell in row):
@@ -236,6 +287,8 @@ def _toml_entries(path: str) -> dict[str, PromptEntry]:
             )
         else:
             raise TextureError(f"{path}: '{key}' must be a prompt string or a table.")
+    if not entries:
+        raise TextureError(f"{path}: the file holds no prompts.")
     return entries
 
 
@@ -266,7 +319,8 @@ class PromptSource:
         if entry is not None and entry.prompt:
             prompt = entry.prompt
         elif self.template:
-            prompt = fill_template(self.template, template_fields(info, source, catalogs))
+            fields = template_fields(info, source, catalogs)
+            prompt = fill_template(self.template, fields, asset_key(source.relpath, info.name))
         else:
             prompt = self.prompt
         negative = self.negative_prompt

@@ -90,8 +90,28 @@ class FileTask:
     jobs: tuple[AssetJob, ...]
 
 
+def file_key(file: str) -> str:
+    """A file's part of a key: ``%`` written ``%25`` and ``::`` written ``%3A%3A``.
+
+    It then holds no ``::`` (and, as a .blend name, never ends in ':'), so the first ``::`` of
+    an asset key is always the separator and no file and asset pair can spell another's key.
+    Names without ``%`` or ``::`` (nearly all) are unchanged, and so are their manifest keys.
+    """
+    return file.replace("%", "%25").replace(KEY_SEPARATOR, "%3A%3A")
+
+
 def asset_key(file: str, asset: str) -> str:
-    return f"{file}{KEY_SEPARATOR}{asset}"
+    """``FILE::ASSET``, unambiguous for any names (see :func:`file_key`)."""
+    return f"{file_key(file)}{KEY_SEPARATOR}{asset}"
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """The key a manifest line belongs under, from its own ``file`` and ``asset``: lines that
+    older versions keyed by plain concatenation are read under today's key."""
+    file, asset = record.get("file"), record.get("asset")
+    if not isinstance(file, str):
+        return str(record["key"])
+    return file_key(file) if asset is None else asset_key(file, str(asset))
 
 
 def request_id(prompt: str, negative: str, seed: int, settings: Mapping[str, Any]) -> str:
@@ -164,7 +184,7 @@ class Manifest:
                     )
                     continue
                 if isinstance(record, dict) and "key" in record:
-                    last[record["key"]] = record
+                    last[record_key(record)] = {**record, "key": record_key(record)}
         return last
 
     def records(self) -> list[dict[str, Any]]:
@@ -236,7 +256,7 @@ def failed_record(job: AssetJob, task: FileTask, error: str, seconds: float = 0.
 def file_failure_record(source: SourceFile, error: str) -> dict[str, Any]:
     """A file that could not be read: its assets are unknown, so the file itself is recorded."""
     return {
-        "key": source.relpath,
+        "key": file_key(source.relpath),
         "file": source.relpath,
         "asset": None,
         "source": source.path,

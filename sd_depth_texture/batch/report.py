@@ -2,11 +2,13 @@
 
 Everything shown comes from manifest lines, so a resumed run reports the whole batch, not
 only this run. Text from the assets (names, descriptions in prompts, error messages) is
-escaped in both sheets: a description is data, never markup.
+escaped on the terminal and in both sheets (:func:`..core.text.shown` first: no control
+character or undecodable byte gets through): a description is data, never markup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from ..core.text import shown
 from .records import DONE, FAILED
 
 SHEET_TITLE = "SD Depth Texture batch"
@@ -76,7 +79,7 @@ class ProgressLine:
         if self.failed:
             text += f", {self.failed} failed"
         text += f", ETA {format_duration(self.eta)}"
-        return text + (f"  {self.current}" if self.current else "")
+        return text + (f"  {shown(self.current)}" if self.current else "")
 
     def start(self, label: str) -> None:
         self.current = label
@@ -127,11 +130,11 @@ class Summary:
             + (f" ({self.unreadable} unreadable file(s))" if self.unreadable else "")
             + f" in {format_duration(self.seconds)}."
         ]
-        lines += [f"  failed {key}: {error}" for key, error in self.failures]
-        lines += [f"  warning: {warning}" for warning in warnings]
-        lines.append(f"Manifest: {manifest}")
+        lines += [f"  failed {shown(key)}: {shown(error)}" for key, error in self.failures]
+        lines += [f"  warning: {shown(warning)}" for warning in warnings]
+        lines.append(f"Manifest: {shown(manifest)}")
         if sheet:
-            lines.append(f"Contact sheet: {sheet}")
+            lines.append(f"Contact sheet: {shown(sheet)}")
         return "\n".join(lines)
 
 
@@ -205,7 +208,7 @@ def model_line(record: Mapping[str, Any]) -> str:
 
 def _markdown_cell(value: Any) -> str:
     """Text as one Markdown table cell: HTML and Markdown punctuation shown, never run."""
-    text = html.escape(str(value if value is not None else ""), quote=False)
+    text = html.escape(shown(value if value is not None else ""), quote=False)
     return " ".join(text.translate(_MARKDOWN_PUNCTUATION).split())
 
 
@@ -237,7 +240,9 @@ def _markdown_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: 
 
 
 def _html_sheet(records: Sequence[Mapping[str, Any]], folder: str, summary: Summary) -> str:
-    escape = html.escape
+    def escape(text: str) -> str:
+        return html.escape(shown(text))
+
     cards = []
     for record in records:
         preview = _relative_link(record.get("preview"), folder)
@@ -294,8 +299,14 @@ def write_contact_sheet(
     records = [last[key] for key in keys if key in last]
     render = _markdown_sheet if path.endswith(".md") else _html_sheet
     text = render(records, folder, summary)
+    data = text.encode("utf-8", errors="backslashreplace")  # before any file is opened
     temporary = os.path.join(folder, "." + os.path.basename(path) + ".partial")
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.errors import TextureError
+from ..core.text import shown
 from .records import FAILED, AssetJob, FileTask, Manifest, failed_record, worker_name
 from .report import ProgressLine
 
@@ -49,7 +50,7 @@ class Sink:
         self.records.append(record)
         self.progress.finish(record)
         if record.get("status") == FAILED:
-            log.warning("%s failed: %s", record.get("key"), record.get("error"))
+            log.warning("%s failed: %s", shown(record.get("key")), shown(record.get("error")))
 
 
 def run_sequential(tasks: Sequence[FileTask], worker: AssetWorker, sink: Sink) -> None:
@@ -185,7 +186,9 @@ def run_ray(
                     del pending[ref]
                 in_flight = left[0]
                 deaths[in_flight.key] = deaths.get(in_flight.key, 0) + 1
-                log.warning("A Ray worker died while texturing %s: %s", in_flight.key, error)
+                log.warning(
+                    "A Ray worker died while texturing %s: %s", shown(in_flight.key), shown(error)
+                )
                 if deaths[in_flight.key] >= MAX_WORKER_DEATHS_PER_ASSET:
                     sink.finished(
                         failed_record(

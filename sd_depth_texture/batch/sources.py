@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..core.errors import TextureError
+from ..core.text import shown
 from .records import SourceFile
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def resolve_sources(
             )
         for place in places:
             if not os.path.isfile(place):
-                log.warning("'%s' is a link to nothing; skipped", place)
+                log.warning("'%s' is a link to nothing; skipped", shown(place))
                 continue
             relpath = Path(os.path.relpath(place, root)).as_posix()
             candidates.setdefault(os.path.realpath(place), []).append((root, relpath))

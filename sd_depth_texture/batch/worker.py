@@ -37,6 +37,7 @@ from ..core.geometry.depth import capture_depth
 from ..core.geometry.orbit import object_bounds, orbit_view
 from ..core.geometry.views import View
 from ..core.progress import Progress
+from ..core.text import shown
 from ..request import TextureRequest
 from .outputs import STAGING, preview_path, record_paths, staged_path
 from .records import (
@@ -309,7 +310,7 @@ class FileWorker:
         except MemoryError:
             message = "out of memory"
         except Exception as error:
-            log.error("Texturing %s failed:\n%s", job.key, traceback.format_exc())
+            log.error("Texturing %s failed:\n%s", shown(job.key), traceback.format_exc())
             message = f"{type(error).__name__}: {error}"
         self.current = None  # whatever the failure left half-done is reloaded from disk
         return failed_record(job, task, message, time.perf_counter() - started)

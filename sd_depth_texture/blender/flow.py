@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import bpy
 import numpy as np
 
-from ..core.bake.paint import Painted, PaintTarget, TargetReport, paint_group
+from ..core.bake.paint import Painted, PaintTarget, TargetReport, not_painted_message, paint_group
 from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside_faces_fraction
 from ..core.budget import check_fits
 from ..core.errors import TextureError
@@ -229,10 +229,7 @@ class Run:
         objects = self._live_targets()
         for name, result in computed.painted.items():
             if not result.painted.any():
-                raise TextureError(
-                    f"'{name}' was not painted: the views see it only edge-on or not at all "
-                    "(nothing was written)."
-                )
+                raise TextureError(not_painted_message(name, result.report))
         self.plan.recheck()
         # One PNG per texture, with the run record, for its file or for packing (unsaved file).
         pngs = {
@@ -303,7 +300,7 @@ class Run:
         """Stage 3b, once every file is in place: images, their files, materials, depth map."""
         for name, obj in objects.items():
             image, _ = images.texture_image(
-                targets.texture_name(name), pngs[name], self.plan.textures.get(name)
+                targets.texture_name(name), pngs[name], self.plan.textures.get(name), owner=name
             )
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
             materials.wire_material(obj, image, uv_map)
@@ -559,7 +556,7 @@ def orbit_for(
 
 def _start_colours(name: str, surface) -> np.ndarray | None:
     """The colours a one-view run paints over: its texture from an earlier run, if any."""
-    existing = bpy.data.images.get(targets.texture_name(name))
+    existing = targets.own_image(name)
     size = surface.size
     if existing is None or tuple(existing.size) != (size, size) or not existing.has_data:
         return None

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.bake import png
 from ..core.record import RunRecord
+from .targets import OWNER, own_image
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,18 @@ _NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never rea
 
 
 def array_to_image(
-    name: str, pixels: np.ndarray, *, is_data: bool = False, float_buffer: bool = False
+    name: str,
+    pixels: np.ndarray,
+    *,
+    is_data: bool = False,
+    float_buffer: bool = False,
+    reuse: bool = True,
 ) -> bpy.types.Image:
     """Create or update the image ``name`` from an (H, W, C) array in [0, 1], row 0 at the top.
 
     An existing image of another size is rescaled in place, so materials that use it keep it.
+    ``reuse=False`` always makes a new image (Blender picks a free name): for a scratch image
+    that is removed again, which must never be a user's image that happens to have its name.
     """
     height, width = pixels.shape[:2]
     rgba = np.ones((height, width, 4), dtype=np.float32)
@@ -34,7 +42,7 @@ def array_to_image(
     rgba[..., :3] = source[..., :3] if channels >= 3 else source[..., :1]
     if channels == 4:
         rgba[..., 3] = source[..., 3]
-    image = bpy.data.images.get(name)
+    image = bpy.data.images.get(name) if reuse else None
     reusable = image is not None and image.library is None and bool(image.is_float) == float_buffer
     if not reusable:
         image = bpy.data.images.new(
@@ -62,7 +70,7 @@ def image_to_array(image: bpy.types.Image) -> np.ndarray:
 
 def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene) -> str:
     """Write a [0, 1] depth map as a 16-bit grayscale PNG (exact to 1/65535)."""
-    image = array_to_image("SD Depth (export)", depth, is_data=True, float_buffer=True)
+    image = array_to_image("SD Depth (export)", depth, is_data=True, float_buffer=True, reuse=False)
     settings = scene.render.image_settings
     saved = (settings.file_format, settings.color_depth, settings.color_mode)
     try:
@@ -114,16 +122,21 @@ def _plain(value):
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def texture_image(name: str, data: bytes, path: str | None) -> tuple[bpy.types.Image, str]:
+def texture_image(
+    name: str, data: bytes, path: str | None, owner: str | None = None
+) -> tuple[bpy.types.Image, str]:
     """The image ``name`` showing the texture whose PNG (``data``, from :func:`texture_png`) is
     already written at ``path``, or, for None (an unsaved file), packed into the .blend.
     Returns the image and where the texture is stored.
 
     The image reads its file lazily, so nothing is decoded until the texture is shown or read.
     An existing image of that name is reloaded in place, so materials that use it keep it. Its
-    path is relative, so the .blend and its textures move together.
+    path is relative, so the .blend and its textures move together. ``owner``: the object the
+    texture is for; then only the image this add-on made for it is reused (see
+    :func:`.targets.own_image`), a user's image of that name is left alone and the new image
+    gets a free name, and the image is marked as the add-on's.
     """
-    image = _file_image(name, path)
+    image = _file_image(name, path, owner)
     if path is None:
         image.pack(data=data, data_len=len(data))
         image.buffers_free()  # any pixels it held are stale: read the packed PNG on use
@@ -131,16 +144,18 @@ def texture_image(name: str, data: bytes, path: str | None) -> tuple[bpy.types.I
     return image, path
 
 
-def _file_image(name: str, path: str | None) -> bpy.types.Image:
+def _file_image(name: str, path: str | None, owner: str | None = None) -> bpy.types.Image:
     """The image ``name`` made to read the PNG at ``path`` (by a relative path) or, for None,
     the packed data about to be given; nothing is loaded yet."""
-    image = bpy.data.images.get(name)
+    image = own_image(owner) if owner is not None else bpy.data.images.get(name)
     if image is None or image.library is not None or image.type in _NOT_FILE_IMAGES:
         if path is None:
             image = bpy.data.images.new(name, 1, 1)
         else:
             image = bpy.data.images.load(path, check_existing=False)
-            image.name = name
+            image.name = name  # Blender adds '.001' when a user's image holds the name
+    if owner is not None:
+        image[OWNER] = owner
     if image.packed_file is not None:
         image.unpack(method="REMOVE")  # drops the packed copy; the new PNG replaces it
     image.source = "FILE"

@@ -6,6 +6,8 @@ import logging
 
 import bpy
 
+from .targets import OWNER, own_material, texture_name
+
 log = logging.getLogger(__name__)
 
 
@@ -14,11 +16,13 @@ def wire_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) ->
 
     The material is linked to the object's slots (link 'OBJECT'), which overrides the mesh's own
     materials without changing them: switching a slot back to 'DATA' restores the original look.
+    Only a material this add-on made for the object is reused; a user's material of the same
+    name is left alone, and the new one gets a free name (Blender adds '.001').
     """
-    name = f"{obj.name} SD Texture"
-    material = bpy.data.materials.get(name)
-    if material is None or material.library is not None:
-        material = bpy.data.materials.new(name)
+    material = own_material(obj.name)
+    if material is None:
+        material = bpy.data.materials.new(texture_name(obj.name))
+    material[OWNER] = obj.name
     if material.node_tree is None:  # Blender < 5 makes node-less materials
         material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links

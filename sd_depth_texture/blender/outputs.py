@@ -26,7 +26,7 @@ import bpy
 
 from ..core.errors import TextureError
 from ..request import OutputOptions
-from .targets import texture_name
+from .targets import foreign_name_notes, owner_of_texture, texture_name
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _REPORT_KEYS = {"schema", "settings", "objects"}
 _REPORT_MAX_BYTES = 64 << 20
 _MAX_CANDIDATES = 1000
+# A file name holds at most 255 bytes, and a texture's longest temporary name is 17 bytes
+# longer ('.<stem>.partial.png', itself written first as '<that>.partial').
+_NAME_BYTES = 255 - len("..partial.partial")
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,30 @@ def _candidates(object_name: str) -> Iterator[str]:
 
     The plain cleaned name first; then one tagged with a hash of the exact object name (stable
     across runs and machines), for names that clean to the same file name (``A.B``, ``A_B``)
-    or whose plain name is someone else's file; then numbered ones after that.
+    or whose plain name is someone else's file; then numbered ones after that. A name too
+    long for the file system (counted in UTF-8 bytes) is shortened and always tagged, so two
+    long names that share their start still get files of their own.
     """
     base = bpy.path.clean_name(object_name)
-    yield base + TEXTURE_SUFFIX
-    tag = hashlib.sha1(object_name.encode("utf-8")).hexdigest()[:8]
-    yield f"{base}-{tag}{TEXTURE_SUFFIX}"
+    tag = hashlib.sha1(object_name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    if _fits(base + TEXTURE_SUFFIX):
+        yield base + TEXTURE_SUFFIX
+    yield _shortened(base, f"-{tag}{TEXTURE_SUFFIX}")
     number = 2
     while True:
-        yield f"{base}-{tag}-{number}{TEXTURE_SUFFIX}"
+        yield _shortened(base, f"-{tag}-{number}{TEXTURE_SUFFIX}")
         number += 1
+
+
+def _fits(name: str) -> bool:
+    return len(name.encode("utf-8", "surrogateescape")) <= _NAME_BYTES
+
+
+def _shortened(base: str, tail: str) -> str:
+    """``base + tail``, ``base`` cut at a whole character so the name fits :data:`_NAME_BYTES`."""
+    room = _NAME_BYTES - len(tail.encode("utf-8", "surrogateescape"))
+    kept = base.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return kept + tail
 
 
 def texture_path(
@@ -130,9 +147,9 @@ def texture_references(blend_path: str) -> dict[str, str]:
     """
     if bpy.data.filepath and same_file(blend_path, bpy.data.filepath):
         return {
-            image.name[: -len(_TEXTURE_IMAGE)]: _normal(bpy.path.abspath(image.filepath))
+            _texture_owner(image): _normal(bpy.path.abspath(image.filepath))
             for image in bpy.data.images
-            if image.library is None and image.name.endswith(_TEXTURE_IMAGE) and image.filepath
+            if image.library is None and _texture_owner(image) and image.filepath
         }
     if not os.path.isfile(blend_path):
         return {}
@@ -140,15 +157,24 @@ def texture_references(blend_path: str) -> dict[str, str]:
     try:
         with bpy.data.temp_data() as temp:
             with temp.libraries.load(blend_path, link=True) as (source, target):
-                target.images = [name for name in source.images if name.endswith(_TEXTURE_IMAGE)]
+                target.images = [name for name in source.images if _TEXTURE_IMAGE in name]
             for image in target.images:
-                if image is not None and image.filepath:
+                if image is not None and image.filepath and _texture_owner(image):
                     path = bpy.path.abspath(image.filepath, library=image.library)
-                    references[image.name[: -len(_TEXTURE_IMAGE)]] = _normal(path)
+                    references[_texture_owner(image)] = _normal(path)
     except (OSError, RuntimeError, ValueError) as error:
         log.warning("Cannot read the textures '%s' uses: %s", blend_path, error)
         return {}
     return references
+
+
+def _texture_owner(image: bpy.types.Image) -> str | None:
+    """The object whose texture ``image`` is: as the add-on marked it, else (images of earlier
+    versions) from the name ``<object> SD Texture``."""
+    owner = owner_of_texture(image)
+    if owner is None and image.name.endswith(_TEXTURE_IMAGE):
+        owner = image.name[: -len(_TEXTURE_IMAGE)]
+    return owner
 
 
 def has_textures(blend_path: str) -> bool:
@@ -375,6 +401,8 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         textures, notes = plan_textures(
             blend, names, output.keep_previous_files, output.texture_folder
         )
+    for name, extra in foreign_name_notes(names).items():
+        notes.setdefault(name, []).extend(extra)
     for path in textures.values():
         check_file(path, "the texture")
     written = [blend if output.blend_path else None, *textures.values()]

@@ -38,9 +38,11 @@ def mesh_arrays(
         matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     finally:
         evaluated.to_mesh_clear()
+    world = _to_world(local, matrix)
+    _refuse_non_finite(obj.name, world)
     return MeshArrays(
         name=obj.name,
-        vertices=_to_world(local, matrix),
+        vertices=world,
         triangles=triangles,
         uv=uv,
         uv_triangles=corners,
@@ -145,6 +147,19 @@ def _uv(mesh: bpy.types.Mesh, name: str | None) -> np.ndarray | None:
     uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
     layer.uv.foreach_get("vector", uv)
     return uv.reshape(-1, 2).astype(np.float64)
+
+
+def _refuse_non_finite(name: str, vertices: np.ndarray) -> None:
+    """A vertex at NaN or infinity (a broken import, a modifier dividing by zero) has no depth
+    and no place in a view: name the object instead of letting it look invisible."""
+    finite = np.isfinite(vertices).all(axis=1)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise TextureError(
+            f"'{name}' has {bad} vertex position(s) that are not finite numbers (NaN or "
+            "infinite, after its modifiers and transform): fix or delete those vertices, or "
+            "hide the object."
+        )
 
 
 def _to_world(local: np.ndarray, matrix: np.ndarray) -> np.ndarray:

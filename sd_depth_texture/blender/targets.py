@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import bpy
@@ -12,8 +13,85 @@ from ..core.errors import TextureError
 log = logging.getLogger(__name__)
 
 
+TEXTURE_SUFFIX = " SD Texture"
+#: Set on every image and material this add-on makes, to the name of the object they texture:
+#: a user's own image or material that happens to carry the same name is never taken over.
+OWNER = "sd_depth_texture_object"
+# Blender cuts datablock names at 63 bytes (4.2) or 255 bytes (5.0) of UTF-8.
+_NAME_BYTES = 255 if bpy.app.version >= (5, 0, 0) else 63
+
+
 def texture_name(obj_name: str) -> str:
-    return f"{obj_name} SD Texture"
+    """``<object> SD Texture``, the name of the object's image and material. A name Blender
+    would cut is shortened at a whole character and tagged with a hash of the exact object name,
+    so it keeps the suffix and two long names that share their start stay apart."""
+    name = obj_name + TEXTURE_SUFFIX
+    if len(name.encode("utf-8", "surrogateescape")) <= _NAME_BYTES:
+        return name
+    tag = hashlib.sha1(obj_name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    tail = f"-{tag}{TEXTURE_SUFFIX}"
+    room = _NAME_BYTES - len(tail)
+    return obj_name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore") + tail
+
+
+def _legacy_material(material: bpy.types.Material, obj_name: str) -> bool:
+    """A material an earlier version made for the object (before :data:`OWNER` was set): its
+    name, and the two nodes only this add-on adds."""
+    nodes = material.node_tree.nodes if material.node_tree is not None else {}
+    return (
+        material.name == texture_name(obj_name) and "SD Texture" in nodes and "SD UV Map" in nodes
+    )
+
+
+def own_material(obj_name: str) -> bpy.types.Material | None:
+    """The local material this add-on made for the object, if any (another of its name is not)."""
+    for material in bpy.data.materials:
+        if material.library is None and material.get(OWNER) == obj_name:
+            return material
+    material = bpy.data.materials.get(texture_name(obj_name))
+    if material is not None and material.library is None and OWNER not in material:
+        return material if _legacy_material(material, obj_name) else None
+    return None
+
+
+def own_image(obj_name: str) -> bpy.types.Image | None:
+    """The local image this add-on made for the object's texture, if any. An image of the same
+    name that it did not make (no :data:`OWNER`, and no material of this add-on showing it) is
+    the user's, and is left alone."""
+    for image in bpy.data.images:
+        if image.library is None and image.get(OWNER) == obj_name:
+            return image
+    image = bpy.data.images.get(texture_name(obj_name))
+    if image is None or image.library is not None or OWNER in image:
+        return None
+    material = own_material(obj_name)
+    node = material.node_tree.nodes.get("SD Texture") if material is not None else None
+    return image if node is not None and getattr(node, "image", None) == image else None
+
+
+def owner_of_texture(image: bpy.types.ID) -> str | None:
+    """The object an image or material of this add-on textures, None for anyone else's."""
+    owner = image.get(OWNER)
+    return owner if isinstance(owner, str) else None
+
+
+def foreign_name_notes(obj_names: list[str]) -> dict[str, list[str]]:
+    """Notes for objects whose texture name is already held by an image or material this
+    add-on did not make: those are left alone, and the texture's get another name."""
+    notes: dict[str, list[str]] = {}
+    for obj_name in obj_names:
+        name = texture_name(obj_name)
+        image, material = bpy.data.images.get(name), bpy.data.materials.get(name)
+        for kind, found, own in (
+            ("image", image, own_image(obj_name)),
+            ("material", material, own_material(obj_name)),
+        ):
+            if found is not None and found != own:
+                notes.setdefault(obj_name, []).append(
+                    f"the {kind} '{name}' was not made by this add-on and was left alone; the "
+                    f"texture's {kind} gets another name"
+                )
+    return notes
 
 
 def check_target(obj: bpy.types.Object) -> None:

@@ -23,6 +23,7 @@ from ..blender import flow, images, outputs
 from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
 from ..core.errors import CancelledError, TextureError
+from ..core.text import shown
 from ..core.validation import check_settings
 from ..defaults import RESOLUTION
 from ..messages import CLI, word
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     terminal = TerminalLine()
     try:
         with _interruptible():
-            print(_run(args, terminal))
+            print(shown(_run(args, terminal)))
     except CancelledError:
         terminal.close()
         print("error: cancelled; nothing was written.", file=sys.stderr)

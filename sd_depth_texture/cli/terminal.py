@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..core.progress import Progress
+from ..core.text import shown
 
 
 class TerminalLine:
@@ -22,7 +23,7 @@ class TerminalLine:
 
     def show(self, fraction: float, message: str) -> None:
         filled = int(self.width * fraction)
-        text = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} {message}"
+        text = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} {shown(message)}"
         if text == self._last:
             return
         self._last = text

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..defaults import DEVICES, LIMITS, PRECISIONS, SCHEDULERS
 from .errors import SettingError
+from .text import prompt_problem, shown
 
 #: Settings that take one of a fixed list of names.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -20,7 +21,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES,
     "precision": PRECISIONS,
 }
-# Longer than this is no prompt but a pasted file; the text encoder reads 77 tokens anyway.
+#: Settings that are free text for the model.
+TEXTS = ("prompt", "negative_prompt")
+#: The most characters a prompt may hold (given, or once a batch's template is filled). The
+#: model reads about 77 tokens; this only stops a format width ('{name:99999999}') or a runaway
+#: description from making a prompt of megabytes that every record and sheet would carry.
 MAX_PROMPT_CHARACTERS = 10_000
 
 
@@ -33,6 +38,8 @@ def check_setting(key: str, value: Any) -> Any:
         if accepted is None:
             raise SettingError(key, value, limit.allowed())
         return accepted
+    if key in TEXTS:
+        return check_text(value, key)
     choices = CHOICES.get(key)
     if choices is not None and value not in choices:
         raise SettingError(key, value, "one of " + ", ".join(choices))
@@ -58,9 +65,13 @@ def check_prompt(prompt: Any) -> str:
 
 
 def check_text(text: Any, key: str) -> str:
-    """Free text for the model (a prompt, a negative prompt): a string of bounded length."""
+    """Free text for the model (a prompt, a negative prompt): a string of bounded length that
+    the tokenizer and the records can take (UTF-8, no NUL)."""
     if not isinstance(text, str):
         raise SettingError(key, text, "text")
+    problem = prompt_problem(text)
+    if problem:
+        raise SettingError(key, shown(text[:40]), "UTF-8 text", f"{{name}} {problem}.")
     if len(text) > MAX_PROMPT_CHARACTERS:
         raise SettingError(
             key, f"{text[:20]}...", f"at most {MAX_PROMPT_CHARACTERS} characters",

@@ -45,6 +45,8 @@ MIN_BOTTOM_SHARE = 0.05
 SPARSE_COVERAGE = 0.01
 # Overlapping UVs above this share of texels get a note in the summary and report.
 SHARED_NOTE = 0.02
+# Shared texels from which overlapping UVs, not the views, explain a target left unpainted.
+OVERLAPPING_LAYOUT = 0.5
 _COS_GRAZING = float(np.cos(np.radians(GRAZING_ANGLE_DEG)))
 
 
@@ -335,6 +337,23 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
             "see it edge-on or very small"
         )
     return Painted(texture=texture, painted=mask.reshape(size, size), report=report)
+
+
+def not_painted_message(name: str, report: TargetReport) -> str:
+    """Why a target got no texel at all, in one line: with UVs that mostly overlap, each texel
+    holds the point of one face only (the one drawn last), and those faces were not seen; else
+    the views saw the target only edge-on or not at all."""
+    if report.shared_texels >= OVERLAPPING_LAYOUT:
+        return (
+            f"'{name}' was not painted: its UVs overlap ({report.shared_texels:.0%} of its texels "
+            "are shared by several faces), so each texel shows one of those faces, and the views "
+            "do not see them: unwrap it without overlaps (UV > Smart UV Project) (nothing was "
+            "written)."
+        )
+    return (
+        f"'{name}' was not painted: the views see it only edge-on or not at all "
+        "(nothing was written)."
+    )
 
 
 def _rerender_psnr(

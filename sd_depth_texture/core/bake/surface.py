@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..geometry.raster import barycentric_columns, rasterize
+from ..geometry.raster import barycentric_columns, coverage_counts, rasterize
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ def texel_surface(
     ``triangles`` index ``vertices`` (V, 3, world space); ``uv_triangles`` index ``uv`` (L, 2),
     Blender's per-corner UVs, with the same triangle order.
     """
-    uv = np.asarray(uv, dtype=np.float64)
-    pixel_uv = np.empty_like(uv)
-    pixel_uv[:, 0] = uv[:, 0] * size
-    pixel_uv[:, 1] = (1.0 - uv[:, 1]) * size
-    raster = rasterize(pixel_uv, uv_triangles, size, size)
+    raster = rasterize(_pixel_uv(uv, size), uv_triangles, size, size)
     triangle = raster.pixel_triangle
     # Per triangle: corner 2 and the edges to corners 0 and 1, one flat column per axis, so
     # each texel is corner 2 + b0 * edge 0 + b1 * edge 1, gathered with cheap 1-D takes.
@@ -97,6 +93,15 @@ def texel_surface(
         triangle_normal=normal,
         triangle_offset=offset,
     )
+
+
+def _pixel_uv(uv: np.ndarray, size: int) -> np.ndarray:
+    """UVs in texel coordinates of a ``size`` texture, row 0 at the top (v = 1)."""
+    uv = np.asarray(uv, dtype=np.float64)
+    pixel_uv = np.empty_like(uv)
+    pixel_uv[:, 0] = uv[:, 0] * size
+    pixel_uv[:, 1] = (1.0 - uv[:, 1]) * size
+    return pixel_uv
 
 
 def _triangle_frames(
@@ -180,17 +185,26 @@ def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return _unit_normals(edge0, edge1).astype(np.float32)
 
 
+# Overlap by the area test above which shared texels are counted exactly (below it, the test's
+# own figure: at most this, and the count would cost a second rasterisation of the layout).
+EXACT_ABOVE = 0.005
+_TIE_BREAK = np.array([1e-3, 0.37e-3])  # texels; parallel to no edge a layout is likely to have
+
 # Share of faces whose UVs may lie outside the 0-1 square before a layout is refused.
 MAX_OUTSIDE_FACES = 0.01
 
 
 def shared_texel_fraction(surface: TexelSurface, uv: np.ndarray, uv_triangles: np.ndarray) -> float:
-    """Share of the layout's texels that several faces cover (overlapping or mirrored UVs).
+    """Share of the layout's texels that several faces cover (overlapping or mirrored UVs),
+    from 0 to 1.
 
-    The UV area the triangles cover, in texels, against the texels they cover: equal for a
-    layout without overlaps (up to the texels on island borders), larger by the shared texels.
-    A shared texel keeps one surface point (the face the UV raster drew last), so it shows the
-    colour painted for that face.
+    First the cheap test: the UV area the triangles cover, in texels, against the texels they
+    cover, equal for a layout without overlaps (up to the texels on island borders). Only a
+    layout that overlaps more than :data:`EXACT_ABOVE` by that test is rasterised again to count
+    the faces on each texel: the area's excess counts a texel three copies share twice, so it is
+    no share (an Array modifier's three copies would read 200 %). A shared texel keeps one
+    surface point (the face the UV raster drew last), so it shows the colour painted for that
+    face.
     """
     uv = np.asarray(uv)
     corners = [np.ascontiguousarray(uv_triangles[:, k]) for k in range(3)]
@@ -199,7 +213,15 @@ def shared_texel_fraction(surface: TexelSurface, uv: np.ndarray, uv_triangles: n
     twice_area = np.abs((u[0] - u[2]) * (v[1] - v[2]) - (u[1] - u[2]) * (v[0] - v[2]))
     area = 0.5 * float(twice_area.sum(dtype=np.float64)) * surface.size * surface.size
     covered = max(surface.texel.size, 1)
-    return float(max(0.0, (area - covered) / covered))
+    excess = max(0.0, (area - covered) / covered)
+    if excess <= EXACT_ABOVE:
+        return excess
+    # The layout moved by a thousandth of a texel, askew: a texel centre exactly on the edge two
+    # neighbouring faces share (both raster it) then falls on one side only, and a layout
+    # still tiles as it did.
+    shifted = _pixel_uv(uv, surface.size) + _TIE_BREAK
+    counts = coverage_counts(shifted, uv_triangles, surface.size, surface.size)
+    return float(np.count_nonzero(counts > 1) / max(np.count_nonzero(counts), 1))
 
 
 def outside_faces_fraction(uv: np.ndarray, uv_triangles: np.ndarray) -> float:

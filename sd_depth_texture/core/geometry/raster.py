@@ -116,9 +116,10 @@ def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: i
     x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
     y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
     y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
-    edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
-    edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
-    area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
+    with np.errstate(over="ignore", invalid="ignore"):  # a corner at NaN or inf: dropped below
+        edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
+        edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
+        area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
     live = (x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area)
     ids = np.flatnonzero(live)
     if ids.size < live.size:
@@ -240,6 +241,24 @@ def rasterize(
     )
 
 
+def coverage_counts(xy: np.ndarray, triangles: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(height * width,) int32: how many triangles cover each pixel, by the same fill rule as
+    :func:`rasterize` (so the pixels counted at least once are exactly the ones it covers)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    triangles = np.asarray(triangles, dtype=np.intp).reshape(-1, 3)
+    live = _live_triangles(xy, triangles, width, height)
+    bounds = _row_bounds(live)
+    counts = np.zeros(width * height, dtype=np.int32)
+    heights = live.heights
+    splits = np.searchsorted(
+        np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
+    )
+    for chunk in np.split(np.arange(live.ids.size), splits):
+        if chunk.size:
+            _rasterize_rows(chunk, live, bounds, None, width, counts, count=True)
+    return counts
+
+
 def _resolve_band(
     band: np.ndarray, covered: np.ndarray, top: int, width: int, live: _Triangles
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -289,12 +308,14 @@ def _rasterize_rows(
     depth: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     width: int,
     best: np.ndarray,
+    count: bool = False,
 ) -> None:
     """Scanline step: triangles to rows, rows to exactly their covered pixels, then resolve.
 
     On each row the covered span is the intersection of the triangle's half-planes; only
     pixels inside it are ever generated. With ``depth`` (the key at each triangle's top-left
-    pixel, and its steps per row and column) the nearest triangle wins each pixel.
+    pixel, and its steps per row and column) the nearest triangle wins each pixel; with
+    ``count``, ``best`` counts the triangles covering each pixel instead.
     """
     heights = live.heights[chunk]
     tri = np.repeat(chunk, heights)
@@ -318,6 +339,9 @@ def _rasterize_rows(
     run_start = np.cumsum(counts) - counts
     pixel = np.repeat(start - run_start, counts)
     pixel += np.arange(pixel.size, dtype=np.intp)
+    if count:
+        best += np.bincount(pixel, minlength=best.size).astype(np.int32)
+        return
     if depth is None:
         best[pixel] = np.repeat(tri.astype(np.int32), counts)
         return
