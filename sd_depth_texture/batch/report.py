@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from ..core.disk import not_a_file, reason, write_bytes_whole
+from ..core.errors import TextureError
 from .records import DONE, FAILED
 
 SHEET_TITLE = "SD Depth Texture batch"
@@ -170,7 +172,10 @@ def summarize(
 
 
 def is_contact_sheet(path: str) -> bool:
-    """Whether ``path`` is a sheet a batch wrote (so a rerun may replace it)."""
+    """Whether ``path`` is a sheet a batch wrote (so a rerun may replace it); a FIFO or a
+    device is not, and is never opened."""
+    if not_a_file(path) is not None:
+        return False
     try:
         with open(path, "rb") as stream:
             head = stream.read(512).decode("utf-8", errors="replace")
@@ -279,8 +284,7 @@ def write_contact_sheet(
     records = [last[key] for key in keys if key in last]
     render = _markdown_sheet if path.endswith(".md") else _html_sheet
     text = render(records, folder, summary)
-    temporary = os.path.join(folder, "." + os.path.basename(path) + ".partial")
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-    return path
+    try:
+        return write_bytes_whole(path, text.encode("utf-8"))
+    except OSError as error:
+        raise TextureError(f"Cannot write the contact sheet '{path}': {reason(error)}.") from error

@@ -22,7 +22,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ import bpy
 import numpy as np
 
 from ..blender import flow, images, preferences, scene  # the flow: texture_asset, model_spec
-from ..blender.files import fsync, open_blend, save_blend_copy
+from ..blender.files import copy_whole, open_blend, save_blend_copy
 from ..blender.targets import texture_name
 from ..core.bake.render import render_texture
 from ..core.bake.surface import face_normals
@@ -210,16 +210,10 @@ def render_preview(obj: bpy.types.Object, image: bpy.types.Image, size: int) -> 
 
 
 def save_png(pixels: np.ndarray, path: str) -> None:
-    """Write an (H, W, 3) sRGB array as PNG (to a staging path: it is moved into place later)."""
+    """Write an (H, W, 3) sRGB array as PNG (to a staging path: it is moved into place later),
+    whole and checked: Blender's ``Image.save`` leaves an empty file on a full disk, silently."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    image = images.array_to_image("SD Batch Preview", pixels)
-    try:
-        image.filepath_raw = path
-        image.file_format = "PNG"
-        image.save()
-    finally:
-        bpy.data.images.remove(image)
-    fsync(path)
+    images.write_png(pixels, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,6 +351,8 @@ class FileWorker:
             log.error("Texturing %s failed:\n%s", job.key, traceback.format_exc())
             message = f"{type(error).__name__}: {error}"
         self.current = None  # whatever the failure left half-done is reloaded from disk
+        with suppress(TextureError, OSError):  # now, so no .staging outlives the batch
+            self._open(task)
         return failed_record(job, task, message, time.perf_counter() - started)
 
     def _open(self, task: FileTask) -> None:
@@ -444,8 +440,5 @@ class FileWorker:
         write_record(self.record)
         if task.backup and not os.path.isfile(task.backup):
             os.makedirs(os.path.dirname(task.backup), exist_ok=True)
-            partial = task.backup + ".partial"
-            shutil.copy2(task.source, partial)
-            fsync(partial)
-            os.replace(partial, task.backup)
+            copy_whole(task.source, task.backup)  # no partial copy left on a full disk
         save_blend_copy(task.output)

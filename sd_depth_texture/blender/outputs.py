@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
+from ..core.disk import refuse_not_a_file
 from ..core.errors import TextureError
 from ..request import OutputOptions
 from .targets import texture_name
@@ -202,6 +203,20 @@ def plan_textures(
 # --- Checks ---------------------------------------------------------------------------------
 
 
+def user_path(path: str, what: str) -> str:
+    """The absolute path of a path typed in Blender, where ``//`` means "beside the .blend".
+
+    In a file never saved there is no such folder, and Blender would resolve ``//`` against
+    the process's working directory, wherever Blender was started: refused in one line.
+    """
+    if path.startswith("//") and not bpy.data.filepath:
+        raise TextureError(
+            f"{what[:1].upper()}{what[1:]} '{path}' is relative to the .blend file ('//'), "
+            "which is not saved yet: save the file first, or give a full path."
+        )
+    return os.path.abspath(bpy.path.abspath(path))
+
+
 def _normal(path: str) -> str:
     return os.path.normcase(os.path.realpath(os.path.abspath(path)))
 
@@ -267,6 +282,7 @@ def check_file(path: str, what: str) -> None:
     read-only file."""
     if os.path.isdir(path):
         raise TextureError(f"{what.capitalize()} '{path}' is a folder: give a file name.")
+    refuse_not_a_file(path, what)
     check_folder(os.path.dirname(path), f"{what} '{path}'")
     if os.path.lexists(path) and not os.access(path, os.W_OK):
         raise TextureError(f"{what.capitalize()} '{path}' is read-only.")
@@ -325,6 +341,7 @@ def check_report(
         raise TextureError(
             f"The report '{path}' is a folder: give a file name such as report.json."
         )
+    refuse_not_a_file(path, "the report")  # before anything reads it: a FIFO would block
     for other in inputs:
         if other and same_file(path, other):
             raise TextureError(
@@ -362,7 +379,10 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         backup = check_blend_output(blend, source, output.in_place)
     else:
         blend = os.path.abspath(source) if source else None
-    textures, notes = plan_textures(blend, names, output.keep_previous_files) if blend else ({}, {})
+    # In place, the backup is the file as it was and references its textures where they are:
+    # a new file for each texture, so no backup ever points at pixels a later run replaced.
+    keep_previous = output.keep_previous_files or backup is not None
+    textures, notes = plan_textures(blend, names, keep_previous) if blend else ({}, {})
     for path in textures.values():
         check_file(path, "the texture")
     written = [blend if output.blend_path else None, *textures.values()]
@@ -385,6 +405,7 @@ def plan_depth(
         raise TextureError(f"The depth PNG '{path}' is a folder: give a .png file name.")
     check_file(path, "the depth PNG")
     if not os.path.lexists(path) or is_depth_png(path):
+        _require_png_name(path)
         return path, None
     if source and same_file(path, source):
         kind = "the file being read"
@@ -399,4 +420,15 @@ def plan_depth(
             else "choose another .png file"
         )
         raise TextureError(f"The depth PNG '{path}' is {kind}: {remedy}.")
+    _require_png_name(path)
     return path, backup_path(path)
+
+
+def _require_png_name(path: str) -> None:
+    """The depth map is PNG bytes: under another name (``d.jpg``, even with ``--force``) it
+    would be a file that lies about what it holds."""
+    if not path.lower().endswith(".png"):
+        raise TextureError(
+            f"The depth PNG '{path}' is not a .png file name: the depth map is written as PNG, "
+            "give a name ending in .png."
+        )

@@ -128,8 +128,11 @@ def _run(args: argparse.Namespace, options: dict[str, Any]) -> int:
     model = {"model": spec.source, "config": spec.config, "precision": spec.precision}
     # 2. Sources, --out and the manifest: refused here if they would overwrite anything.
     destinations = plan.check_destinations(options, worker.library_paths())
-    # 3. One batch per --out from here on.
-    with outputs.OutLock(destinations.out):
+    # 3. One batch per --out from here on, and one run per source rewritten in place.
+    with (
+        outputs.OutLock(destinations.out),
+        outputs.source_locks(destinations.sources, destinations.in_place),
+    ):
         # 4. Scan the files and decide each asset; refuse to overwrite files no batch wrote.
         the_plan = plan.make_plan(
             {**options, **model},

@@ -204,7 +204,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         }
         defaults.check_numbers(values, "ui")
         views = values["views"]
-        report = bpy.path.abspath(self.report_path) if self.report_path else None
+        report = outputs.user_path(self.report_path, "the report") if self.report_path else None
         return TextureRequest(
             views=self.view_source(context, views, self.collection_name(context, views)),
             targets=selected_targets(context),
@@ -298,7 +298,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
             names = selected_targets(context)
             if not self.filepath:
                 raise TextureError("No image was chosen: pick the picture to project.")
-            picture = load_picture(bpy.path.abspath(self.filepath))
+            picture = load_picture(outputs.user_path(self.filepath, "the image"))
             request = TextureRequest(
                 views=view_source,
                 targets=names,
@@ -348,7 +348,10 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
             path = None
             if self.filepath:
                 path, _ = outputs.plan_depth(
-                    bpy.path.abspath(self.filepath), bpy.data.filepath or None, False, "ui"
+                    outputs.user_path(self.filepath, "the depth PNG"),
+                    bpy.data.filepath or None,
+                    False,
+                    "ui",
                 )
             seen = flow.read_view(view)
             if path is not None:
