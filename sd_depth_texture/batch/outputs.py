@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.disk import not_a_file, refuse_not_a_file
+from ..core.disk import not_a_file, reason, refuse_not_a_file
 from ..core.errors import TextureError
 from .records import FileTask, SourceFile, now_iso
 from .sources import is_within
@@ -275,10 +275,14 @@ class OutLock:
                 except FileExistsError:
                     self._take_over_if_stale()
                     continue
-                with os.fdopen(descriptor, "wb") as stream:
-                    stream.write(content)
-                    stream.flush()
-                    os.fsync(stream.fileno())
+                try:
+                    with os.fdopen(descriptor, "wb") as stream:
+                        stream.write(content)
+                        stream.flush()
+                        os.fsync(stream.fileno())
+                except OSError as error:  # an empty lock would refuse every later run
+                    os.unlink(self.path)
+                    raise TextureError(f"Cannot write '{self.path}': {reason(error)}.") from error
                 self.content = content
                 return
             raise TextureError(f"Cannot take the lock '{self.path}': other batches keep taking it.")

@@ -33,6 +33,8 @@ def reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno in _DISK_FULL:
         return "the disk is full"
     text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if any(os.strerror(number) in text for number in _DISK_FULL):  # Blender's "Error: ..."
+        return "the disk is full"
     return " ".join(text.split()).rstrip(".")
 
 

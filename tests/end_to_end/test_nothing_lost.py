@@ -186,6 +186,20 @@ def test_the_batch_files_on_a_full_disk_are_one_line_and_keep_the_old_ones(small
     assert listing(disk) == before
 
 
+def test_saving_the_blend_and_taking_a_lock_on_a_full_disk_are_one_line(small_disk, addon):
+    disk, fill = small_disk
+    sample.build_sample_scene()
+    fill()
+    before = listing(disk)
+
+    with pytest.raises(TextureError, match=f"^Cannot write '{disk}/out.blend': the disk is full"):
+        files.save_blend_copy(str(disk / "out.blend"))
+    with pytest.raises(TextureError, match="the disk is full"):
+        batch_outputs.OutLock(str(disk)).acquire()
+
+    assert listing(disk) == before  # no partial .blend, no .blend1, no empty lock
+
+
 def test_a_full_disk_is_named_and_the_old_file_kept_without_a_mount(tmp_path):
     """The kernel's ENOSPC (``/dev/full``) in the middle of a write: one line naming the file
     and saying the disk is full; the old file as it was, no temporary file left."""
