@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import bpy
 
-from ..core.disk import partial_path, reason
+from ..core.disk import partial_path, reason, refuse_not_a_file
 from ..core.errors import TextureError
 from .blend_check import check_blend
 
@@ -26,6 +26,7 @@ def open_blend(path: str) -> None:
     """Open a .blend; a clear line when it is missing or damaged (its block structure is
     checked first, :func:`.blend_check.check_blend`, so a file Blender's reader would crash on
     or read for minutes is refused without opening it)."""
+    refuse_not_a_file(path, "the .blend")  # a FIFO or a device is named as what it is
     if not path.lower().endswith(".blend") or not os.path.isfile(path):
         raise TextureError(f"There is no .blend file at '{path}'.")
     check_blend(path)

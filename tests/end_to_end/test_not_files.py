@@ -133,6 +133,29 @@ def test_a_command_line_path_that_is_not_a_file_is_refused_unopened(
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("what", ["the .blend", "the image"])
+def test_an_input_that_is_not_a_file_is_named_as_what_it_is(what, kind, source, tmp_path, capsys):
+    if what == "the .blend":
+        target = make(tmp_path / "in" / "scene.blend", kind)
+        arguments = ["depth", target, "--output", tmp_path / "depth.png"]
+    else:
+        target = make(tmp_path / "in" / "picture.png", kind)
+        arguments = ["project", source, "--image", target, *SIZE]
+    before = folder_fingerprint(tmp_path)
+
+    with unblocked(target, kind) as hung:
+        code, messages, _ = run_cli(arguments, capsys)
+
+    assert hung == []
+    assert_refused(
+        code,
+        messages,
+        f"{what} '{target}' is {KINDS[kind] if kind != 'dangling link' else 'a link'}",
+    )
+    assert folder_fingerprint(tmp_path) == before
+
+
 @pytest.fixture
 def library(tmp_path, addon) -> Path:
     return save_box(tmp_path / "library" / "box.blend").parent
