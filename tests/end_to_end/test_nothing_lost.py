@@ -200,6 +200,30 @@ def test_saving_the_blend_and_taking_a_lock_on_a_full_disk_are_one_line(small_di
     assert listing(disk) == before  # no partial .blend, no .blend1, no empty lock
 
 
+def test_a_batch_on_a_full_disk_leaves_no_partial_or_staging_file(
+    small_disk, tiny_model_dir, tmp_path, addon
+):
+    """Room for the lock and the manifest, none for a texture: the asset fails on the full disk
+    and nothing half-written is left in ``--out``."""
+    disk, fill = small_disk
+    library = tmp_path / "library"
+    save_box(library / "box.blend")
+    spare = disk / "spare"
+    spare.write_bytes(bytes(32 << 10))
+    fill()
+    spare.unlink()  # 32 KiB free
+    out = disk / "out"
+
+    code = cli.main(["batch", str(library), "--out", str(out), "--contact-sheet", "none",
+                     *model(tiny_model_dir), "--texture-size", "512"])  # fmt: skip
+
+    assert code == 1
+    record = records.Manifest(str(out / records.MANIFEST_NAME)).read()["box.blend::Box"]
+    assert record["status"] == records.FAILED and "the disk is full" in record["error"]
+    leftovers = [p for p in out.rglob("*") if p.name == ".staging" or ".partial" in p.name]
+    assert leftovers == []
+
+
 def test_a_full_disk_is_named_and_the_old_file_kept_without_a_mount(tmp_path):
     """The kernel's ENOSPC (``/dev/full``) in the middle of a write: one line naming the file
     and saying the disk is full; the old file as it was, no temporary file left."""
@@ -217,16 +241,22 @@ def test_a_full_disk_is_named_and_the_old_file_kept_without_a_mount(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.png"]
 
 
-def test_a_preview_that_fails_leaves_no_staging_behind(tiny_model_dir, tmp_path, monkeypatch):
-    """An asset whose preview does not fit in memory fails alone, and neither its staged
-    texture nor the staging folders outlive the batch."""
+def save_box(path: Path) -> Path:
+    """A .blend holding one cube asset, ``Box``."""
     bpy.ops.wm.read_homefile(use_empty=True)
     bpy.ops.mesh.primitive_cube_add(size=1.0, calc_uvs=True)
     bpy.context.active_object.name = "Box"
     bpy.context.active_object.asset_mark()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return path
+
+
+def test_a_preview_that_fails_leaves_no_staging_behind(tiny_model_dir, tmp_path, monkeypatch):
+    """An asset whose preview does not fit in memory fails alone, and neither its staged
+    texture nor the staging folders outlive the batch."""
     library = tmp_path / "library"
-    library.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(library / "box.blend"))
+    save_box(library / "box.blend")
 
     def too_large(*_args, **_kwargs):
         raise MemoryError
