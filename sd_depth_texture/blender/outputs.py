@@ -27,6 +27,7 @@ import bpy
 from ..core.disk import refuse_not_a_file
 from ..core.errors import TextureError
 from ..request import OutputOptions
+from .blend_check import check_blend
 from .targets import texture_name
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def texture_references(blend_path: str) -> dict[str, str]:
         return {}
     references = {}
     try:
+        check_blend(blend_path)  # a damaged file is never handed to Blender's reader
         with bpy.data.temp_data() as temp:
             with temp.libraries.load(blend_path, link=True) as (source, target):
                 target.images = [name for name in source.images if name.endswith(_TEXTURE_IMAGE)]
@@ -144,7 +146,7 @@ def texture_references(blend_path: str) -> dict[str, str]:
                 if image is not None and image.filepath:
                     path = bpy.path.abspath(image.filepath, library=image.library)
                     references[image.name[: -len(_TEXTURE_IMAGE)]] = _normal(path)
-    except (OSError, RuntimeError, ValueError) as error:
+    except (OSError, RuntimeError, ValueError, TextureError) as error:
         log.warning("Cannot read the textures '%s' uses: %s", blend_path, error)
         return {}
     return references
@@ -154,9 +156,10 @@ def has_textures(blend_path: str) -> bool:
     """Whether an existing .blend holds a texture of this add-on (an earlier output, or a file
     textured from the panel): only the names are read, nothing is loaded."""
     try:
+        check_blend(blend_path)  # a damaged file is never handed to Blender's reader
         with bpy.data.temp_data() as temp, temp.libraries.load(blend_path) as (source, _):
             return any(name.endswith(_TEXTURE_IMAGE) for name in source.images)
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError, TextureError):
         return False
 
 
