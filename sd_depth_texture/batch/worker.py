@@ -351,7 +351,7 @@ class FileWorker:
             log.error("Texturing %s failed:\n%s", job.key, traceback.format_exc())
             message = f"{type(error).__name__}: {error}"
         self.current = None  # whatever the failure left half-done is reloaded from disk
-        with suppress(TextureError, OSError):  # now, so no .staging outlives the batch
+        with suppress(Exception):  # now, so no .staging outlives the batch (else: next asset)
             self._open(task)
         return failed_record(job, task, message, time.perf_counter() - started)
 

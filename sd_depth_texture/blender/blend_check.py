@@ -116,7 +116,7 @@ def check_blend(path: str) -> None:
     a compressed one is read through once, where Python can decompress it.
     """
     try:
-        with open(path, "rb") as raw:
+        with open(path, "rb", buffering=0) as raw:  # unbuffered: only the headers are read
             magic = raw.read(4)
             if magic.startswith(_GZIP_MAGIC) or magic == _ZSTD_MAGIC:
                 stream = _decompressed(path, magic)
