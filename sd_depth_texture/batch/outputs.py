@@ -370,8 +370,9 @@ class SourceLock(OutLock):
     writing, and one run's result would be lost)."""
 
     def __init__(self, blend: str) -> None:
-        super().__init__(os.path.dirname(os.path.abspath(blend)))
-        self.blend = os.path.abspath(blend)
+        # The file itself, not a link to it: runs given two names for one file share a lock.
+        self.blend = os.path.realpath(blend)
+        super().__init__(os.path.dirname(self.blend))
         self.path = os.path.join(self.out, f".{os.path.basename(self.blend)}.lock")
 
     def busy(self, holder: Mapping[str, Any]) -> TextureError:
@@ -388,7 +389,7 @@ def in_place_locks(blends: Iterable[str]) -> Iterator[None]:
     rewrites in place) for the run; a missing one is refused by the run itself."""
     with contextlib.ExitStack() as stack:
         for blend in blends:
-            folder = os.path.dirname(os.path.abspath(blend))
+            folder = os.path.dirname(os.path.realpath(blend))
             # A read-only folder cannot be rewritten either: the run refuses it in its words.
             if os.path.isfile(blend) and os.access(folder, os.W_OK | os.X_OK):
                 stack.enter_context(SourceLock(blend))

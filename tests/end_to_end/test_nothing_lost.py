@@ -88,6 +88,19 @@ def test_an_in_place_run_is_refused_while_another_holds_the_file(source, tmp_pat
     assert not list(source.parent.glob(".*lock"))
 
 
+def test_the_lock_is_the_files_whatever_name_the_run_is_given(source, tmp_path, capsys):
+    link = tmp_path / "link.blend"
+    link.symlink_to(source)
+    picture = write_picture(tmp_path / "grey.png", (0.5, 0.5, 0.5))
+    with batch_outputs.SourceLock(str(source)):
+        original = sha256(source)
+        code, messages, _ = run_cli(
+            ["project", link, "--image", picture, *SIZE, "--in-place"], capsys
+        )
+        assert_refused(code, messages, f"Another run is writing into '{source}'")
+        assert sha256(source) == original
+
+
 def test_a_batch_in_place_is_refused_while_another_rewrites_a_source(
     source, tiny_model_dir, tmp_path, capsys
 ):
