@@ -25,10 +25,11 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.disk import not_a_file, reason, refuse_not_a_file
 from ..core.errors import TextureError
 from .records import FileTask, SourceFile, now_iso
 from .sources import is_within
@@ -40,9 +41,9 @@ LOCK_NAME = ".batch.lock"
 STAGING = ".staging"
 # Blender's bpy.path.clean_name keeps these (and every character from U+00FF up).
 _NAME_SAFE = frozenset("-_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-# A file name holds at most 255 bytes; the batch names an asset's preview '<name>.png' (its
-# textures are named by the flow, which fits them itself).
-_ASSET_NAME_BYTES = 255 - len(".png")
+# A file name holds at most 255 bytes; the batch names an asset's preview '<name>.png', written
+# first as '.<name>.partial.png' (its textures are named by the flow, which fits them itself).
+_ASSET_NAME_BYTES = 255 - len("..partial.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,6 +186,9 @@ def refuse_foreign_files(
     for task in tasks:
         if not task.jobs:
             continue
+        refuse_not_a_file(task.output, "the output")
+        if task.backup:
+            refuse_not_a_file(task.backup, "the backup")
         if not in_place and os.path.exists(task.output):
             record = read_record(task.output) if os.path.isfile(task.output) else None
             if record is None:
@@ -197,13 +201,16 @@ def refuse_foreign_files(
             record = read_record(task.output) or {}
             owned.update(path for entry in record.values() for path in record_paths(entry))
         for job in task.jobs:
-            # Textures need no check here: the flow names them and never writes over a file
-            # the output does not own (it takes the next free name).
+            # Textures need no check here: the flow names them, refuses a planned path that is
+            # not a file, and never writes over a file the output does not own.
             path = preview_path(task, job.asset)
+            refuse_not_a_file(path, "the file")
             if os.path.lexists(path) and os.path.normpath(path) not in owned:
                 raise _foreign(path)
-    if sheet is not None and os.path.lexists(sheet) and not is_sheet(sheet):
-        raise _foreign(sheet)
+    if sheet is not None:
+        refuse_not_a_file(sheet, "the contact sheet")
+        if os.path.lexists(sheet) and not is_sheet(sheet):
+            raise _foreign(sheet)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,6 +248,14 @@ class OutLock:
         self.content: bytes | None = None
         self.created: list[str] = []
 
+    def busy(self, holder: Mapping[str, Any]) -> TextureError:
+        """The refusal while another live process holds the lock, naming it."""
+        return TextureError(
+            f"Another batch is writing to '{self.out}': {holder['host']} pid {holder['pid']} "
+            f"since {holder.get('started', '?')} holds '{self.path}' (if it is not running "
+            "any more, delete that file)."
+        )
+
     def __enter__(self) -> OutLock:
         self.acquire()
         return self
@@ -266,10 +281,14 @@ class OutLock:
                 except FileExistsError:
                     self._take_over_if_stale()
                     continue
-                with os.fdopen(descriptor, "wb") as stream:
-                    stream.write(content)
-                    stream.flush()
-                    os.fsync(stream.fileno())
+                try:
+                    with os.fdopen(descriptor, "wb") as stream:
+                        stream.write(content)
+                        stream.flush()
+                        os.fsync(stream.fileno())
+                except OSError as error:  # an empty lock would refuse every later run
+                    os.unlink(self.path)
+                    raise TextureError(f"Cannot write '{self.path}': {reason(error)}.") from error
                 self.content = content
                 return
             raise TextureError(f"Cannot take the lock '{self.path}': other batches keep taking it.")
@@ -279,6 +298,12 @@ class OutLock:
 
     def _holder(self) -> tuple[bytes, dict[str, Any]] | None:
         """The lock's bytes and holder; None when it vanished meanwhile."""
+        kind = not_a_file(self.path)
+        if kind is not None:  # never opened: a FIFO would block, a device never end
+            raise TextureError(
+                f"'{self.path}' is {kind}, not a lock: if no run is writing to '{self.out}', "
+                "delete it."
+            )
         try:
             with open(self.path, "rb") as stream:
                 data = stream.read()
@@ -302,11 +327,7 @@ class OutLock:
             return  # released meanwhile: try again
         data, holder = found
         if _alive(holder["host"], holder["pid"]):
-            raise TextureError(
-                f"Another batch is writing to '{self.out}': {holder['host']} pid {holder['pid']} "
-                f"since {holder.get('started', '?')} holds '{self.path}' (if it is not running "
-                "any more, delete that file)."
-            )
+            raise self.busy(holder)
         # Move the stale lock aside, and only delete it if it is still the one judged stale:
         # another process may have taken it over in between.
         aside = f"{self.path}.{socket.gethostname()}.{os.getpid()}"
@@ -346,3 +367,43 @@ class OutLock:
             except OSError:
                 break  # not empty: the run wrote something there
         self.created = []
+
+
+class SourceLock(OutLock):
+    """The lock on a .blend rewritten in place (``texture --in-place``, ``batch --in-place``):
+    ``.<name>.lock`` beside it, taken as :class:`OutLock` takes ``--out``'s, so two runs never
+    rewrite one file at once (the second would back up and overwrite a file the first is
+    writing, and one run's result would be lost)."""
+
+    def __init__(self, blend: str) -> None:
+        # The file itself, not a link to it: runs given two names for one file share a lock.
+        self.blend = os.path.realpath(blend)
+        super().__init__(os.path.dirname(self.blend))
+        self.path = os.path.join(self.out, f".{os.path.basename(self.blend)}.lock")
+
+    def busy(self, holder: Mapping[str, Any]) -> TextureError:
+        return TextureError(
+            f"Another run is writing into '{self.blend}': {holder['host']} pid {holder['pid']} "
+            f"since {holder.get('started', '?')} holds '{self.path}' (if it is not running any "
+            "more, delete that file)."
+        )
+
+
+@contextlib.contextmanager
+def in_place_locks(blends: Iterable[str]) -> Iterator[None]:
+    """Hold a :class:`SourceLock` on every .blend that exists among ``blends`` (the files a run
+    rewrites in place) for the run; a missing one is refused by the run itself."""
+    with contextlib.ExitStack() as stack:
+        for blend in blends:
+            folder = os.path.dirname(os.path.realpath(blend))
+            # A read-only folder cannot be rewritten either: the run refuses it in its words.
+            if os.path.isfile(blend) and os.access(folder, os.W_OK | os.X_OK):
+                stack.enter_context(SourceLock(blend))
+        yield
+
+
+def source_locks(
+    sources: Sequence[SourceFile], in_place: bool
+) -> contextlib.AbstractContextManager:
+    """A batch's locks on its sources: all of them with ``--in-place``, none otherwise."""
+    return in_place_locks([source.path for source in sources] if in_place else [])

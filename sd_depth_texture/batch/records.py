@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..core.disk import reason, refuse_not_a_file
 from ..core.errors import TextureError
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ class Manifest:
         """Refuse a file that is not a batch manifest: appending would change someone's file."""
         if os.path.isdir(self.path):
             raise TextureError(f"The manifest '{self.path}' is a folder: give a file (--manifest).")
+        refuse_not_a_file(self.path, "the manifest")
         if not os.path.exists(self.path):
             return
         try:
@@ -201,17 +203,29 @@ class Manifest:
         return result
 
     def append(self, record: Mapping[str, Any]) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        """Add one line, flushed to disk; a failed write (a full disk) is one line naming the
+        manifest, and the manifest is cut back to what it was (no half line)."""
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with open(self.path, "a+b") as stream:
-            stream.seek(0, os.SEEK_END)
-            if stream.tell() > 0:
-                stream.seek(-1, os.SEEK_END)
-                if stream.read(1) != b"\n":
-                    stream.write(b"\n")
-            stream.write(line.encode("utf-8"))
-            stream.flush()
-            os.fsync(stream.fileno())
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with open(self.path, "a+b") as stream:
+                stream.seek(0, os.SEEK_END)
+                size = stream.tell()
+                try:
+                    if size > 0:
+                        stream.seek(-1, os.SEEK_END)
+                        if stream.read(1) != b"\n":
+                            stream.write(b"\n")
+                    stream.write(line.encode("utf-8"))
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                except OSError:
+                    stream.truncate(size)
+                    raise
+        except OSError as error:
+            raise TextureError(
+                f"Cannot write the manifest '{self.path}': {reason(error)}."
+            ) from error
 
 
 # --------------------------------------------------------------------------------------------

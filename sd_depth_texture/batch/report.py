@@ -8,7 +8,6 @@ character or undecodable byte gets through): a description is data, never markup
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 import os
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from ..core.disk import not_a_file, reason, write_bytes_whole
+from ..core.errors import TextureError
 from ..core.text import shown
 from .records import DONE, FAILED
 
@@ -173,7 +174,10 @@ def summarize(
 
 
 def is_contact_sheet(path: str) -> bool:
-    """Whether ``path`` is a sheet a batch wrote (so a rerun may replace it)."""
+    """Whether ``path`` is a sheet a batch wrote (so a rerun may replace it); a FIFO or a
+    device is not, and is never opened."""
+    if not_a_file(path) is not None:
+        return False
     try:
         with open(path, "rb") as stream:
             head = stream.read(512).decode("utf-8", errors="replace")
@@ -300,13 +304,7 @@ def write_contact_sheet(
     render = _markdown_sheet if path.endswith(".md") else _html_sheet
     text = render(records, folder, summary)
     data = text.encode("utf-8", errors="backslashreplace")  # before any file is opened
-    temporary = os.path.join(folder, "." + os.path.basename(path) + ".partial")
     try:
-        with open(temporary, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    return path
+        return write_bytes_whole(path, data)
+    except OSError as error:
+        raise TextureError(f"Cannot write the contact sheet '{path}': {reason(error)}.") from error

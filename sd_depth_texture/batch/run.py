@@ -49,8 +49,11 @@ def run_batch(options: BatchOptions, template: TextureRequest, prompt_source: Pr
     started = time.perf_counter()
     # 1. Sources, --out and the manifest: refused here if they would overwrite anything.
     destinations = plan.check_destinations(options, worker.library_paths())
-    # 2. One batch per --out from here on.
-    with outputs.OutLock(destinations.out):
+    # 2. One batch per --out from here on, and one run per source rewritten in place.
+    with (
+        outputs.OutLock(destinations.out),
+        outputs.source_locks(destinations.sources, destinations.in_place),
+    ):
         # 3. Scan the files and decide each asset; refuse to overwrite files no batch wrote.
         the_plan = plan.make_plan(
             template.pixel_record(),

@@ -21,15 +21,16 @@ import shutil
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
 import numpy as np
 
-from ..blender import flow, images, scene
-from ..blender.files import FileSet, fsync, open_blend, save_blend_copy
+from ..blender import flow, scene
+from ..blender.files import FileSet, copy_whole, open_blend, save_blend_copy
+from ..core.bake import png
 from ..core.bake.render import render_texture
 from ..core.bake.surface import face_normals
 from ..core.errors import TextureError
@@ -208,16 +209,10 @@ def render_preview(obj: bpy.types.Object, texture: np.ndarray, size: int) -> np.
 
 
 def save_png(pixels: np.ndarray, path: str) -> None:
-    """Write an (H, W, 3) sRGB array as PNG (to a staging path: it is moved into place later)."""
+    """Write an (H, W, 3) sRGB array as PNG (to a staging path: it is moved into place later),
+    whole and checked: Blender's ``Image.save`` leaves an empty file on a full disk, silently."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    image = images.array_to_image("SD Batch Preview", pixels)
-    try:
-        image.filepath_raw = path
-        image.file_format = "PNG"
-        image.save()
-    finally:
-        bpy.data.images.remove(image)
-    fsync(path)
+    png.write_png(path, pixels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,6 +308,8 @@ class FileWorker:
             log.error("Texturing %s failed:\n%s", shown(job.key), traceback.format_exc())
             message = f"{type(error).__name__}: {error}"
         self.current = None  # whatever the failure left half-done is reloaded from disk
+        with suppress(Exception):  # now, so no .staging outlives the batch (else: next asset)
+            self._open(task)
         return failed_record(job, task, message, time.perf_counter() - started)
 
     def _open(self, task: FileTask) -> None:
@@ -395,8 +392,5 @@ class FileWorker:
         write_record(self.record)
         if task.backup and not os.path.isfile(task.backup):
             os.makedirs(os.path.dirname(task.backup), exist_ok=True)
-            partial = task.backup + ".partial"
-            shutil.copy2(task.source, partial)
-            fsync(partial)
-            os.replace(partial, task.backup)
+            copy_whole(task.source, task.backup)  # no partial copy left on a full disk
         save_blend_copy(task.output)

@@ -15,15 +15,21 @@ from collections.abc import Callable, Iterator
 
 import bpy
 
+from ..core.disk import partial_path, reason, refuse_not_a_file
 from ..core.errors import TextureError
+from .blend_check import check_blend
 
 log = logging.getLogger(__name__)
 
 
 def open_blend(path: str) -> None:
-    """Open a .blend; a clear line when it is missing or damaged."""
+    """Open a .blend; a clear line when it is missing or damaged (its block structure is
+    checked first, :func:`.blend_check.check_blend`, so a file Blender's reader would crash on
+    or read for minutes is refused without opening it)."""
+    refuse_not_a_file(path, "the .blend")  # a FIFO or a device is named as what it is
     if not path.lower().endswith(".blend") or not os.path.isfile(path):
         raise TextureError(f"There is no .blend file at '{path}'.")
+    check_blend(path)
     try:
         bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path), load_ui=False)
     except RuntimeError as error:
@@ -36,11 +42,6 @@ def fsync(path: str) -> None:
         os.fsync(stream.fileno())
 
 
-def _reason(error: BaseException) -> str:
-    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    return " ".join(text.split()).rstrip(".")
-
-
 @contextlib.contextmanager
 def writing(path: str) -> Iterator[None]:
     """Turn a failed write of ``path`` (a full disk, a folder that went away, Blender's "could
@@ -48,15 +49,7 @@ def writing(path: str) -> Iterator[None]:
     try:
         yield
     except (OSError, RuntimeError) as error:
-        raise TextureError(f"Cannot write '{path}': {_reason(error)}.") from error
-
-
-def partial_path(path: str) -> str:
-    """The temporary name ``path`` is written under: hidden, beside it, same extension
-    (``out.blend`` -> ``.out.partial.blend``), so a rename within one folder puts it in place."""
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, extension = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.partial{extension}")
+        raise TextureError(f"Cannot write '{path}': {reason(error)}.") from error
 
 
 def _aside_path(path: str) -> str:
@@ -160,7 +153,7 @@ class FileSet:
         except BaseException as error:
             self.rollback()
             if isinstance(error, OSError):
-                raise TextureError(f"Cannot write '{final}': {_reason(error)}.") from error
+                raise TextureError(f"Cannot write '{final}': {reason(error)}.") from error
             raise
         self._staged = []
 
@@ -238,6 +231,6 @@ def save_blend_copy(path: str) -> None:
             _remove(leftover)
         remove_folders(made)
         if isinstance(error, (RuntimeError, OSError)):
-            raise TextureError(f"Cannot write '{path}': {_reason(error)}.") from error
+            raise TextureError(f"Cannot write '{path}': {reason(error)}.") from error
         raise
     _remove(partial + "1")

@@ -29,6 +29,7 @@ import numpy as np
 from ..core.bake.paint import Painted, PaintTarget, TargetReport, not_painted_message, paint_group
 from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside_faces_fraction
 from ..core.budget import check_fits
+from ..core.disk import reason
 from ..core.errors import TextureError
 from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
 from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_geometry
@@ -351,7 +352,7 @@ def write_report(
             json.dump(data, handle, indent=2, allow_nan=False, default=_json_number)
     except OSError as error:
         shown = shown or path
-        raise TextureError(f"Cannot write the report '{shown}': {error.strerror}.") from error
+        raise TextureError(f"Cannot write the report '{shown}': {reason(error)}.") from error
 
 
 def _json_number(value):

@@ -68,20 +68,12 @@ def image_to_array(image: bpy.types.Image) -> np.ndarray:
     return flat.reshape(height, width, 4)[::-1].copy()
 
 
-def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene) -> str:
-    """Write a [0, 1] depth map as a 16-bit grayscale PNG (exact to 1/65535)."""
-    image = array_to_image("SD Depth (export)", depth, is_data=True, float_buffer=True, reuse=False)
-    settings = scene.render.image_settings
-    saved = (settings.file_format, settings.color_depth, settings.color_mode)
-    try:
-        settings.file_format = "PNG"
-        settings.color_depth = "16"
-        settings.color_mode = "BW"
-        image.save_render(path, scene=scene)
-    finally:
-        settings.file_format, settings.color_depth, settings.color_mode = saved
-        bpy.data.images.remove(image)
-    return path
+def save_depth_png(depth: np.ndarray, path: str, scene: bpy.types.Scene | None = None) -> str:
+    """Write a [0, 1] depth map as a 16-bit grayscale PNG (exact to 1/65535), straight from the
+    array and whole (:func:`..core.bake.png.write_png`): Blender's ``save_render`` on a full disk
+    writes an empty file and reports nothing. ``scene`` is not needed any more."""
+    levels = np.rint(np.clip(np.asarray(depth, dtype=np.float64), 0.0, 1.0) * 65535)
+    return png.write_png(path, levels.astype(np.uint16))
 
 
 def relative_to_open_file(path: str) -> str:

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 
 import bpy
 
+from ..core.disk import refuse_not_a_file
 from ..core.errors import TextureError
 from ..request import OutputOptions
+from .blend_check import check_blend
 from .targets import foreign_name_notes, owner_of_texture, texture_name
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ def texture_references(blend_path: str) -> dict[str, str]:
         return {}
     references = {}
     try:
+        check_blend(blend_path)  # a damaged file is never handed to Blender's reader
         with bpy.data.temp_data() as temp:
             with temp.libraries.load(blend_path, link=True) as (source, target):
                 target.images = [name for name in source.images if _TEXTURE_IMAGE in name]
@@ -162,7 +165,7 @@ def texture_references(blend_path: str) -> dict[str, str]:
                 if image is not None and image.filepath and _texture_owner(image):
                     path = bpy.path.abspath(image.filepath, library=image.library)
                     references[_texture_owner(image)] = _normal(path)
-    except (OSError, RuntimeError, ValueError) as error:
+    except (OSError, RuntimeError, ValueError, TextureError) as error:
         log.warning("Cannot read the textures '%s' uses: %s", blend_path, error)
         return {}
     return references
@@ -181,9 +184,10 @@ def has_textures(blend_path: str) -> bool:
     """Whether an existing .blend holds a texture of this add-on (an earlier output, or a file
     textured from the panel): only the names are read, nothing is loaded."""
     try:
+        check_blend(blend_path)  # a damaged file is never handed to Blender's reader
         with bpy.data.temp_data() as temp, temp.libraries.load(blend_path) as (source, _):
             return any(name.endswith(_TEXTURE_IMAGE) for name in source.images)
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError, TextureError):
         return False
 
 
@@ -234,6 +238,20 @@ def plan_textures(
 
 
 # --- Checks ---------------------------------------------------------------------------------
+
+
+def user_path(path: str, what: str) -> str:
+    """The absolute path of a path typed in Blender, where ``//`` means "beside the .blend".
+
+    In a file never saved there is no such folder, and Blender would resolve ``//`` against
+    the process's working directory, wherever Blender was started: refused in one line.
+    """
+    if path.startswith("//") and not bpy.data.filepath:
+        raise TextureError(
+            f"{what[:1].upper()}{what[1:]} '{path}' is relative to the .blend file ('//'), "
+            "which is not saved yet: save the file first, or give a full path."
+        )
+    return os.path.abspath(bpy.path.abspath(path))
 
 
 def _normal(path: str) -> str:
@@ -301,6 +319,7 @@ def check_file(path: str, what: str) -> None:
     read-only file."""
     if os.path.isdir(path):
         raise TextureError(f"{what.capitalize()} '{path}' is a folder: give a file name.")
+    refuse_not_a_file(path, what)
     check_folder(os.path.dirname(path), f"{what} '{path}'")
     if os.path.lexists(path) and not os.access(path, os.W_OK):
         raise TextureError(f"{what.capitalize()} '{path}' is read-only.")
@@ -359,6 +378,7 @@ def check_report(
         raise TextureError(
             f"The report '{path}' is a folder: give a file name such as report.json."
         )
+    refuse_not_a_file(path, "the report")  # before anything reads it: a FIFO would block
     for other in inputs:
         if other and same_file(path, other):
             raise TextureError(
@@ -396,11 +416,12 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         backup = check_blend_output(blend, source, output.in_place)
     else:
         blend = os.path.abspath(source) if source else None
+    # In place, the backup is the file as it was and references its textures where they are:
+    # a new file for each texture, so no backup ever points at pixels a later run replaced.
+    keep_previous = output.keep_previous_files or backup is not None
     textures, notes = ({}, {})
     if blend or output.texture_folder:
-        textures, notes = plan_textures(
-            blend, names, output.keep_previous_files, output.texture_folder
-        )
+        textures, notes = plan_textures(blend, names, keep_previous, output.texture_folder)
     for name, extra in foreign_name_notes(names).items():
         notes.setdefault(name, []).extend(extra)
     for path in textures.values():
@@ -425,6 +446,7 @@ def plan_depth(
         raise TextureError(f"The depth PNG '{path}' is a folder: give a .png file name.")
     check_file(path, "the depth PNG")
     if not os.path.lexists(path) or is_depth_png(path):
+        _require_png_name(path)
         return path, None
     if source and same_file(path, source):
         kind = "the file being read"
@@ -439,4 +461,15 @@ def plan_depth(
             else "choose another .png file"
         )
         raise TextureError(f"The depth PNG '{path}' is {kind}: {remedy}.")
+    _require_png_name(path)
     return path, backup_path(path)
+
+
+def _require_png_name(path: str) -> None:
+    """The depth map is PNG bytes: under another name (``d.jpg``, even with ``--force``) it
+    would be a file that lies about what it holds."""
+    if not path.lower().endswith(".png"):
+        raise TextureError(
+            f"The depth PNG '{path}' is not a .png file name: the depth map is written as PNG, "
+            "give a name ending in .png."
+        )

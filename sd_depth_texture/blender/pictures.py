@@ -9,6 +9,7 @@ import bpy
 import numpy as np
 
 from ..core.bake.color import linear_to_srgb
+from ..core.disk import refuse_not_a_file
 from ..core.errors import TextureError
 from . import images
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 def load_picture(path: str) -> np.ndarray:
     """Read an image file as (H, W, 3) sRGB float32, leaving no image behind in the .blend."""
+    refuse_not_a_file(path, "the image")  # a FIFO or a device is named as what it is
     if not os.path.isfile(path):
         raise TextureError(f"There is no image file at '{path}'.")
     try:

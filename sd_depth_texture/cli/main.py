@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 import bpy
 import numpy as np
 
+from ..batch.outputs import in_place_locks
 from ..blender import flow, images, outputs
 from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
@@ -222,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return batch.main(args)
     terminal = TerminalLine()
     try:
-        with _interruptible():
+        with (
+            _interruptible(),
+            in_place_locks([args.blend] if getattr(args, "in_place", False) else []),
+        ):
             print(shown(_run(args, terminal)))
     except CancelledError:
         terminal.close()

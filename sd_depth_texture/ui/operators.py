@@ -201,7 +201,9 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         values = self.settings(context, "prompt", "negative_prompt", "scheduler", "view_prompts")
         views = check_setting("views", values["views"])
         values["camera_collection"] = self.collection_name(context, views)
-        values["report"] = bpy.path.abspath(self.report_path) if self.report_path else None
+        values["report"] = (
+            outputs.user_path(self.report_path, "the report") if self.report_path else None
+        )
         values["keep_previous_files"] = True
         return build_request(
             values,
@@ -283,7 +285,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
             names = selected_targets(context)
             if not self.filepath:
                 raise TextureError("No image was chosen: pick the picture to project.")
-            path = bpy.path.abspath(self.filepath)
+            path = outputs.user_path(self.filepath, "the image")
             request = build_request(
                 values,
                 targets=names,
@@ -329,7 +331,10 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
             path = None
             if self.filepath:
                 path, _ = outputs.plan_depth(
-                    bpy.path.abspath(self.filepath), bpy.data.filepath or None, False, "ui"
+                    outputs.user_path(self.filepath, "the depth PNG"),
+                    bpy.data.filepath or None,
+                    False,
+                    "ui",
                 )
             seen = flow.read_view(view)
             if path is not None:

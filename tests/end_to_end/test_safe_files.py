@@ -224,22 +224,25 @@ def test_in_place_keeps_every_earlier_version_as_a_backup(source, picture, capsy
     assert not list(source.parent.glob("*.blend1")) and not list(source.parent.glob(".*"))
 
 
-def test_depth_force_replaces_a_blend_only_after_backing_it_up(source, capsys):
-    original = sha256(source)
-    code, _, out = run_cli(["depth", source, "--output", source, "--force"], capsys)
+def test_depth_force_replaces_another_png_only_after_backing_it_up(source, capsys):
+    picture = write_picture(source.with_name("picture.png"), (0.2, 0.4, 0.6))
+    original = sha256(picture)
+    code, _, out = run_cli(["depth", source, "--output", picture, "--force"], capsys)
     assert code == 0
-    backup = source.with_name("scene.backup.blend")
+    backup = source.with_name("picture.backup.png")
     assert str(backup) in out
     assert sha256(backup) == original
-    assert source.read_bytes().startswith(b"\x89PNG")
-    assert outputs.is_depth_png(str(source))
+    assert outputs.is_depth_png(str(picture))
+    # Not even --force writes the depth map's PNG bytes under a .blend name.
+    code, messages, _ = run_cli(["depth", source, "--output", source, "--force"], capsys)
+    assert_refused(code, messages, "not a .png file name")
 
     # An earlier depth map is simply replaced: it is this add-on's own file.
     depth = source.with_name("depth.png")
-    assert run_cli(["depth", backup, "--output", depth], capsys)[0] == 0
-    assert run_cli(["depth", backup, "--output", depth], capsys)[0] == 0
+    assert run_cli(["depth", source, "--output", depth], capsys)[0] == 0
+    assert run_cli(["depth", source, "--output", depth], capsys)[0] == 0
     assert sorted(p.name for p in source.parent.iterdir()) == [
-        "depth.png", "scene.backup.blend", "scene.blend"
+        "depth.png", "picture.backup.png", "picture.png", "scene.blend"
     ]  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..disk import write_bytes_whole
 from .color import to_8bit
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ def _filtered_rows(pixels: np.ndarray, start: int, stop: int) -> np.ndarray:
     width = pixels.shape[1] * pixels.shape[2]
     first = max(start - 1, 0)
     source = pixels[first:stop].reshape(stop - first, width)
-    rows = source if source.dtype == np.uint8 else to_8bit(source)
+    if source.dtype == np.uint16:  # 16-bit samples, most significant byte first
+        rows = source.astype(">u2").view(np.uint8)
+        width *= 2
+    else:
+        rows = source if source.dtype == np.uint8 else to_8bit(source)
     lines = np.empty((stop - start, width + 1), dtype=np.uint8)
     lines[:, 0] = UP_FILTER
     if start == 0:
@@ -99,17 +104,18 @@ def encode_png(
 ) -> bytes:
     """An (H, W, C) image, row 0 at the top, as the bytes of an 8-bit PNG file.
 
-    C is 1 (grey), 3 (RGB) or 4 (RGBA). uint8 is stored as is; float in [0, 1] is rounded to
-    8 bits the way Blender stores it in an 8-bit image, block by block, so no full-size copy is
-    made. ``text``: key -> text chunks written before the pixels. ``workers``: deflate threads
-    (default: one per CPU core, at most 8).
+    C is 1 (grey), 3 (RGB) or 4 (RGBA). uint8 is stored as is, uint16 as a 16-bit PNG (the
+    depth map); float in [0, 1] is rounded to 8 bits the way Blender stores it in an 8-bit
+    image, block by block, so no full-size copy is made. ``text``: key -> text chunks written
+    before the pixels. ``workers``: deflate threads (default: one per CPU core, at most 8).
     """
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     height, width, channels = pixels.shape
     if channels not in _COLOUR_TYPES or height < 1 or width < 1:
         raise ValueError(f"cannot write an image of shape {pixels.shape} as PNG")
-    rows_per_block = max(1, _BYTES_PER_BLOCK // (width * channels + 1))
+    bits = 16 if pixels.dtype == np.uint16 else 8
+    rows_per_block = max(1, _BYTES_PER_BLOCK // (width * channels * bits // 8 + 1))
     starts = list(range(0, height, rows_per_block))
     workers = workers or min(os.cpu_count() or 1, 8)
     tasks = [
@@ -127,7 +133,7 @@ def encode_png(
     # A zlib header for a 32 KiB window and the fastest level; the header's check bits make it
     # a multiple of 31.
     stream = b"".join([b"\x78\x01", *(body for body, _, _ in blocks), struct.pack(">I", checksum)])
-    header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, bits, _COLOUR_TYPES[channels], 0, 0, 0)
     texts = [text_chunk(key, value) for key, value in (text or {}).items()]
     return b"".join(
         [
@@ -138,3 +144,9 @@ def encode_png(
             _chunk(b"IEND", b""),
         ]
     )
+
+
+def write_png(path: str, pixels: np.ndarray, **options) -> str:
+    """Write :func:`encode_png` to ``path`` whole: a temporary name, fsync, then renamed into
+    place; a failed write (a full disk) raises its OSError and leaves no temporary file."""
+    return write_bytes_whole(path, encode_png(pixels, **options))

@@ -1,0 +1,138 @@
+"""The block structure of a .blend, checked before Blender reads it (no bpy).
+
+Blender's reader trusts a file's blocks: a valid header followed by gigabytes of zeros (a
+damaged download, a sparse file) is read to its end for minutes, or crashes the process, which
+in a batch kills the whole batch on every rerun. The structure is cheap to check without
+reading the data: a header, then blocks each giving its own length, up to ``ENDB``. Only the
+block headers are read (seeks in between), so a file of gigabytes costs a few kilobytes.
+
+Formats: ``BLENDER`` + pointer size (``_`` 4, ``-`` 8) + endianness (``v`` little, ``V`` big) +
+version (12 bytes), then blocks of code(4) length(4) old pointer(4 or 8) SDNA index(4)
+count(4); Blender 5.0's ``BLENDER17-01v0500`` (17 bytes) has blocks of code(4) SDNA index(4)
+old pointer(8) length(8) count(8). Compressed files (zstd, gzip) are checked through their
+decompressed stream where Python can read it (zstd needs the ``zstandard`` package).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import struct
+from typing import BinaryIO
+
+from ..core.errors import TextureError
+
+_OLD_HEADER = re.compile(rb"BLENDER([_-])([vV])(\d{3})")
+_NEW_HEADER = re.compile(rb"BLENDER(\d\d)-(\d\d)([vV])(\d{4})")
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+_CODE = re.compile(rb"[A-Z][A-Z0-9\x00]{3}")
+_SKIP_CHUNK = 1 << 20
+
+
+class _DamagedError(Exception):
+    """What is wrong with the file's structure, for the one line."""
+
+
+class _Stream:
+    """A file, or a decompressed stream, read forward: block headers read, block data skipped
+    (by seeking where the file allows it)."""
+
+    def __init__(self, stream: BinaryIO, size: int | None) -> None:
+        self.stream, self.size, self.position = stream, size, 0
+
+    def read(self, count: int) -> bytes:
+        data = self.stream.read(count)
+        self.position += len(data)
+        return data
+
+    def skip(self, count: int) -> None:
+        if self.size is not None:
+            if self.position + count > self.size:
+                raise _DamagedError("a block runs past the end of the file")
+            self.stream.seek(count, os.SEEK_CUR)
+            self.position += count
+            return
+        while count > 0:
+            data = self.read(min(count, _SKIP_CHUNK))
+            if not data:
+                raise _DamagedError("a block runs past the end of the file")
+            count -= len(data)
+
+
+def _walk(stream: _Stream) -> None:
+    """Read the header and every block header up to ``ENDB``; raise :class:`_DamagedError`."""
+    head = stream.read(17)
+    old, new = _OLD_HEADER.match(head), _NEW_HEADER.match(head)
+    if new is not None and new.group(1) == b"17" and new.group(2) == b"01":
+        endian = "<" if new.group(3) == b"v" else ">"
+        layout, header_size = struct.Struct(endian + "4siQqq"), 17
+        fields = ("code", "sdna", "old", "length", "count")
+    elif old is not None:
+        endian = "<" if old.group(2) == b"v" else ">"
+        pointer = "I" if old.group(1) == b"_" else "Q"
+        layout, header_size = struct.Struct(endian + "4si" + pointer + "ii"), 12
+        fields = ("code", "length", "old", "sdna", "count")
+    elif new is not None:
+        return  # a newer file format than this add-on knows: Blender decides
+    else:
+        raise _DamagedError("it does not start with a .blend header")
+    # The header read 17 bytes; an old-format file's first block started after 12.
+    pending = head[header_size:]
+    has_dna = False
+    while True:
+        raw = pending + stream.read(layout.size - len(pending))
+        pending = b""
+        if len(raw) < layout.size:
+            raise _DamagedError("it ends before its last block (ENDB)")
+        block = dict(zip(fields, layout.unpack(raw), strict=True))
+        code = block["code"]
+        if not _CODE.fullmatch(code) or block["length"] < 0 or block["count"] < 0:
+            raise _DamagedError(f"a block at byte {stream.position - layout.size} is not a block")
+        if code == b"ENDB":
+            break
+        has_dna = has_dna or code == b"DNA1"
+        stream.skip(block["length"])
+    if not has_dna:
+        raise _DamagedError("it has no DNA block")
+
+
+def _decompressed(path: str, magic: bytes) -> BinaryIO | None:
+    """The decompressed stream of a compressed .blend, or None where Python cannot read it."""
+    if magic.startswith(_GZIP_MAGIC):
+        return gzip.open(path, "rb")
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+
+
+def check_blend(path: str) -> None:
+    """Refuse a .blend whose block structure is damaged, with one line, before Blender reads it.
+
+    Reads only block headers of an uncompressed file (seeks over the data, stops at ``ENDB``);
+    a compressed one is read through once, where Python can decompress it.
+    """
+    try:
+        with open(path, "rb", buffering=0) as raw:  # unbuffered: only the headers are read
+            magic = raw.read(4)
+            if magic.startswith(_GZIP_MAGIC) or magic == _ZSTD_MAGIC:
+                stream = _decompressed(path, magic)
+                if stream is None:
+                    return  # zstd without the zstandard package: Blender decides
+                with stream:
+                    _walk(_Stream(stream, None))
+                return
+            raw.seek(0)
+            _walk(_Stream(raw, os.fstat(raw.fileno()).st_size))
+    except _DamagedError as damage:
+        raise TextureError(f"Blender cannot open '{path}': it is damaged ({damage}).") from None
+    except (OSError, EOFError) as error:
+        text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise TextureError(f"Blender cannot open '{path}': {text.rstrip('.')}.") from error
+    except Exception as error:  # zstandard.ZstdError, gzip's BadGzipFile: damaged compression
+        raise TextureError(
+            f"Blender cannot open '{path}': its compressed data is damaged ({error})."
+        ) from error

@@ -1,0 +1,57 @@
+"""The .blend block walk (:mod:`sd_depth_texture.blender.blend_check`) on files Blender saved:
+every format it writes passes, and a file cut short or padded with zeros is one line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import bpy
+import pytest
+
+from sd_depth_texture.blender.blend_check import check_blend
+from sd_depth_texture.core.errors import TextureError
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, addon) -> dict[str, Path]:
+    """The same small scene saved compressed and uncompressed."""
+    folder = tmp_path_factory.mktemp("blends")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.mesh.primitive_monkey_add()
+    paths = {"plain": folder / "plain.blend", "compressed": folder / "compressed.blend"}
+    for name, path in paths.items():
+        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, compress=name == "compressed")
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["plain", "compressed"])
+def test_files_blender_saves_pass(kind, saved):
+    check_blend(str(saved[kind]))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) // 2], "runs past the end|ends before"),
+        (lambda data: data[:17] + bytes(4096), "is not a block"),
+        (lambda data: data[:-40], "runs past the end|ends before"),
+        (lambda data: b"BLENDIR" + data[7:], "does not start with a .blend header"),
+    ],
+    ids=["half", "zeros after the header", "no ENDB", "not a header"],
+)
+def test_a_damaged_plain_file_is_one_line(damage, message, saved, tmp_path):
+    broken = tmp_path / "broken.blend"
+    broken.write_bytes(damage(saved["plain"].read_bytes()))
+    with pytest.raises(TextureError, match=f"^Blender cannot open '{broken}': ") as error:
+        check_blend(str(broken))
+    assert "\n" not in str(error.value)
+    assert re.search(message, str(error.value))
+
+
+def test_a_compressed_file_cut_short_is_one_line(saved, tmp_path):
+    pytest.importorskip("zstandard")
+    broken = tmp_path / "broken.blend"
+    broken.write_bytes(saved["compressed"].read_bytes()[:-200])
+    with pytest.raises(TextureError, match=f"^Blender cannot open '{broken}': "):
+        check_blend(str(broken))
