@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..defaults import DEVICES, LIMITS, PRECISIONS, SCHEDULERS
+from ..defaults import DEVICES, LIMITS, PRECISIONS, PROVENANCE, SCHEDULERS
 from .errors import SettingError
 
 #: Settings that take one of a fixed list of names.
@@ -19,6 +19,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scheduler": tuple(SCHEDULERS),
     "device": DEVICES,
     "precision": PRECISIONS,
+    "provenance": PROVENANCE,
 }
 # Longer than this is no prompt but a pasted file; the text encoder reads 77 tokens anyway.
 MAX_PROMPT_CHARACTERS = 10_000
