@@ -530,6 +530,9 @@ def test_texture_options_apply_per_asset_whole_object_views(
         (["--prompt", "x", "--preview-size", "0"], "--preview-size must be an integer from 16"),
         (["--prompt", "x", "--cpu-threads", "100000"], "--cpu-threads must be an integer from"),
         (["--prompts", "missing.csv"], "no prompts file"),
+        (["--prompt", "x", "--provenance", "off"], "--provenance must be one of full, minimal"),
+        (["--prompt", "x", "--c2pa-key", "k.pem"], "A key was given without its certificate"),
+        (["--prompt", "x", "--c2pa-cert", "c.pem", "--c2pa-key", "k.pem"], "cannot be read"),
     ],
 )
 def test_bad_options_stop_before_any_work(extra, message, library, tmp_path, capsys):
