@@ -139,7 +139,7 @@ class TextureRequest:
         }
         if views.orbit:
             numbers["views"] = views.orbit
-        check_settings(numbers)
+        check_settings({**numbers, "provenance": self.output.provenance})
         if (self.generation is None) == (not self.pictures):
             raise TextureError("A run either generates pictures or projects given ones.")
         if self.generation is not None:

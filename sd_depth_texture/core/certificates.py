@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SettingError
+from .errors import SettingError, TextureError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,18 @@ def studio_credentials(cert_path: str | None, key_path: str | None) -> Credentia
 
 def installation_credentials(folder: str) -> Credentials:
     """This installation's own chain and key in ``folder``, made there on first use (and
-    again when the leaf has expired). The folder is made 0700 and the files 0600."""
+    again when the leaf has expired). The folder is made 0700 and the files 0600; one line
+    where it cannot be."""
+    try:
+        return _installation_credentials(folder)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise TextureError(
+            f"Cannot keep this installation's C2PA certificate in '{folder}': {reason}."
+        ) from error
+
+
+def _installation_credentials(folder: str) -> Credentials:
     os.makedirs(folder, mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)
     chain_path, key_path = os.path.join(folder, CHAIN_FILE), os.path.join(folder, KEY_FILE)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from sd_depth_texture.core import certificates, provenance
 from sd_depth_texture.core.bake.png import encode_png
-from sd_depth_texture.core.errors import SettingError
+from sd_depth_texture.core.errors import SettingError, TextureError
 from sd_depth_texture.core.record import BOTH, GENERATED, MINIMAL, PROJECTED, RunRecord, ViewRecord
 
 
@@ -194,3 +194,23 @@ def test_a_signed_png_reads_back_valid_with_its_record_text_and_pixels(tmp_path)
     assert assertions[provenance.RECORD_LABEL] == record
     assert active["signature_info"]["cert_serial_number"] == credentials.serial
     assert "thumbnail" not in active  # the texture is the picture
+
+
+def test_a_certificate_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    folder = tmp_path / "a_file" / "c2pa"
+    with pytest.raises(TextureError, match="Cannot keep this installation's C2PA certificate"):
+        certificates.installation_credentials(str(folder))
+
+
+def test_a_request_built_by_hand_is_refused_an_unknown_provenance_level():
+    from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
+
+    request = TextureRequest(
+        views=ViewSource(cameras=("",)),
+        pictures=(np.zeros((4, 4, 3), np.float32),),
+        output=OutputOptions(provenance="none"),
+    )
+    with pytest.raises(SettingError, match="must be one of full, minimal") as caught:
+        request.check()
+    assert caught.value.key == "provenance"
