@@ -383,8 +383,10 @@ def _json_number(value):
 
 
 def prepare(request: TextureRequest) -> Run:
-    """Stage 1 (main thread): check the request, plan and check every path the run writes,
-    and read the scene; writes only UV maps. Errors are structured: the door words them."""
+    """Stage 1 (main thread): check the request and how it signs (:mod:`.provenance`: on first
+    use this makes the installation's certificate, outside the scene), plan and check every
+    path the run writes, and read the scene; writes only UV maps. Errors are structured: the
+    door words them."""
     start = time.perf_counter()
     request.check()
     marking = provenance.marking_for(request.output.c2pa_cert, request.output.c2pa_key)
