@@ -178,7 +178,7 @@ def test_progress_rises_monotonically_over_loading_and_every_view(
     # The panel's run marks its texture too: the record on the image, the packed PNG signed.
     image = bpy.data.images[texture_name("Suzanne")]
     record = json.loads(image[images.RECORD_PROPERTY])
-    assert record["origin"] == "generated" and len(record["views"]) == 4
+    assert record["origin"] == "generated" and record["views"][0]["prompt"].startswith("moss")
     assert b"caBX" in bytes(image.packed_file.data)  # the C2PA manifest's chunk
 
 
