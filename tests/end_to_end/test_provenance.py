@@ -13,6 +13,7 @@ from pathlib import Path
 import bpy
 import c2pa
 import numpy as np
+import pytest
 from PIL import Image
 from support.fingerprints import folder_fingerprint
 from test_one_flow import picture_file
@@ -257,3 +258,19 @@ def test_packed_textures_carry_the_record_through_save_reload_and_append(
     assert appended.packed_file is not None
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     assert json.loads(bpy.data.images["Suzanne SD Texture"][images.RECORD_PROPERTY]) == record
+
+
+def test_the_operator_takes_a_provenance_level_and_refuses_an_unknown_one(
+    sample_scene, tiny_model_dir
+):
+    common = {"prompt": "moss", "steps": 1, "resolution": 64, "texture_size": 64}
+    common["model"] = str(tiny_model_dir)
+    # The panel's wording of the one rule (a script sees the operator's error as RuntimeError).
+    with pytest.raises(RuntimeError, match="'Provenance' must be one of full, minimal, got 'none'"):
+        bpy.ops.sd_depth_texture.generate(provenance="none", **common)
+    assert "Suzanne SD Texture" not in bpy.data.images  # refused before anything changed
+    assert bpy.ops.sd_depth_texture.generate(provenance="minimal", **common) == {"FINISHED"}
+    image = bpy.data.images["Suzanne SD Texture"]
+    record = json.loads(image[images.RECORD_PROPERTY])
+    assert record["provenance"] == "minimal" and "prompt" not in record["views"][0]
+    assert b"moss" not in bytes(image.packed_file.data)  # nor in the packed PNG's manifest
