@@ -72,6 +72,11 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "safetensors==0.8.0",
     "tokenizers==0.23.3",
 )
+# Optional at run time: each texture's signed C2PA manifest (c2pa-python, a compiled wheel per
+# platform, and cryptography, which also makes the installation's certificate). Bundled for
+# every platform the index has wheels for; a platform without them gets a zip without them
+# (with a warning): the add-on then writes the text record and says the manifest was skipped.
+OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("c2pa-python==0.38.1", "cryptography==51.0.1")
 
 # torch is ~750 MB installed even as a CPU build: far too big for the extensions platform, and a
 # bare ``torch`` requirement resolves to the newest CUDA build on Linux (several GB). Always pinned.
@@ -298,10 +303,26 @@ def download_wheels(
     constraints: Sequence[str] = (),
     extra_index_urls: Sequence[str] = (),
     windows_extras: Sequence[str] = (),
+    optional: Sequence[str] = (),
 ) -> list[str]:
-    """Download wheels for every platform into ``wheels_dir``; return manifest-relative paths."""
+    """Download wheels for every platform into ``wheels_dir``; return manifest-relative paths.
+
+    ``optional`` requirements are downloaded per platform where the index has them; where it
+    has not, that platform's zip goes without them and a warning says so."""
     wheels_dir.mkdir(parents=True, exist_ok=True)
     for blender_platform in platforms:
+        if optional:
+            try:
+                pip_download(
+                    wheels_dir,
+                    blender_platform,
+                    list(optional),
+                    python_version=python_version,
+                    constraints=constraints,
+                    extra_index_urls=(),
+                )
+            except BuildError as error:
+                log.warning("%s goes without %s: %s", blender_platform, ", ".join(optional), error)
         reqs = list(requirements)
         if blender_platform.startswith("windows-"):
             reqs += list(windows_extras)
@@ -479,6 +500,7 @@ def build(args: argparse.Namespace) -> list[Path]:
                 ),
                 extra_index_urls=args.torch_index_url,
                 windows_extras=WINDOWS_ONLY_REQUIREMENTS if not args.packages else (),
+                optional=OPTIONAL_REQUIREMENTS if not args.packages else (),
             )
             manifest_path = stage / MANIFEST_NAME
             manifest_path.write_text(

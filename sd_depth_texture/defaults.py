@@ -31,6 +31,9 @@ SCHEDULERS: dict[str, tuple[str, str]] = {
 }
 SCHEDULER = next(iter(SCHEDULERS))
 DEVICES = ("auto", "cuda", "mps", "cpu")
+#: How much of the run record a texture carries (docs/record.md). There is no level without the
+#: AI marking: ``minimal`` drops the prompts only, and the first is the default.
+PROVENANCE = ("full", "minimal")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 
 #: Views of an automatic orbit when the user asks for "all around" without a count.
@@ -150,6 +153,9 @@ NAMES: dict[str, tuple[str, str]] = {
     "model": ("--model", "Model"),
     "device": ("--device", "Device"),
     "precision": ("--precision", "Precision"),
+    "provenance": ("--provenance", "Provenance"),
+    "c2pa_cert": ("--c2pa-cert", "C2PA Certificate"),
+    "c2pa_key": ("--c2pa-key", "C2PA Key"),
 }
 
 

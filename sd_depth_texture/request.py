@@ -100,6 +100,13 @@ class OutputOptions:
     # Never overwrite a texture file: each run writes the next free name and the earlier files
     # stay, so an undo step (the operators') still finds the pixels it shows.
     keep_previous_files: bool = False
+    # How much of the run record each texture carries (defaults.PROVENANCE); never less than
+    # the AI marking, the model and the licence.
+    provenance: str = defaults.PROVENANCE[0]
+    # A studio's certificate chain and key (PEM files) to sign C2PA manifests with; None: this
+    # installation's own, made on first use.
+    c2pa_cert: str | None = None
+    c2pa_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class TextureRequest:
         }
         if views.orbit:
             numbers["views"] = views.orbit
-        check_settings(numbers)
+        check_settings({**numbers, "provenance": self.output.provenance})
         if (self.generation is None) == (not self.pictures):
             raise TextureError("A run either generates pictures or projects given ones.")
         if self.generation is not None:
@@ -191,6 +198,7 @@ class TextureRequest:
             "uv_map": self.output.uv_map,
             "view_prompts": self.view_prompts,
             "projected_images": len(self.pictures),
+            "provenance": self.output.provenance,
         }
         if self.generation is not None:
             record["generation"] = dataclasses.asdict(self.generation)
@@ -207,7 +215,7 @@ class TextureRequest:
         """Everything of the settings record that decides pixels apart from the prompt, seed
         and targets: a batch's identity for resuming (equal records, equal results)."""
         record = self.settings_record()
-        del record["targets"]
+        del record["targets"], record["provenance"]
         if "generation" in record:
             for per_asset in ("prompt", "negative_prompt", "seed"):
                 del record["generation"][per_asset]
@@ -287,6 +295,9 @@ def build_request(
         uv_map=values.get("uv_map") or None,
         in_place=bool(values.get("in_place")),
         keep_previous_files=bool(values.get("keep_previous_files")),
+        provenance=values.get("provenance") or defaults.PROVENANCE[0],
+        c2pa_cert=values.get("c2pa_cert") or None,
+        c2pa_key=values.get("c2pa_key") or None,
     )
     generation = None
     if model is not None:

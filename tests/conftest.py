@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Nothing is ever downloaded during tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The installation's C2PA certificate is made here, never in the real user's folders.
+_HOME = tempfile.TemporaryDirectory(prefix="sd_depth_texture_home_")
+os.environ["SD_DEPTH_TEXTURE_HOME"] = _HOME.name
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..core.certificates import HOME_VARIABLE
 from ..core.errors import TextureError
 from ..core.text import shown
 from .records import FAILED, AssetJob, FileTask, Manifest, failed_record, worker_name
@@ -138,6 +140,8 @@ def run_ray(
     runtime_env: dict[str, Any] = {"py_modules": [package_folder]}
     if python:
         runtime_env["py_executable"] = python
+    if os.environ.get(HOME_VARIABLE):  # the workers sign with the driver's certificate
+        runtime_env["env_vars"] = {HOME_VARIABLE: os.environ[HOME_VARIABLE]}
     started = _ray_connect(ray, address, runtime_env)
     actors: dict[Any, dict[str, Any]] = {}
     try:

@@ -228,6 +228,7 @@ class Textured:
     coverage: float  # share of the asset's texels painted
     seconds: dict[str, float]  # prepare, load, paint (the pictures and projection), write
     record: dict[str, Any]  # the run record (core/record.py)
+    c2pa: dict[str, Any]  # the textures' C2PA manifest: signed (by which certificate) or skipped
     texture: np.ndarray  # the asset's own texture, for its preview
     notes: list[str] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)  # whole-object runs, per object
@@ -248,6 +249,7 @@ def texture_asset(
         coverage=float(outcome.coverage.get(obj.name, 0.0)),
         seconds=dict(outcome.seconds),
         record=outcome.record.to_dict(),
+        c2pa=dict(outcome.c2pa),
         texture=outcome.pixels[obj.name],
         notes=list(outcome.notes),
         reports=[dataclasses.asdict(report) for report in outcome.reports],
@@ -364,6 +366,7 @@ class FileWorker:
                 "notes": [*job.notes, *textured.notes],
                 "model_loaded": bool(textured.record["model"]["loaded"]),
                 "record": textured.record,
+                "c2pa": textured.c2pa,
                 "report": textured.reports or None,
                 "worker": worker_name(),
                 "error": None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -36,16 +37,17 @@ from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_ge
 from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
 from ..core.progress import Progress
+from ..core.provenance import Marking
 from ..core.record import RunRecord
 from ..request import TextureRequest
 from ..version import extension_version
-from . import images, materials, outputs, scene, targets
+from . import images, materials, outputs, provenance, scene, targets
 from .files import FileSet, writing
 
 log = logging.getLogger(__name__)
 
 DEPTH_IMAGE = "SD Depth"
-REPORT_SCHEMA = 2  # 2: the run record (core/record.py) added
+REPORT_SCHEMA = 3  # 2: the run record (core/record.py) added; 3: c2pa, settings as recorded
 LOAD_SHARE = 0.05  # of the progress bar, for loading the model (downloading counts here too)
 
 
@@ -112,6 +114,7 @@ class Outcome:
     coverage: dict[str, float]  # object name -> fraction of island texels this run painted
     notes: list[str]
     record: RunRecord
+    c2pa: dict = field(default_factory=dict)  # signed (by which certificate) or skipped (why)
     reports: list[TargetReport] = field(default_factory=list)
     painted: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S) bool
     pixels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S, 3) sRGB
@@ -155,9 +158,13 @@ class Run:
         notes: dict[str, list[str]],
         seconds: dict[str, float],
         plan: outputs.Plan,
+        marking: Marking,
+        painted_over: list[dict],
     ) -> None:
         self.request = request
         self.plan = plan
+        self.marking = marking  # how the textures are signed, checked before the run
+        self.painted_over = painted_over  # targets whose texture a one-view run paints over
         self.groups = groups
         self.geometry = geometry
         self.target_names = [t.name for group in groups for t in group.targets]
@@ -178,7 +185,10 @@ class Run:
         """
         progress = progress or Progress()
         request = self.request
-        record = RunRecord.begin(extension_version(), request.settings_record())
+        record = RunRecord.begin(
+            extension_version(), request.settings_record(), request.output.provenance
+        )
+        record.painted_over = list(self.painted_over)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         if request.generation is not None:
@@ -232,10 +242,14 @@ class Run:
             if not result.painted.any():
                 raise TextureError(not_painted_message(name, result.report))
         self.plan.recheck()
-        # One PNG per texture, with the run record, for its file or for packing (unsaved file).
+        # One PNG per texture, with the run record, for its file or for packing (unsaved file),
+        # signed before any file is written: a signing failure leaves everything as it was.
         pngs = {
             name: images.texture_png(
-                computed.painted[name].texture, computed.record.for_targets([name])
+                computed.painted[name].texture,
+                computed.record.for_targets([name]),
+                self.marking,
+                os.path.basename(self.plan.textures.get(name) or targets.texture_name(name)),
             )
             for name in self.target_names
         }
@@ -284,8 +298,9 @@ class Run:
         outcome = Outcome(
             textures={name: plan.textures.get(name, images.PACKED) for name in self.target_names},
             coverage={r.name: r.coverage_before_fill for r in reports},
-            notes=[note for r in reports for note in r.notes],
+            notes=[note for r in reports for note in r.notes] + self.marking.notes(),
             record=computed.record,
+            c2pa=self.marking.status(),
             reports=reports,
             painted={name: computed.painted[name].painted for name in self.target_names},
             pixels={name: computed.painted[name].texture for name in self.target_names},
@@ -303,6 +318,8 @@ class Run:
             image, _ = images.texture_image(
                 targets.texture_name(name), pngs[name], self.plan.textures.get(name), owner=name
             )
+            # The record travels with the image: packing, copying, appending.
+            image[images.RECORD_PROPERTY] = images.record_text(computed.record.for_targets([name]))
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
             materials.wire_material(obj, image, uv_map)
         if computed.depth is not None:
@@ -340,10 +357,12 @@ def write_report(
         entry = asdict(report)
         entry["texture"] = outcome.textures.get(report.name)
         objects.append(entry)
+    record = outcome.record.to_dict()  # minimal: no prompts here either
     data = {
         "schema": REPORT_SCHEMA,
-        "settings": request.settings_record(),
-        "record": outcome.record.to_dict(),
+        "settings": record["settings"],
+        "record": record,
+        "c2pa": outcome.c2pa,
         "seconds": outcome.seconds,
         "objects": objects,
     }
@@ -362,10 +381,13 @@ def _json_number(value):
 
 
 def prepare(request: TextureRequest) -> Run:
-    """Stage 1 (main thread): check the request, plan and check every path the run writes,
-    and read the scene; writes only UV maps. Errors are structured: the door words them."""
+    """Stage 1 (main thread): check the request and how it signs (:mod:`.provenance`: on first
+    use this makes the installation's certificate, outside the scene), plan and check every
+    path the run writes, and read the scene; writes only UV maps. Errors are structured: the
+    door words them."""
     start = time.perf_counter()
     request.check()
+    marking = provenance.marking_for(request.output.c2pa_cert, request.output.c2pa_key)
     context = bpy.context
     named = targets.find_targets(request.targets) if request.targets is not None else None
     created: list[bpy.types.Object] = []
@@ -405,12 +427,13 @@ def prepare(request: TextureRequest) -> Run:
         plan = outputs.plan_run(request.output, [obj.name for obj in named])
         for name, plan_notes in plan.notes.items():
             notes.setdefault(name, []).extend(plan_notes)
-        groups = _groups(request, named, meshes, shared, captures)
+        painted_over: list[dict] = []
+        groups = _groups(request, named, meshes, shared, captures, painted_over)
     except BaseException:
         targets.remove_uv_maps(created)
         raise
     seconds = {"prepare": time.perf_counter() - start}
-    return Run(request, groups, geometry, created, notes, seconds, plan)
+    return Run(request, groups, geometry, created, notes, seconds, plan, marking, painted_over)
 
 
 def _ensure_uv(obj, created: list, notes: dict[str, list[str]], uv_map: str | None) -> bool:
@@ -512,8 +535,10 @@ def _groups(
     meshes: list[MeshArrays],
     shared: list[NamedView] | None,
     captures: dict[int, DepthCapture],
+    painted_over: list[dict],
 ) -> list[_Group]:
-    """One group sharing the views, or one group per target for automatic orbits."""
+    """One group sharing the views, or one group per target for automatic orbits; a target
+    whose existing texture a one-view run paints over is added to ``painted_over``."""
     size = request.output.texture_size
     offsets = np.cumsum([0] + [mesh.triangles.shape[0] for mesh in meshes])
     position = {mesh.name: index for index, mesh in enumerate(meshes)}
@@ -531,6 +556,9 @@ def _groups(
             mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size
         )
         start = None if request.views.several else _start_colours(obj.name, surface)
+        if start is not None:
+            under = images.image_record(bpy.data.images[targets.texture_name(obj.name)])
+            painted_over.append({"target": obj.name, "origin": (under or {}).get("origin")})
         paint_targets.append(
             PaintTarget(obj.name, mesh, int(offsets[position[obj.name]]), surface, start)
         )

@@ -9,7 +9,9 @@ import os
 import bpy
 import numpy as np
 
+from ..core import provenance
 from ..core.bake import png
+from ..core.provenance import Marking
 from ..core.record import RunRecord
 from .targets import OWNER, own_image
 
@@ -17,6 +19,9 @@ log = logging.getLogger(__name__)
 
 #: The PNG text chunk that holds a texture's run record (``docs/record.md``).
 RECORD_KEY = "sd_depth_texture:record"
+#: The image datablock's custom property that holds the same record (JSON text): it travels
+#: with the image through packing, copying, appending and linking.
+RECORD_PROPERTY = "sd_depth_texture_record"
 PACKED = "packed in the .blend"  # where a texture of an unsaved file is stored
 _NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never read from a file
 
@@ -91,12 +96,42 @@ def relative_to_open_file(path: str) -> str:
     return "//" + relative.replace(os.sep, "/")
 
 
-def texture_png(pixels: np.ndarray, record: RunRecord) -> bytes:
+def record_text(record: RunRecord) -> str:
+    """The record as every texture stores it (the PNG chunk, the image property)."""
+    return json.dumps(record.to_dict(), sort_keys=True, default=_plain)
+
+
+def texture_png(
+    pixels: np.ndarray, record: RunRecord, marking: Marking | None = None, title: str = ""
+) -> bytes:
     """The one PNG writer of textures, for files and packed images alike: an (H, W, 3) array
     in [0, 1] as the 8-bit sRGB PNG Blender would store, straight from the array
-    (:mod:`..core.bake.png`), with the run record that made it as a text chunk."""
-    text = {RECORD_KEY: json.dumps(record.to_dict(), sort_keys=True, default=_plain)}
-    return png.encode_png(pixels, text=text)
+    (:mod:`..core.bake.png`), with the run record that made it and, for a generated texture,
+    the A1111-style ``parameters`` line as text chunks, then the C2PA manifest signed with the
+    ``marking``'s credentials (none: the manifest is skipped, the text is still there)."""
+    text = {RECORD_KEY: record_text(record)}
+    data = json.loads(text[RECORD_KEY])
+    parameters = provenance.parameters_line(data)
+    if parameters is not None:
+        text[provenance.PARAMETERS_KEY] = parameters
+    encoded = png.encode_png(pixels, text=text)
+    if marking is None or marking.credentials is None:
+        return encoded
+    return provenance.sign_png(encoded, provenance.manifest(data, title), marking.credentials)
+
+
+def image_record(image: bpy.types.Image) -> dict | None:
+    """The run record an image carries as its property; None where it has none (or a damaged
+    one, which is logged)."""
+    text = image.get(RECORD_PROPERTY)
+    if not isinstance(text, str):
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        log.warning("The record of the image '%s' is damaged; ignoring it", image.name)
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def write_file(path: str, data: bytes) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import bpy
 
 from ..core.diffusion.settings import ModelSpec
-from ..defaults import MODEL_ID
+from ..defaults import MODEL_ID, PROVENANCE
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +36,19 @@ def model_spec(source: str | None = None, context=None) -> ModelSpec:
         cache_dir=cache_dir,
         allow_online=bool(bpy.app.online_access),
     )
+
+
+def provenance_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:
+    """The provenance level and the studio's C2PA certificate and key: this run's values
+    (``provenance``, ``c2pa_cert``, ``c2pa_key``) where given, else the add-on preferences."""
+    prefs = preferences(context)
+
+    def path(key: str) -> str | None:
+        given = values.get(key)
+        if given:
+            return os.path.abspath(os.path.expanduser(given))
+        chosen = getattr(prefs, key, "") if prefs else ""
+        return bpy.path.abspath(chosen) if chosen else None
+
+    level = values.get("provenance") or (prefs.provenance if prefs else "") or PROVENANCE[0]
+    return {"provenance": level, "c2pa_cert": path("c2pa_cert"), "c2pa_key": path("c2pa_key")}

@@ -18,6 +18,7 @@ from .. import defaults
 from ..batch.plan import BatchOptions
 from ..batch.prompts import prompt_source
 from ..batch.run import run_batch, template_request
+from ..blender import provenance
 from ..core.errors import TextureError
 from ..messages import CLI, word
 from . import options as cli_options
@@ -88,11 +89,15 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """Run a batch; exit 0 when every asset is done, 1 when any failed or nothing could run."""
     settings = {key: value for key, value in vars(args).items() if not callable(value)}
+    settings = cli_options.with_provenance(settings)
     try:
         # Options, prompts and the model, checked before any file is opened.
         batch_options = BatchOptions.from_settings(settings)
         cli_options.require_model_packages()
         template = template_request(settings, cli_options.model_spec(settings))
+        # Signing is checked once here (and the installation's certificate made, before any
+        # worker starts), so a bad certificate or key stops the batch before any work.
+        provenance.marking_for(template.output.c2pa_cert, template.output.c2pa_key)
         return run_batch(batch_options, template, prompt_source(settings))
     except TextureError as error:
         print(f"error: {word(error, CLI)}", file=sys.stderr)

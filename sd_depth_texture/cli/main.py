@@ -20,7 +20,7 @@ import bpy
 import numpy as np
 
 from ..batch.outputs import in_place_locks
-from ..blender import flow, images, outputs
+from ..blender import flow, images, outputs, provenance
 from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
 from ..core.errors import CancelledError, TextureError
@@ -113,7 +113,7 @@ def request_from_args(
 ) -> TextureRequest:
     """The request a ``texture`` or ``project`` command line asks for (nothing read yet)."""
     settings = {
-        **vars(args),
+        **options.with_provenance(vars(args)),
         "output": output,
         "report": os.path.abspath(args.report) if args.report else None,
     }
@@ -174,6 +174,8 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     if args.command == "project":
         pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
     request = request_from_args(args, output, pictures)
+    # The certificate and key too, before the file is opened (prepare uses what is checked).
+    provenance.marking_for(request.output.c2pa_cert, request.output.c2pa_key)
     open_blend(args.blend)
 
     run = flow.prepare(request)

@@ -51,6 +51,28 @@ def add_texture_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--uv-map", metavar="NAME", help="the UV map to texture (default: each object's active one)"
     )
+    add_provenance_options(parser)
+
+
+def add_provenance_options(parser: argparse.ArgumentParser) -> None:
+    """What every texture records about what made it (docs/record.md); the AI marking itself
+    cannot be turned off."""
+    parser.add_argument(
+        "--provenance",
+        default=None,
+        help=f"{' or '.join(defaults.PROVENANCE)}: minimal leaves the prompts out of every "
+        "texture's record and manifest, never the AI marking, model or licence (default: the "
+        f"add-on preferences, else {defaults.PROVENANCE[0]})",
+    )
+    parser.add_argument(
+        "--c2pa-cert",
+        metavar="CHAIN.pem",
+        help="a studio's certificate chain (PEM, leaf first) to sign C2PA manifests with "
+        "(default: the preferences', else this installation's own)",
+    )
+    parser.add_argument(
+        "--c2pa-key", metavar="KEY.pem", help="the private key of --c2pa-cert (PEM, unencrypted)"
+    )
 
 
 def add_generation_options(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
@@ -87,6 +109,11 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         default=defaults.SCHEDULER,
         help=f"{', '.join(defaults.SCHEDULERS)} (default {defaults.SCHEDULER})",
     )
+
+
+def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the provenance settings resolved: this run's, else the preferences'."""
+    return {**values, **preferences.provenance_settings(values)}
 
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:

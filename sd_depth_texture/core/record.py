@@ -12,6 +12,7 @@ record. Its schema is versioned (:data:`RECORD_SCHEMA`) and documented in ``docs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,9 @@ RECORD_SCHEMA = 1
 GENERATED = "generated"  # made by a trained model
 PROJECTED = "projected"  # the user's own picture, projected
 BOTH = "generated and projected"
+FULL = "full"  # provenance level: the whole record
+MINIMAL = "minimal"  # the record without prompts (the marking, model and licence stay)
+_PROMPTS = ("prompt", "negative_prompt")
 _HASH_CHUNK = 1 << 24
 
 
@@ -76,10 +80,14 @@ class RunRecord:
     model: ModelRecord | None = None
     views: list[ViewRecord] = field(default_factory=list)
     schema: int = RECORD_SCHEMA
+    provenance: str = FULL  # MINIMAL: every writer gets the record without prompts
+    # Targets whose existing texture a one-view run painted over, each with that texture's own
+    # record's origin where it had one (None: not made by this extension, or unknown).
+    painted_over: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def begin(cls, version: str, settings: dict[str, Any]) -> RunRecord:
-        return cls(version=version, created=now_iso(), settings=settings)
+    def begin(cls, version: str, settings: dict[str, Any], provenance: str = FULL) -> RunRecord:
+        return cls(version=version, created=now_iso(), settings=settings, provenance=provenance)
 
     @property
     def origin(self) -> str | None:
@@ -93,11 +101,18 @@ class RunRecord:
         """The record as one texture sees it: only the views that painted one of ``names``."""
         wanted = set(names)
         views = [view for view in self.views if wanted & set(view.targets)]
-        return RunRecord(self.version, self.created, self.settings, self.model, views, self.schema)
+        under = [entry for entry in self.painted_over if entry["target"] in wanted]
+        return dataclasses.replace(self, views=views, painted_over=under)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as every writer stores it; a minimal record has no prompts anywhere
+        (the keys are absent, and ``provenance`` says why)."""
         data = asdict(self)
         data["origin"] = self.origin
+        if self.provenance == MINIMAL:
+            for part in [data["settings"].get("generation") or {}, *data["views"]]:
+                for key in _PROMPTS:
+                    part.pop(key, None)
         return data
 
 

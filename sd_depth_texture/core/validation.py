@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..defaults import DEVICES, LIMITS, PRECISIONS, SCHEDULERS
+from ..defaults import DEVICES, LIMITS, PRECISIONS, PROVENANCE, SCHEDULERS
 from .errors import SettingError
 from .text import prompt_problem, shown
 
@@ -20,6 +20,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scheduler": tuple(SCHEDULERS),
     "device": DEVICES,
     "precision": PRECISIONS,
+    "provenance": PROVENANCE,
 }
 #: Settings that are free text for the model.
 TEXTS = ("prompt", "negative_prompt")

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from ..core.diffusion.dependencies import PINNED_VERSIONS, install_command, missing_packages
+from ..core.diffusion.dependencies import (
+    OPTIONAL_PACKAGES,
+    PINNED_VERSIONS,
+    install_command,
+    missing_optional,
+    missing_packages,
+    optional_install_command,
+    optional_versions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,10 @@ class DependencyState:
     versions: dict[str, str | None]
     command: str
     devices: list[str] = field(default_factory=list)  # "CUDA: NVIDIA ..., 80.0 GB", "CPU"
+    # Optional packages (c2pa-python): missing ones never disable anything, they are skipped.
+    optional_missing: list[str] = field(default_factory=list)
+    optional: dict[str, str | None] = field(default_factory=dict)
+    optional_command: str = ""
 
     @property
     def ready(self) -> bool:
@@ -56,6 +68,9 @@ def state(refresh: bool = False) -> DependencyState:
             versions=installed_versions(),
             command=install_command(sys.executable, sys.platform),
             devices=devices,
+            optional_missing=missing_optional(),
+            optional=optional_versions(),
+            optional_command=optional_install_command(sys.executable, sys.platform),
         )
         if "torch" in sys.modules and not _state.devices:
             _state.devices = describe_devices()
@@ -87,6 +102,15 @@ def draw(layout) -> None:
         if found and found.split("+")[0] != pinned:
             text += f" (tested with {pinned})"
         column.label(text=text, icon="CHECKMARK" if found else "X")
+    for name, (_, _pinned, adds) in OPTIONAL_PACKAGES.items():
+        found = current.optional.get(name)
+        text = f"{name} {found} (optional)" if found else f"{name}: not installed (optional)"
+        column.label(text=text, icon="CHECKMARK" if found else "INFO")
+        if not found:
+            column.label(text=f"It adds {adds}; without it, runs skip that")
+    if current.optional_missing:
+        box.label(text="Optional, into this Blender's own Python:")
+        box.label(text=current.optional_command)
     for device in current.devices:
         box.label(text=device, icon="DESKTOP")
     row = box.row()

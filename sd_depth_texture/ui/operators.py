@@ -175,6 +175,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         description="Write a JSON report of the run here",
         options=_SKIP,
     )
+    provenance: StringProperty(
+        name="Provenance",
+        description="'full' or 'minimal' (no prompts in the textures' records); empty: the "
+        "add-on preferences. The AI marking is always written",
+        options=_SKIP,
+    )
 
     @classmethod
     def poll(cls, context) -> bool:
@@ -205,6 +211,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             outputs.user_path(self.report_path, "the report") if self.report_path else None
         )
         values["keep_previous_files"] = True
+        values.update(preferences.provenance_settings({"provenance": self.provenance}, context))
         return build_request(
             values,
             targets=selected_targets(context),
@@ -281,6 +288,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
         try:
             values = check_settings(self.settings(context))  # before the image is read
             values["keep_previous_files"] = True
+            values.update(preferences.provenance_settings({}, context))
             viewport = self.viewport_for(context, values)
             names = selected_targets(context)
             if not self.filepath:

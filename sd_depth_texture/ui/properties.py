@@ -95,6 +95,10 @@ DEVICE_ITEMS = [  # the names of defaults.DEVICES
     ("mps", "Apple MPS", "Apple Silicon GPU"),
     ("cpu", "CPU", "Slow but works everywhere"),
 ]
+PROVENANCE_ITEMS = [  # the names of defaults.PROVENANCE
+    ("full", "Full", "The whole run record, prompts included"),
+    ("minimal", "Minimal", "No prompts: the AI marking, the model and its licence stay"),
+]
 PRECISION_ITEMS = [
     ("auto", "Automatic", "fp16 on a GPU, fp32 on the CPU"),
     ("fp16", "Half (fp16)", ""),
@@ -125,6 +129,24 @@ class SDT_Preferences(bpy.types.AddonPreferences):
     )
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="auto")
+    provenance: EnumProperty(
+        name="Provenance",
+        items=PROVENANCE_ITEMS,
+        default=defaults.PROVENANCE[0],
+        description="How much each texture records about what made it; the AI marking, model "
+        "and licence are always recorded",
+    )
+    c2pa_cert: StringProperty(
+        name="C2PA Certificate",
+        subtype="FILE_PATH",
+        description="Your studio's certificate chain (PEM, leaf first) to sign the textures' "
+        "C2PA manifests; empty: this installation's own certificate",
+    )
+    c2pa_key: StringProperty(
+        name="C2PA Key",
+        subtype="FILE_PATH",
+        description="The private key of the C2PA certificate (PEM); never written to any output",
+    )
     cache_dir: StringProperty(
         name="Model Cache",
         subtype="DIR_PATH",
@@ -145,6 +167,11 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         row.prop(self, "device")
         row.prop(self, "precision")
         layout.prop(self, "cache_dir")
+        box = layout.box()
+        box.label(text="Content credentials (every texture is marked)")
+        box.prop(self, "provenance")
+        box.prop(self, "c2pa_cert")
+        box.prop(self, "c2pa_key")
         if not bpy.app.online_access:
             layout.label(
                 text="Online access is off: the default model is used only if already cached",

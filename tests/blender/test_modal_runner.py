@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import threading
 import types
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 from support.fingerprints import scene_fingerprint
 
-from sd_depth_texture.blender import flow, preferences
+from sd_depth_texture.blender import flow, images, preferences
 from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.core.diffusion import cache
 from sd_depth_texture.core.diffusion.settings import GenerationSettings
@@ -174,6 +175,11 @@ def test_progress_rises_monotonically_over_loading_and_every_view(
     assert state.coverage > 0
     assert texture_name("Suzanne") in bpy.data.images
     assert runner not in ModalRunner.active
+    # The panel's run marks its texture too: the record on the image, the packed PNG signed.
+    image = bpy.data.images[texture_name("Suzanne")]
+    record = json.loads(image[images.RECORD_PROPERTY])
+    assert record["origin"] == "generated" and record["views"][0]["prompt"].startswith("moss")
+    assert b"caBX" in bytes(image.packed_file.data)  # the C2PA manifest's chunk
 
 
 def test_esc_mid_run_leaves_the_scene_exactly_as_it_was(saved_blend, tiny_model_dir, lockstep):

@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import bpy
+import c2pa
 import numpy as np
 import pytest
 from support import REPO
@@ -529,6 +530,9 @@ def test_texture_options_apply_per_asset_whole_object_views(
         (["--prompt", "x", "--preview-size", "0"], "--preview-size must be an integer from 16"),
         (["--prompt", "x", "--cpu-threads", "100000"], "--cpu-threads must be an integer from"),
         (["--prompts", "missing.csv"], "no prompts file"),
+        (["--prompt", "x", "--provenance", "off"], "--provenance must be one of full, minimal"),
+        (["--prompt", "x", "--c2pa-key", "k.pem"], "A key was given without its certificate"),
+        (["--prompt", "x", "--c2pa-cert", "c.pem", "--c2pa-key", "k.pem"], "cannot be read"),
     ],
 )
 def test_bad_options_stop_before_any_work(extra, message, library, tmp_path, capsys):
@@ -564,5 +568,17 @@ def test_every_manifest_line_carries_the_run_record_and_the_sheet_names_the_mode
         assert view["seed"] == line["seed"]
         assert view["targets"] == [line["asset"]]
     assert sum(line["model_loaded"] for line in done) == 1
+    # Each texture is signed the same way as a single run's, and its line says by what.
+    for line in done:
+        assert line["c2pa"]["status"] == "signed" and line["c2pa"]["certificate"] == "installation"
+        for texture in line["textures"].values():
+            with c2pa.Reader(texture) as reader:
+                store = json.loads(reader.json())
+            codes = [status["code"] for status in store["validation_status"]]
+            assert codes == ["signingCredential.untrusted"]
+            manifest = store["manifests"][store["active_manifest"]]
+            assert manifest["signature_info"]["cert_serial_number"] == line["c2pa"]["serial"]
+            labels = {a["label"]: a["data"] for a in manifest["assertions"]}
+            assert labels["org.sd_depth_texture.record"] == line["record"]
     sheet = (reference["out"] / "contact_sheet.html").read_text(encoding="utf-8")
     assert f"{tiny_model_dir} (licence not stated)" in sheet

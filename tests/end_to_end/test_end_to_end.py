@@ -32,6 +32,7 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
         # A user points the preferences at a local model folder; nothing else names it.
         prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
         prefs.model_source = {str(tiny_model_dir)!r}
+        prefs.provenance = "minimal"  # the studio keeps its prompts to itself
 
         sample.build_sample_scene()
         result = bpy.ops.sd_depth_texture.generate(
@@ -46,6 +47,16 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
         # cache that every tool shares.
         preferences = importlib.import_module(ADDON_MODULE + ".blender.preferences")
         assert preferences.model_spec().cache_dir is None
+        # The preferences' provenance level reached the record; the installation's C2PA
+        # certificate lives in the extension's own user folder, readable by the user only.
+        import json
+        import stat
+        record = json.loads(texture["sd_depth_texture_record"])
+        assert record["provenance"] == "minimal" and "prompt" not in record["views"][0], record
+        folder = bpy.utils.extension_path_user(ADDON_MODULE, path="c2pa")
+        assert folder.startswith(USER_DIR), folder
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(os.path.join(folder, "key.pem")).st_mode) == 0o600
 
         scene_file = os.path.join(USER_DIR, "scene.blend")
         bpy.ops.wm.save_as_mainfile(filepath=scene_file)
@@ -53,11 +64,16 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
                          "--texture-size", "64", "--resolution", "256", "--object", "Cube",
                          "--output", {str(output)!r}])
         assert code == 0, code
-        assert os.path.isfile(os.path.join({str(output.parent)!r}, "textures", "textured",
-                                           "Cube_SD_Texture.png"))
+        cube = os.path.join({str(output.parent)!r}, "textures", "textured", "Cube_SD_Texture.png")
+        import c2pa
+        with c2pa.Reader(cube) as reader:
+            store = json.loads(reader.json())
+        codes = [status["code"] for status in store["validation_status"]]
+        assert codes == ["signingCredential.untrusted"], codes
         assert "sd_depth_texture" not in sys.modules, "a second, absolute copy was imported"
         print("E2E_TEXTURE_OK")
     """
-    process = install_and_run(zip_path, script, tmp_path)
+    # No certificate folder from the tests' environment: the extension's own user folder.
+    process = install_and_run(zip_path, script, tmp_path, env={"SD_DEPTH_TEXTURE_HOME": ""})
     assert process.returncode == 0 and "E2E_TEXTURE_OK" in process.stdout, describe(process)
     assert output.is_file()

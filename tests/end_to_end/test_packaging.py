@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import re
 import runpy
 import subprocess
@@ -266,3 +267,28 @@ def test_with_wheels_bundles_and_blender_installs_them(tmp_path: Path) -> None:
         tmp_path,
     )
     assert proc.returncode == 0 and "WHEEL_OK" in proc.stdout, describe(proc)
+
+
+def test_optional_wheels_go_where_the_index_has_them_and_never_stop_the_build(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """c2pa-python is offered in each platform's zip; a platform the index has no wheel for
+    gets its zip without it (the add-on then says the manifest was skipped)."""
+    assert build.OPTIONAL_REQUIREMENTS == ("c2pa-python==0.38.1", "cryptography==51.0.1")
+    requirements = (REPO_ROOT / "requirements.txt").read_text()
+    for pin in build.OPTIONAL_REQUIREMENTS:
+        assert pin in requirements
+    host = build.host_platform()
+    if host not in build.PIP_PLATFORMS:
+        pytest.skip(f"no wheel platform mapping for this machine ({host})")
+    caplog.set_level(logging.WARNING, logger="build")
+    wheels = build.download_wheels(
+        tmp_path / "wheels",
+        [host],
+        ["tomli-w==1.2.0"],
+        python_version="3.11",
+        exclude=(),
+        optional=["c2pa-python==0.0.0"],  # no such release: the build goes on without it
+    )
+    assert wheels == ["./wheels/tomli_w-1.2.0-py3-none-any.whl"]
+    assert f"{host} goes without c2pa-python==0.0.0" in caplog.text

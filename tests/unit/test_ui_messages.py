@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sd_depth_texture"
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
-OPTION_NAME = re.compile(r"--[a-z][a-z-]*")
+OPTION_NAME = re.compile(r"--[a-z][a-z0-9-]*")  # --c2pa-cert: digits too
 COMMAND_LINE_ONLY = {
     # messages.word: the command line's advice for NoCameraError and ModelUnavailableError;
     # the same table holds the panel's.
@@ -82,3 +82,16 @@ def test_the_core_names_no_door_option_at_all():
     pip = " --extra-index-url "  # pip's own option, in the install command a user copies
     found = [item for item in flag_strings() if item[0].startswith("core/") and pip not in item[2]]
     assert found == []
+
+
+def test_each_door_words_a_refused_certificate_with_its_own_name():
+    from sd_depth_texture.core.certificates import studio_credentials
+    from sd_depth_texture.core.errors import SettingError
+    from sd_depth_texture.messages import CLI, UI, word
+
+    try:
+        studio_credentials("/no/such/chain.pem", "/no/such/key.pem")
+    except SettingError as error:
+        refused = error
+    assert word(refused, CLI).startswith("--c2pa-cert '/no/such/chain.pem' cannot be read: ")
+    assert word(refused, UI).startswith("'C2PA Certificate' '/no/such/chain.pem' cannot be ")

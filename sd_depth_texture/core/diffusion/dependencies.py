@@ -27,6 +27,11 @@ PINNED_VERSIONS: dict[str, str] = {
     "safetensors": "0.8.0",
     "accelerate": "1.15.0",
 }
+#: Optional packages: name (as pip names it) -> (import name, pinned version, what it adds).
+#: Without them everything runs; what they add is skipped and the run says so.
+OPTIONAL_PACKAGES: dict[str, tuple[str, str, str]] = {
+    "c2pa-python": ("c2pa", "0.38.1", "each texture's signed C2PA manifest"),
+}
 #: torch wheels built against CUDA 12.8, for NVIDIA GPUs on Linux and Windows.
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
 #: CPU-only torch wheels for Linux and Windows (much smaller than the CUDA ones).
@@ -36,6 +41,33 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 def missing_packages() -> list[str]:
     """The pinned packages this Python cannot import, in install order; empty when all are."""
     return [name for name in PINNED_VERSIONS if not _importable(name)]
+
+
+def missing_optional() -> list[str]:
+    """The optional packages this Python cannot import (generating does not need them)."""
+    return [name for name, (module, _, _) in OPTIONAL_PACKAGES.items() if not _importable(module)]
+
+
+def optional_versions() -> dict[str, str | None]:
+    """Each optional package's installed version, None where it is not installed."""
+    versions: dict[str, str | None] = {}
+    for name, (module, _, _) in OPTIONAL_PACKAGES.items():
+        try:
+            versions[name] = importlib.metadata.version(name) if _importable(module) else None
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def optional_install_command(python_executable: str, platform: str) -> str:
+    """The pip command that installs the optional packages (PyPI wheels for every platform)."""
+    python = (
+        f'"{python_executable}"'
+        if _system(platform) == "windows"
+        else shlex.quote(python_executable)
+    )
+    packages = " ".join(f"{name}=={pin}" for name, (_, pin, _) in OPTIONAL_PACKAGES.items())
+    return f"{python} -m pip install {packages}"
 
 
 def installed_versions() -> dict[str, str | None]:
