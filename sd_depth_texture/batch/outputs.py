@@ -75,22 +75,53 @@ def output_paths(source: SourceFile, out: str, in_place: bool) -> dict[str, str 
     }
 
 
-def asset_file_name(asset: str) -> str:
+def asset_file_name(asset: str, tagged: bool = False) -> str:
     """The asset's name for its preview: cleaned, and tagged with a hash of the exact name where
-    cleaning changed it, so assets such as ``A.B`` and ``A_B`` in one file never share a file
-    (and each keeps its name across runs). A name too long for the file system (counted in
-    UTF-8 bytes, with the extension) is shortened at a whole character and tagged too."""
+    cleaning changed it (or ``tagged``), so assets such as ``A.B`` and ``A_B`` in one file never
+    share a file (and each keeps its name across runs). A name too long for the file system
+    (counted in UTF-8 bytes, with the extension) is shortened at a whole character and tagged
+    too. :func:`asset_file_names` makes the names of one file's assets unique."""
     safe = file_safe_name(asset)
     encoded = safe.encode("utf-8", "surrogateescape")
-    if safe == asset and len(encoded) <= _ASSET_NAME_BYTES:
+    if safe == asset and len(encoded) <= _ASSET_NAME_BYTES and not tagged:
         return safe
     tag = hashlib.sha1(asset.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    kept = encoded[: _ASSET_NAME_BYTES - len(tag) - 1].decode("utf-8", "ignore")
+    kept = encoded[: _ASSET_NAME_BYTES - len(tag) - 4].decode("utf-8", "ignore")
     return f"{kept}-{tag}"
 
 
-def preview_path(task: FileTask, asset: str) -> str:
-    return os.path.join(task.preview_dir, asset_file_name(asset) + ".png")
+def asset_file_names(assets: Iterable[str]) -> dict[str, str]:
+    """Every asset of one file with a file name no other asset of it has (compared as a
+    case-insensitive file system does), the same for the same assets on every run.
+
+    An asset literally named after another's tagged name (``A_B-1a2b3c4d`` beside ``A.B``) is
+    tagged with its own hash; a clash left after that (two hashes alike) is numbered in name
+    order."""
+    names = {asset: asset_file_name(asset) for asset in sorted(assets)}
+    clashing = _clashes(names)
+    for asset in clashing:
+        names[asset] = asset_file_name(asset, tagged=True)
+    taken: set[str] = set()
+    for asset, name in names.items():
+        candidate, number = name, 2
+        while candidate.lower() in taken:
+            candidate, number = f"{name}-{number}", number + 1
+        names[asset] = candidate
+        taken.add(candidate.lower())
+    return names
+
+
+def _clashes(names: Mapping[str, str]) -> list[str]:
+    """The assets whose name another asset also has, case folded."""
+    count: dict[str, int] = {}
+    for name in names.values():
+        count[name.lower()] = count.get(name.lower(), 0) + 1
+    return [asset for asset, name in names.items() if count[name.lower()] > 1]
+
+
+def preview_path(task: FileTask, asset: str, file_name: str = "") -> str:
+    """``file_name``: the asset's unique name in its file (:func:`asset_file_names`)."""
+    return os.path.join(task.preview_dir, (file_name or asset_file_name(asset)) + ".png")
 
 
 def staged_path(final: str) -> str:
@@ -203,7 +234,7 @@ def refuse_foreign_files(
         for job in task.jobs:
             # Textures need no check here: the flow names them, refuses a planned path that is
             # not a file, and never writes over a file the output does not own.
-            path = preview_path(task, job.asset)
+            path = preview_path(task, job.asset, job.file_name)
             refuse_not_a_file(path, "the file")
             if os.path.lexists(path) and os.path.normpath(path) not in owned:
                 raise _foreign(path)

@@ -10,6 +10,7 @@ run refuses everything it can before it takes the lock on ``--out`` or writes an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -200,8 +201,10 @@ def make_plan(
         catalogs, notes = catalogs_by_file[catalogs_path]
         output_exists = os.path.isfile(str(paths["output"]))
         run = []
+        file_names = outputs.asset_file_names(info.name for info in infos)
         for info in sorted(infos, key=lambda item: item.name):
             job = prompts.job(info, source, catalogs, settings, notes)
+            job = dataclasses.replace(job, file_name=file_names[info.name])
             plan.keys.append(job.key)
             decision = decide(job, last.get(job.key), output_exists, retry)
             if decision == RUN:

@@ -76,6 +76,7 @@ class AssetJob:
     seed: int
     request: str
     notes: tuple[str, ...] = ()
+    file_name: str = ""  # the asset's name for its files, unique in its file
 
 
 @dataclass(frozen=True)

@@ -348,7 +348,7 @@ class FileWorker:
         obj = bpy.data.objects.get(job.asset)
         if obj is None or obj.library is not None:
             raise TextureError(f"There is no local object named '{job.asset}' in the file.")
-        preview = preview_path(task, job.asset)
+        preview = preview_path(task, job.asset, job.file_name)
         with isolated(obj):
             textured = texture_asset(obj, job, self.template, task.texture_dir)
         try:

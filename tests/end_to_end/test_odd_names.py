@@ -216,3 +216,34 @@ def test_a_batch_prompt_that_is_not_utf8_is_one_line_before_anything_is_read(
     assert code == 1
     assert lines == ["error: --prompt is not valid UTF-8 text (\\xe9 at character 6)."]
     assert folder_fingerprint(tmp_path) == before
+
+
+def test_an_asset_named_after_anothers_tagged_file_name_gets_files_of_its_own(
+    tmp_path, addon, tiny_model_dir, capfd
+):
+    """``A.B`` cleans to a tagged name; an asset literally named that, and one named ``A_B``,
+    still get a texture and a preview each: names are unique by construction."""
+    from sd_depth_texture.batch.outputs import asset_file_name
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assets = ["A.B", asset_file_name("A.B"), "A_B", "a_b"]
+    for index, name in enumerate(assets):
+        bpy.ops.mesh.primitive_cube_add(size=1.0, location=(2.0 * index, 0.0, 0.0))
+        bpy.context.active_object.name = name
+        bpy.context.active_object.asset_mark()
+    (tmp_path / "library").mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "library" / "names.blend"))
+    out = tmp_path / "out"
+    code = cli.main(
+        ["batch", str(tmp_path / "library"), "--out", str(out), "--model", str(tiny_model_dir),
+         "--prompt", "a crate", "--steps", "1", "--resolution", "64", "--texture-size", "64",
+         "--preview-size", "32"]
+    )  # fmt: skip
+    assert code == 0, capfd.readouterr().err
+    lines = [line for line in _manifest(out) if line["status"] == "done"]
+    assert sorted(line["asset"] for line in lines) == sorted(assets)
+    previews = [line["preview"] for line in lines]
+    textures = [line["textures"][line["asset"]] for line in lines]
+    for files in (previews, textures):
+        assert len({path.lower() for path in files}) == len(assets)  # no two share a file
+        assert all(Path(path).is_file() for path in files)

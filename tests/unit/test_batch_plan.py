@@ -480,3 +480,15 @@ def test_assets_whose_names_clean_alike_get_files_of_their_own():
     dotted, underscored = asset_file_name("A.B"), asset_file_name("A_B")
     assert underscored == "A_B" and dotted.startswith("A_B-") and dotted != underscored
     assert asset_file_name("A.B") == dotted  # stable across runs
+
+
+def test_the_file_names_of_one_files_assets_are_unique_and_stable():
+    from sd_depth_texture.batch.outputs import asset_file_name, asset_file_names
+
+    tagged = asset_file_name("A.B")
+    assets = ["Chair", "A.B", tagged, "A_B", "a_b"]
+    names = asset_file_names(assets)
+    assert len({name.lower() for name in names.values()}) == len(assets)
+    assert names["Chair"] == "Chair" and names["A.B"] == tagged  # the usual names stay
+    assert names[tagged] != tagged  # the literal one is tagged with its own hash
+    assert asset_file_names(reversed(assets)) == names  # the same on every run
