@@ -18,9 +18,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import bpy
 import pytest
 from support.fingerprints import folder_fingerprint
+from support.scenes import save_box
 from test_batch_outputs import everything, model, refused
 from test_safe_files import SIZE, assert_refused, run_cli, write_picture
 
@@ -88,17 +88,6 @@ def unblocked(path: Path, kind: str, seconds: float = 30.0) -> Iterator[list[str
             hung.append(f"the run blocked opening '{path}'")
 
 
-def save_box(path: Path) -> Path:
-    """A .blend with one cube asset, saved uncompressed."""
-    bpy.ops.wm.read_homefile(use_empty=True)
-    bpy.ops.mesh.primitive_cube_add(size=1.0, calc_uvs=True)
-    bpy.context.active_object.name = "Box"
-    bpy.context.active_object.asset_mark()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
-    return path
-
-
 @pytest.fixture
 def source(tmp_path, addon) -> Path:
     from support.scenes import save_sample
@@ -159,7 +148,7 @@ def test_an_input_that_is_not_a_file_is_named_as_what_it_is(what, kind, source, 
 
 @pytest.fixture
 def library(tmp_path, addon) -> Path:
-    return save_box(tmp_path / "library" / "box.blend").parent
+    return save_box(tmp_path / "library" / "box.blend", compress=False).parent
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -228,7 +217,9 @@ def zeros_after_a_header(path: Path, good: Path, size: int = 4 << 30) -> Path:
 
 
 def test_open_blend_refuses_zeros_after_a_header_reading_only_block_headers(tmp_path, addon):
-    broken = zeros_after_a_header(tmp_path / "zeros.blend", save_box(tmp_path / "box.blend"))
+    broken = zeros_after_a_header(
+        tmp_path / "zeros.blend", save_box(tmp_path / "box.blend", compress=False)
+    )
     start = read_bytes()
     with pytest.raises(TextureError, match="it is damaged"):
         files.open_blend(str(broken))
@@ -239,7 +230,9 @@ def test_open_blend_refuses_zeros_after_a_header_reading_only_block_headers(tmp_
 def test_depth_and_texture_on_zeros_after_a_header_are_one_line(
     command, tiny_model_dir, tmp_path, addon, capsys
 ):
-    broken = zeros_after_a_header(tmp_path / "zeros.blend", save_box(tmp_path / "box.blend"))
+    broken = zeros_after_a_header(
+        tmp_path / "zeros.blend", save_box(tmp_path / "box.blend", compress=False)
+    )
     arguments = [command, broken]
     if command == "texture":
         arguments += ["--prompt", "x", "--model", tiny_model_dir, *SIZE]
@@ -253,7 +246,7 @@ def test_depth_and_texture_on_zeros_after_a_header_are_one_line(
 
 
 def test_an_output_blend_of_zeros_is_left_alone_without_reading_it(tmp_path, addon, capsys):
-    source = save_box(tmp_path / "box.blend")
+    source = save_box(tmp_path / "box.blend", compress=False)
     output = zeros_after_a_header(tmp_path / "out.blend", source)
     start = read_bytes()
 
@@ -264,7 +257,7 @@ def test_an_output_blend_of_zeros_is_left_alone_without_reading_it(tmp_path, add
 
 
 def test_a_batch_records_a_blend_of_zeros_as_failed_and_goes_on(tmp_path, tiny_model_dir, addon):
-    library = save_box(tmp_path / "library" / "box.blend").parent
+    library = save_box(tmp_path / "library" / "box.blend", compress=False).parent
     zeros_after_a_header(library / "zeros.blend", library / "box.blend")
     out = tmp_path / "out"
     start = read_bytes()

@@ -21,6 +21,7 @@ import bpy
 import numpy as np
 import pytest
 from support.fingerprints import folder_fingerprint
+from support.scenes import save_box
 from test_batch_outputs import everything, model, refused
 from test_safe_files import SIZE, assert_refused, run_cli, sha256, write_picture
 
@@ -252,17 +253,6 @@ def test_a_full_disk_is_named_and_the_old_file_kept_without_a_mount(tmp_path):
         files.write_whole(str(old), write_until_full)
     assert old.read_bytes() == b"the old map"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.png"]
-
-
-def save_box(path: Path) -> Path:
-    """A .blend holding one cube asset, ``Box``."""
-    bpy.ops.wm.read_homefile(use_empty=True)
-    bpy.ops.mesh.primitive_cube_add(size=1.0, calc_uvs=True)
-    bpy.context.active_object.name = "Box"
-    bpy.context.active_object.asset_mark()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return path
 
 
 def test_a_preview_that_fails_leaves_no_staging_behind(tiny_model_dir, tmp_path, monkeypatch):

@@ -10,8 +10,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 from support.fingerprints import folder_fingerprint
+from test_safe_files import write_picture
 
-from sd_depth_texture.blender import images, sample
+from sd_depth_texture.blender import sample
 from sd_depth_texture.cli import main as cli
 
 
@@ -20,14 +21,6 @@ def _save_with(path: Path, change) -> Path:
     change(bpy.data.objects["Cube"])
     path.parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return path
-
-
-def _picture(path: Path) -> Path:
-    picture = images.array_to_image("picture", np.full((256, 384, 3), 0.4, np.float32))
-    picture.filepath_raw, picture.file_format = str(path), "PNG"
-    picture.save()
-    bpy.data.images.remove(picture)
     return path
 
 
@@ -48,7 +41,7 @@ def test_uvs_stacked_on_one_another_are_named_as_the_reason_nothing_was_painted(
     tmp_path, addon, capsys
 ):
     source = _save_with(tmp_path / "scene" / "s.blend", _two_stacked_quads)
-    picture = _picture(tmp_path / "p.png")
+    picture = write_picture(tmp_path / "p.png", (0.4, 0.4, 0.4))
     before = folder_fingerprint(tmp_path)
     capsys.readouterr()
 
@@ -70,7 +63,7 @@ def test_array_copies_sharing_one_layout_share_at_most_every_texel(tmp_path, add
 
     source = _save_with(tmp_path / "s.blend", array)
     report = tmp_path / "report.json"
-    picture = _picture(tmp_path / "p.png")
+    picture = write_picture(tmp_path / "p.png", (0.4, 0.4, 0.4))
     code = cli.main(["project", str(source), "--image", str(picture), "--object", "Cube",
                      "--texture-size", "64", "--report", str(report)])  # fmt: skip
     assert code == 0

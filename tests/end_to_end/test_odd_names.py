@@ -11,20 +11,13 @@ import bpy
 import numpy as np
 import pytest
 from support.fingerprints import folder_fingerprint
+from test_safe_files import write_picture
 
 from sd_depth_texture.blender import images, sample, targets
 from sd_depth_texture.cli import main as cli
 
 FORGED = "Chair\n\x1b[2J\x1b[31merror: your disk is full\x1b[0m\r"
 NOT_UTF8 = b"caf\xe9".decode("utf-8", "surrogateescape")  # what argv holds for $'caf\xe9'
-
-
-def _picture(path: Path) -> Path:
-    picture = images.array_to_image("picture", np.full((256, 384, 3), 0.4, np.float32))
-    picture.filepath_raw, picture.file_format = str(path), "PNG"
-    picture.save()
-    bpy.data.images.remove(picture)
-    return path
 
 
 def _scene_with_names(path: Path, names: dict[str, str]) -> dict[str, str]:
@@ -60,7 +53,7 @@ def test_a_prompt_that_is_not_utf8_is_one_line_before_the_model_loads(
 def test_names_as_long_as_blender_allows_get_texture_files_that_fit(tmp_path, addon, capsys):
     long_a, long_b = "€" * 84 + "a", "€" * 84 + "b"  # 253 bytes each, the same first 252
     kept = _scene_with_names(tmp_path / "s.blend", {"Cube": long_a, "Suzanne": long_b})
-    picture = _picture(tmp_path / "p.png")
+    picture = write_picture(tmp_path / "p.png", (0.4, 0.4, 0.4))
     arguments = ["project", str(tmp_path / "s.blend"), "--image", str(picture), "--object",
                  kept["Cube"], "--object", kept["Suzanne"], "--texture-size", "64"]  # fmt: skip
 
@@ -86,7 +79,7 @@ def _user_datablocks() -> tuple[bpy.types.Image, bpy.types.Material]:
 
 def test_an_object_named_with_escape_sequences_is_printed_on_one_line(tmp_path, addon, capfd):
     kept = _scene_with_names(tmp_path / "s.blend", {"Cube": FORGED})
-    picture = _picture(tmp_path / "p.png")
+    picture = write_picture(tmp_path / "p.png", (0.4, 0.4, 0.4))
     capfd.readouterr()
     code = cli.main(["project", str(tmp_path / "s.blend"), "--image", str(picture), "--object",
                      kept["Cube"], "--texture-size", "64"])  # fmt: skip
@@ -103,7 +96,8 @@ def test_a_users_image_and_material_with_the_addons_name_are_left_alone(tmp_path
     source = tmp_path / "s.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(source))
     report = tmp_path / "report.json"
-    arguments = ["project", str(source), "--image", str(_picture(tmp_path / "p.png")),
+    picture = write_picture(tmp_path / "p.png", (0.4, 0.4, 0.4))
+    arguments = ["project", str(source), "--image", str(picture),
                  "--object", "Cube", "--texture-size", "64", "--report", str(report)]  # fmt: skip
 
     assert cli.main(arguments) == 0
@@ -135,7 +129,8 @@ def test_textures_made_before_images_were_marked_are_still_the_addons(tmp_path, 
     sample.build_sample_scene()
     source = tmp_path / "s.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(source))
-    arguments = ["project", str(source), "--image", str(_picture(tmp_path / "p.png")),
+    picture = write_picture(tmp_path / "p.png", (0.4, 0.4, 0.4))
+    arguments = ["project", str(source), "--image", str(picture),
                  "--object", "Cube", "--texture-size", "64", "--in-place"]  # fmt: skip
     assert cli.main(arguments) == 0
     bpy.ops.wm.open_mainfile(filepath=str(source))
