@@ -97,6 +97,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("images", "sd_depth_texture.blender.images", "write_texture"),
     ("images", "sd_depth_texture.blender.images", "texture_image"),
     ("images", "sd_depth_texture.blender.flow", "keep_depth"),
+    ("images", "sd_depth_texture.blender.images", "keep_depth"),
     ("PNG encode", "sd_depth_texture.blender.images", "store_texture"),
     ("PNG encode", "sd_depth_texture.blender.images", "write_png"),
     ("PNG encode", "sd_depth_texture.blender.images", "encode_png"),

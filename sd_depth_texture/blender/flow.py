@@ -46,7 +46,6 @@ from .files import FileSet, writing
 
 log = logging.getLogger(__name__)
 
-DEPTH_IMAGE = "SD Depth"
 REPORT_SCHEMA = 3  # 2: the run record (core/record.py) added; 3: c2pa, settings as recorded
 LOAD_SHARE = 0.05  # of the progress bar, for loading the model (downloading counts here too)
 
@@ -96,14 +95,6 @@ def read_view(view) -> ViewCapture:
         depth=depth,
         seen=seen_names(geometry, capture, meshes),
     )
-
-
-def keep_depth(depth: np.ndarray) -> bpy.types.Image:
-    """Keep the depth map that was sent as an image that survives saving (packed, used)."""
-    image = images.array_to_image(DEPTH_IMAGE, depth, is_data=True, float_buffer=True)
-    image.use_fake_user = True
-    image.pack()
-    return image
 
 
 @dataclass
@@ -323,7 +314,7 @@ class Run:
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
             materials.wire_material(obj, image, uv_map)
         if computed.depth is not None:
-            keep_depth(computed.depth)
+            images.keep_depth(computed.depth)
 
     def abort(self) -> None:
         """Undo what :func:`prepare` changed (UV maps it made), after an error or a cancel.

@@ -23,6 +23,8 @@ RECORD_KEY = "sd_depth_texture:record"
 #: with the image through packing, copying, appending and linking.
 RECORD_PROPERTY = "sd_depth_texture_record"
 PACKED = "packed in the .blend"  # where a texture of an unsaved file is stored
+DEPTH_IMAGE = "SD Depth"  # the depth map last sent to the model, kept in the .blend
+DEPTH_MARK = "sd_depth_texture_depth"  # on the image that keeps it
 _NOT_FILE_IMAGES = {"RENDER_RESULT", "COMPOSITING"}  # images that are never read from a file
 
 
@@ -192,4 +194,32 @@ def _file_image(name: str, path: str | None, owner: str | None = None) -> bpy.ty
     image.alpha_mode = "CHANNEL_PACKED"
     if path is not None:
         image.reload()
+    return image
+
+
+def depth_image() -> bpy.types.Image | None:
+    """The image this add-on keeps the last depth map in, if any: the one it marked, or an
+    unmarked ``SD Depth`` an earlier version kept (packed float data with a fake user). A user's
+    own image of that name is not it."""
+    for image in bpy.data.images:
+        if image.library is None and image.get(DEPTH_MARK):
+            return image
+    image = bpy.data.images.get(DEPTH_IMAGE)
+    earlier = image is not None and image.library is None and DEPTH_MARK not in image
+    if earlier and image.is_float and image.use_fake_user and image.packed_file is not None:
+        return image
+    return None
+
+
+def keep_depth(depth: np.ndarray) -> bpy.types.Image:
+    """Keep the depth map that was sent as an image that survives saving (packed, used),
+    marked as the add-on's; a user's image called ``SD Depth`` is left alone."""
+    own = depth_image()
+    image = array_to_image(
+        own.name if own is not None else DEPTH_IMAGE, depth, is_data=True, float_buffer=True,
+        reuse=own is not None,
+    )  # fmt: skip
+    image[DEPTH_MARK] = True
+    image.use_fake_user = True
+    image.pack()
     return image

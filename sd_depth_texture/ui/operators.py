@@ -352,9 +352,9 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
         except TextureError as error:
             self.report({"ERROR"}, word(error, UI))
             return {"CANCELLED"}
-        flow.keep_depth(seen.depth)
+        kept = images.keep_depth(seen.depth)
         height, width = seen.depth.shape
-        self.report({"INFO"}, f"Depth captured at {width}x{height} ({flow.DEPTH_IMAGE})")
+        self.report({"INFO"}, f"Depth captured at {width}x{height} ({kept.name})")
         return {"FINISHED"}
 
 

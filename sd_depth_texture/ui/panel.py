@@ -9,7 +9,7 @@ import sys
 
 import bpy
 
-from ..blender.flow import DEPTH_IMAGE
+from ..blender.images import depth_image
 from .runner import ModalRunner
 
 
@@ -69,7 +69,7 @@ class SDT_PT_main(bpy.types.Panel):
         box = layout.box()
         box.label(text=f"Model: {model_status()}", icon="MODIFIER")
         box.operator("sd_depth_texture.free_model", icon="TRASH")
-        depth = bpy.data.images.get(DEPTH_IMAGE)
+        depth = depth_image()
         if depth is not None:
             box = layout.box()
             box.label(text="Depth sent to the model")

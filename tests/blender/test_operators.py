@@ -73,7 +73,7 @@ def test_generate_bakes_into_the_uv_texture_and_wires_a_material(sample_scene, t
 
 def test_depth_map_sent_is_kept_and_near_is_bright(sample_scene, tiny_model_dir):
     generate(tiny_model_dir)
-    depth = images.image_to_array(bpy.data.images[flow.DEPTH_IMAGE])[..., 0]
+    depth = images.image_to_array(bpy.data.images[images.DEPTH_IMAGE])[..., 0]
     assert depth.shape == (256, 384)  # the camera's 3:2 aspect, short side 256
     assert depth.min() == 0.0 and depth.max() == pytest.approx(1.0)
     # The floor runs away from the camera: down its left edge, lower rows are nearer (brighter).
@@ -113,7 +113,7 @@ def test_capture_depth_writes_a_16_bit_png_matching_the_image(sample_scene, tmp_
     assert bpy.ops.sd_depth_texture.capture_depth(filepath=str(path), resolution=256) == {
         "FINISHED"
     }
-    kept = images.image_to_array(bpy.data.images[flow.DEPTH_IMAGE])[..., 0]
+    kept = images.image_to_array(bpy.data.images[images.DEPTH_IMAGE])[..., 0]
     written = bpy.data.images.load(str(path))
     written.colorspace_settings.name = "Non-Color"
     assert written.depth in (16, 48, 64) or written.is_float  # 16 bits per channel

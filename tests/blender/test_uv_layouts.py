@@ -8,7 +8,7 @@ import pytest
 from support import runs
 from support.fingerprints import scene_fingerprint
 
-from sd_depth_texture.blender import flow, sample
+from sd_depth_texture.blender import flow, images, sample
 from sd_depth_texture.core.errors import TextureError
 from sd_depth_texture.request import OutputOptions, TextureRequest, ViewSource
 
@@ -64,7 +64,7 @@ def test_uvs_outside_the_unit_square_are_refused_and_change_nothing(addon):
     with pytest.raises(TextureError, match="outside the 0-1 square on 100% of its faces"):
         runs.project(["Cube"], [np.zeros((512, 768, 3), np.float32)], cameras=("",))
     assert scene_fingerprint() == before
-    assert flow.DEPTH_IMAGE not in bpy.data.images
+    assert images.DEPTH_IMAGE not in bpy.data.images
 
 
 def test_a_chosen_uv_map_is_textured_and_wired_and_a_missing_one_refused(addon, tmp_path):

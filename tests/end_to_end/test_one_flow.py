@@ -133,7 +133,7 @@ def test_the_operator_writes_the_report_for_one_view(sample_scene, tiny_model_di
 
 
 def kept_depth() -> np.ndarray:
-    image = bpy.data.images[flow.DEPTH_IMAGE]
+    image = bpy.data.images[images.DEPTH_IMAGE]
     assert image.packed_file is not None and image.use_fake_user
     return images.image_to_array(image)[..., 0]
 
