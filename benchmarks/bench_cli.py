@@ -102,7 +102,6 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("PNG encode", "sd_depth_texture.blender.images", "write_png"),
     ("PNG encode", "sd_depth_texture.blender.images", "encode_png"),
     ("PNG encode", "sd_depth_texture.blender.images", "texture_png"),
-    ("PNG encode", "sd_depth_texture.blender.images", "write_file"),
     ("material", "sd_depth_texture.blender.materials", "wire_material"),
     ("report JSON", "sd_depth_texture.blender.flow", "write_report"),
 )

@@ -38,7 +38,7 @@ from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
 from ..core.progress import Progress
 from ..core.provenance import Marking
-from ..core.record import RunRecord
+from ..core.record import RunRecord, json_default
 from ..request import TextureRequest
 from ..version import extension_version
 from . import images, materials, outputs, provenance, scene, targets
@@ -280,8 +280,8 @@ class Run:
         """Stage 3a: the textures' PNGs and the report, under temporary names in ``files``."""
         plan = self.plan
         for name, path in plan.textures.items():
-            with writing(path):
-                images.write_file(files.stage(path), pngs[name])
+            with writing(path), open(files.stage(path), "wb") as stream:
+                stream.write(pngs[name])  # synced when the set commits
         reports = [computed.painted[name].report for name in self.target_names]
         for report in reports:
             report.notes[:0] = self.notes.get(report.name, [])
@@ -359,16 +359,10 @@ def write_report(
     }
     try:
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, allow_nan=False, default=_json_number)
+            json.dump(data, handle, indent=2, allow_nan=False, default=json_default)
     except OSError as error:
         shown = shown or path
         raise TextureError(f"Cannot write the report '{shown}': {reason(error)}.") from error
-
-
-def _json_number(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def prepare(request: TextureRequest) -> Run:

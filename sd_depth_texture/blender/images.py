@@ -12,7 +12,7 @@ import numpy as np
 from ..core import provenance
 from ..core.bake import png
 from ..core.provenance import Marking
-from ..core.record import RunRecord
+from ..core.record import RunRecord, json_default
 from .targets import OWNER, own_image
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def relative_to_open_file(path: str) -> str:
 
 def record_text(record: RunRecord) -> str:
     """The record as every texture stores it (the PNG chunk, the image property)."""
-    return json.dumps(record.to_dict(), sort_keys=True, default=_plain)
+    return json.dumps(record.to_dict(), sort_keys=True, default=json_default)
 
 
 def texture_png(
@@ -134,21 +134,6 @@ def image_record(image: bpy.types.Image) -> dict | None:
         log.warning("The record of the image '%s' is damaged; ignoring it", image.name)
         return None
     return record if isinstance(record, dict) else None
-
-
-def write_file(path: str, data: bytes) -> str:
-    """Write bytes (an encoded texture) to ``path`` and flush them to disk."""
-    with open(path, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-    return path
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def texture_image(

@@ -138,5 +138,12 @@ def sha256_of_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for what a record or report holds: numpy scalars."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def sha256_of_array(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()

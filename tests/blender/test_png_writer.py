@@ -9,6 +9,7 @@ import pytest
 from sd_depth_texture.blender import images
 from sd_depth_texture.core.bake import png
 from sd_depth_texture.core.bake.color import to_8bit
+from sd_depth_texture.core.disk import write_bytes_whole
 from sd_depth_texture.core.record import RunRecord
 
 
@@ -39,7 +40,7 @@ def texture() -> np.ndarray:
 def test_a_written_png_reads_back_as_blenders_own(addon, tmp_path, monkeypatch, texture):
     monkeypatch.setattr(png, "_BYTES_PER_BLOCK", 10_000)  # many blocks on several threads
     path = tmp_path / "new.png"
-    images.write_file(str(path), png.encode_png(texture))
+    write_bytes_whole(str(path), png.encode_png(texture))
     read = stored_bytes(bpy.data.images.load(str(path), check_existing=False))
     np.testing.assert_array_equal(read, blender_png(tmp_path, texture))
     np.testing.assert_array_equal(read[..., :3], to_8bit(texture))
@@ -50,7 +51,7 @@ def write_texture(name: str, texture: np.ndarray, path: str | None = None):
     """The flow's write path: the PNG from the array first, then the image that reads it."""
     data = images.texture_png(texture, RunRecord.begin("test", {}))
     if path is not None:
-        images.write_file(path, data)
+        write_bytes_whole(path, data)
     return images.texture_image(name, data, path)
 
 
@@ -100,7 +101,7 @@ def test_one_writer_gives_files_and_packed_images_the_same_png_with_its_run_reco
     bpy.ops.wm.read_homefile(use_empty=True)
     data = images.texture_png(texture, RunRecord.begin("9.9.9", {"texture_size": 300}))
     path = tmp_path / "T_SD_Texture.png"
-    images.write_file(str(path), data)
+    write_bytes_whole(str(path), data)
     with Image.open(path) as written:
         record = json.loads(written.text[images.RECORD_KEY])
         np.testing.assert_array_equal(np.asarray(written.convert("RGB")), to_8bit(texture))
