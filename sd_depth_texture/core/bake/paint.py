@@ -47,6 +47,9 @@ SPARSE_COVERAGE = 0.01
 SHARED_NOTE = 0.02
 # Shared texels from which overlapping UVs, not the views, explain a target left unpainted.
 OVERLAPPING_LAYOUT = 0.5
+# Below this many picture pixels per painted texel a target gets a note in the summary and
+# report: each pixel is spread over more than four texels, so the texture is mostly interpolated.
+LOW_TEXEL_DENSITY = 0.25
 _COS_GRAZING = float(np.cos(np.radians(GRAZING_ANGLE_DEG)))
 
 
@@ -90,6 +93,8 @@ class TargetReport:
     fill_rings: int = 0
     psnr_per_view: dict[str, float] = field(default_factory=dict)
     colour_spread: float | None = None
+    # Picture pixels per texel over every view's sightings (each view's figure is in its entry).
+    texel_density: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -292,7 +297,12 @@ def _paint_view(
         record.label = named.label
         record.coverage = reliable.index.size / max(target.surface.texel.size, 1)
         record.seconds = {**seconds, "projection": time.perf_counter() - start}
-        progressing.report.views.append(asdict(record))
+        entry = asdict(record)
+        entry["pixels"], entry["texels"] = texel_density_counts(
+            accepted[target.name], picture.shape, reliable.index.size
+        )
+        entry["texel_density"] = entry["pixels"] / entry["texels"] if entry["texels"] else None
+        progressing.report.views.append(entry)
         progressing.done.append((named.label, capture, picture, accepted[target.name]))
     return depth, seen_pixels
 
@@ -325,6 +335,13 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     spreads = [v["overlap_difference"] for v in report.views if v["overlap_difference"] is not None]
     report.colour_spread = float(np.mean(spreads)) if spreads else None
     report.seconds["report"] = time.perf_counter() - start
+    report.texel_density = overall_texel_density(report.views)
+    if report.texel_density is not None and report.texel_density < LOW_TEXEL_DENSITY:
+        report.notes.append(
+            f"low texel density on '{target.name}': {report.texel_density:.2f} picture pixels "
+            "per texel, so most texels are interpolated between pixels; raise the resolution, "
+            "upscale the pictures or use a smaller texture"
+        )
     report.shared_texels = shared_texel_fraction(surface, target.mesh.uv, target.mesh.uv_triangles)
     if report.shared_texels > SHARED_NOTE:
         report.notes.append(
@@ -337,6 +354,26 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
             "see it edge-on or very small"
         )
     return Painted(texture=texture, painted=mask.reshape(size, size), report=report)
+
+
+def texel_density_counts(
+    usable: np.ndarray, picture_shape: tuple[int, ...], texels: int
+) -> tuple[float, int]:
+    """A view's picture pixels on the texels it painted, and those texels: ``usable`` is the
+    (H, W) mask of capture pixels the view could use, scaled to the picture's own size (an
+    upscaled picture holds more pixels for the same texels)."""
+    height, width = usable.shape
+    scale = picture_shape[0] * picture_shape[1] / (height * width)
+    return float(usable.sum()) * scale, int(texels)
+
+
+def overall_texel_density(views: list[dict]) -> float | None:
+    """Picture pixels per texel over every sighting of a run (views weighted by the texels they
+    painted); None when no view painted a texel. Cheap: two sums per view."""
+    texels = sum(view.get("texels", 0) for view in views)
+    if not texels:
+        return None
+    return sum(view.get("pixels", 0.0) for view in views) / texels
 
 
 def not_painted_message(name: str, report: TargetReport) -> str:
