@@ -22,6 +22,24 @@ MODEL_REVISION = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
 MODEL_LICENCE = "openrail++"
 RANDOM_MODEL = "random"
 
+#: The texture maps a run can write. ``color`` is the picture as made, its lighting included,
+#: and is always painted; the others are estimated from each view's picture by the maps model
+#: (diffusers' MarigoldIntrinsicsPipeline) and painted with the same visibility and blend.
+MAPS: dict[str, tuple[str, str]] = {
+    "color": ("Color", "The picture as made, its lighting included (always written)"),
+    "albedo": ("Albedo", "The surface colour with the lighting taken out (Base Color)"),
+    "roughness": ("Roughness", "How rough the surface is (Roughness, Non-Color)"),
+    "metallic": ("Metallic", "How metallic the surface is (Metallic, Non-Color)"),
+}
+DEFAULT_MAPS = ("color",)
+#: Marigold's appearance model: albedo, roughness and metallicity from one picture.
+MAPS_MODEL_ID = "prs-eth/marigold-iid-appearance-v1-1"
+# Pinned so a run is reproducible; the commit two public projects pin (not checked against the
+# Hub from here: check it before a release).
+MAPS_MODEL_REVISION = "e7280a0a0fc5a0df0b36050882b3d8b77da22fd9"
+MAPS_MODEL_LICENCE = "openrail++"  # CreativeML Open RAIL++-M, as the model card names it
+MAPS_LICENCE_NOTE = "Maps model: prs-eth Marigold, licence OpenRAIL++-M"
+
 #: Scheduler name -> (label, description); the first is the default.
 SCHEDULERS: dict[str, tuple[str, str]] = {
     "dpmpp": ("DPM-Solver++", "Fast multistep solver; good results in 20 to 25 steps"),
@@ -156,6 +174,8 @@ NAMES: dict[str, tuple[str, str]] = {
     "provenance": ("--provenance", "Provenance"),
     "c2pa_cert": ("--c2pa-cert", "C2PA Certificate"),
     "c2pa_key": ("--c2pa-key", "C2PA Key"),
+    "maps": ("--maps", "Maps"),
+    "maps_model": ("--maps-model", "Maps Model"),
 }
 
 

@@ -7,7 +7,12 @@ here, each with its own names for the settings (:data:`.defaults.NAMES`) and its
 
 from __future__ import annotations
 
-from .core.errors import ModelUnavailableError, NoCameraError, SettingError
+from .core.errors import (
+    MapsModelUnavailableError,
+    ModelUnavailableError,
+    NoCameraError,
+    SettingError,
+)
 from .defaults import NAMES
 
 CLI = "cli"  # the command line and the batch
@@ -20,6 +25,12 @@ _OFFLINE_FIX = {
     UI: "Allow Online Access in Blender's Preferences (System > Network) to download it once, "
     "or set Model in the add-on's preferences to a local diffusers folder, or to 'random' to "
     "test with random weights.",
+}
+_MAPS_OFFLINE_FIX = {
+    CLI: "Download it once with --online (texture, batch), or pass --maps-model PATH to a local "
+    "copy of it, or --maps-model random to test with random weights.",
+    UI: "Allow Online Access in Blender's Preferences (System > Network) to download it once, "
+    "or set Maps Model in the add-on's preferences to a local copy of it.",
 }
 _NO_CAMERA_FIX = {
     CLI: "add one, or name one with --camera.",
@@ -37,6 +48,8 @@ def word(error: BaseException, door: str) -> str:
     """The one line ``door`` shows for ``error``."""
     if isinstance(error, SettingError):
         return error.worded(setting_name(error.key, door))
+    if isinstance(error, MapsModelUnavailableError):
+        return f"{error} {_MAPS_OFFLINE_FIX[door]}"
     if isinstance(error, ModelUnavailableError):
         return f"{error} {_OFFLINE_FIX[door]}"
     if isinstance(error, NoCameraError):

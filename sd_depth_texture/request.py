@@ -107,6 +107,14 @@ class OutputOptions:
     # installation's own, made on first use.
     c2pa_cert: str | None = None
     c2pa_key: str | None = None
+    # The texture maps to write (defaults.MAPS): the lit colour always, and any of albedo,
+    # roughness and metallic, estimated by the maps model from each view's picture.
+    maps: tuple[str, ...] = defaults.DEFAULT_MAPS
+
+    @property
+    def estimated_maps(self) -> tuple[str, ...]:
+        """The maps the maps model estimates (all but the lit colour)."""
+        return tuple(name for name in self.maps if name != "color")
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,9 @@ class TextureRequest:
     pictures: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
     picture_sources: tuple[str, ...] = ()
     output: OutputOptions = OutputOptions()
+    # The maps model (Marigold intrinsics), set when the output asks for estimated maps; its
+    # device, precision and cache are the generating model's (or the defaults for a projection).
+    maps_model: ModelSpec | None = None
 
     def check(self, *, prompt_required: bool = True) -> TextureRequest:
         """Refuse any bad number or choice with a structured error the door words. Reads and
@@ -160,6 +171,11 @@ class TextureRequest:
                 raise TextureError(f"An image to project has the shape {picture.shape}.")
         if self.targets is not None:
             check_targets(self.targets)
+        check_settings({"maps": self.output.maps})
+        if self.output.estimated_maps and self.maps_model is None:
+            raise TextureError("Estimated maps need a maps model.")
+        if self.maps_model is not None:
+            self.maps_model.check()
         return self
 
     def for_asset(
@@ -199,9 +215,12 @@ class TextureRequest:
             "view_prompts": self.view_prompts,
             "projected_images": len(self.pictures),
             "provenance": self.output.provenance,
+            "maps": list(self.output.maps),
         }
         if self.generation is not None:
             record["generation"] = dataclasses.asdict(self.generation)
+        if self.maps_model is not None:
+            record["maps_model"] = self.maps_model.pixel_record()
         if self.model is not None:
             record["model"] = {
                 "source": self.model.source,
@@ -298,7 +317,11 @@ def build_request(
         provenance=values.get("provenance") or defaults.PROVENANCE[0],
         c2pa_cert=values.get("c2pa_cert") or None,
         c2pa_key=values.get("c2pa_key") or None,
+        maps=values.get("maps") or defaults.DEFAULT_MAPS,
     )
+    maps_model = None
+    if output.estimated_maps:
+        maps_model = maps_model_spec(values.get("maps_model"), model, values)
     generation = None
     if model is not None:
         generation = GenerationSettings(
@@ -316,5 +339,24 @@ def build_request(
         pictures=tuple(pictures),
         picture_sources=tuple(picture_sources),
         output=output,
+        maps_model=maps_model,
     )
     return request.check(prompt_required=prompt_required)
+
+
+def maps_model_spec(
+    source: str | None, model: ModelSpec | None, values: Mapping[str, Any]
+) -> ModelSpec:
+    """The maps model: ``source`` (default :data:`.defaults.MAPS_MODEL_ID`) where the generating
+    model runs and is cached; a projection (no ``model``) takes the device, precision and online
+    access its settings give, else the defaults."""
+    source = (source or "").strip() or defaults.MAPS_MODEL_ID
+    if model is not None:
+        return dataclasses.replace(model, source=source, config=None)
+    return ModelSpec(
+        source=source,
+        device=values.get("device") or "auto",
+        precision=values.get("precision") or "auto",
+        cache_dir=values.get("cache_dir") or None,
+        allow_online=bool(values.get("online")),
+    )

@@ -45,6 +45,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_maps_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight Marigold intrinsics (maps) pipeline saved as a diffusers folder."""
+    from sd_depth_texture.core.diffusion.tiny_auxiliary import build_tiny_marigold
+
+    path = tmp_path_factory.mktemp("tiny_marigold")
+    build_tiny_marigold(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def addon():
     """The add-on registered from source into this process's Blender (once per session)."""
     import bpy

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import bpy
 import numpy as np
 
+from ..core.bake.maps import paint_maps
 from ..core.bake.paint import Painted, PaintTarget, TargetReport, not_painted_message, paint_group
 from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside_faces_fraction
 from ..core.budget import check_fits
@@ -35,13 +36,19 @@ from ..core.errors import TextureError
 from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
 from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_geometry
 from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
-from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
+from ..core.pictures import (
+    check_aspect,
+    diffusion_pictures,
+    given_pictures,
+    load_maps_model,
+    with_maps,
+)
 from ..core.progress import Progress
 from ..core.provenance import Marking
 from ..core.record import RunRecord, json_default
 from ..request import TextureRequest
 from ..version import extension_version
-from . import images, materials, outputs, provenance, scene, targets
+from . import images, maps, materials, outputs, provenance, scene, targets
 from .files import FileSet, writing
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,8 @@ class Outcome:
     painted: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S) bool
     pixels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, S, 3) sRGB
     seconds: dict[str, float] = field(default_factory=dict)
+    # Object name -> map name -> where it was stored (a file, or packed).
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)
     # The files written, for a caller whose next step fails (saving the .blend) to take back.
     files: FileSet = field(default_factory=FileSet)
 
@@ -135,6 +144,8 @@ class Computed:
     depth: np.ndarray | None
     seconds: dict[str, float]
     record: RunRecord
+    # Object name -> map name -> (S, S, 3) albedo or (S, S) roughness / metallic.
+    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 class Run:
@@ -182,6 +193,7 @@ class Run:
         record.painted_over = list(self.painted_over)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
+        maps_pipe = load_maps_model(request, record, progress, LOAD_SHARE / 2)
         if request.generation is not None:
             from ..core.diffusion.cache import load_model
 
@@ -195,8 +207,10 @@ class Run:
             first = LOAD_SHARE
         else:
             make = given_pictures(request.pictures, record, request.picture_sources)
-            first = 0.0
+            first = LOAD_SHARE if maps_pipe is not None else 0.0
         painted: dict[str, Painted] = {}
+        painted_maps: dict[str, dict[str, np.ndarray]] = {}
+        seed = request.generation.seed if request.generation is not None else 0
         depth = None
         done, total = 0, max(self.view_count, 1)
         start = time.perf_counter()
@@ -206,17 +220,31 @@ class Run:
                 first + (1 - first) * done / total,
                 first + (1 - first) * (done / total + share),
             )
+            estimated: dict[int, dict[str, np.ndarray]] = {}
+            group_make = make
+            if maps_pipe is not None:
+                wanted = request.output.estimated_maps
+                group_make = with_maps(make, maps_pipe, wanted, estimated, seed, progress)
             with progress.span(*span):
                 result, group_depth = paint_group(
-                    group.targets, group.views, self.geometry, make,
+                    group.targets, group.views, self.geometry, group_make,
                     fill=request.views.several, margin=request.output.margin,
                     captures=group.captures, progress=progress,
                 )  # fmt: skip
+                if estimated:
+                    group_maps = paint_maps(
+                        group.targets, group.views, self.geometry, estimated,
+                        fill=request.views.several, margin=request.output.margin,
+                        captures=group.captures,
+                    )  # fmt: skip
+                    painted_maps.update(group_maps)
             done += len(group.views)
             painted.update(result)
             depth = group_depth if group_depth is not None else depth
         seconds["paint"] = time.perf_counter() - start
-        return Computed(painted=painted, depth=depth, seconds=seconds, record=record)
+        return Computed(
+            painted=painted, depth=depth, seconds=seconds, record=record, maps=painted_maps
+        )
 
     def finish(self, computed: Computed) -> Outcome:
         """Write every file, then every texture image, its material and the depth map.
@@ -244,11 +272,12 @@ class Run:
             )
             for name in self.target_names
         }
+        map_pngs = maps.map_pngs(computed.maps, computed.record, self.marking, self.plan.maps)
         files = FileSet()
         try:
-            outcome = self._write_files(computed, pngs, files, start)
+            outcome = self._write_files(computed, pngs, files, start, map_pngs)
             files.commit()
-            self._apply(objects, computed, pngs)
+            self._apply(objects, computed, pngs, map_pngs)
         except BaseException:
             files.rollback()
             raise
@@ -275,10 +304,17 @@ class Run:
         return objects
 
     def _write_files(
-        self, computed: Computed, pngs: dict[str, bytes], files: FileSet, start: float
+        self,
+        computed: Computed,
+        pngs: dict[str, bytes],
+        files: FileSet,
+        start: float,
+        map_pngs: dict[str, dict[str, bytes]],
     ) -> Outcome:
-        """Stage 3a: the textures' PNGs and the report, under temporary names in ``files``."""
+        """Stage 3a: the textures' and maps' PNGs and the report, under temporary names in
+        ``files``."""
         plan = self.plan
+        stored_maps = maps.stage_files(map_pngs, plan.maps, files)
         for name, path in plan.textures.items():
             with writing(path), open(files.stage(path), "wb") as stream:
                 stream.write(pngs[name])  # synced when the set commits
@@ -296,13 +332,18 @@ class Run:
             painted={name: computed.painted[name].painted for name in self.target_names},
             pixels={name: computed.painted[name].texture for name in self.target_names},
             seconds=seconds,
+            maps=stored_maps,
         )
         if plan.report:
             write_report(files.stage(plan.report), self.request, outcome, shown=plan.report)
         return outcome
 
     def _apply(
-        self, objects: dict[str, bpy.types.Object], computed: Computed, pngs: dict[str, bytes]
+        self,
+        objects: dict[str, bpy.types.Object],
+        computed: Computed,
+        pngs: dict[str, bytes],
+        map_pngs: dict[str, dict[str, bytes]],
     ) -> None:
         """Stage 3b, once every file is in place: images, their files, materials, depth map."""
         for name, obj in objects.items():
@@ -312,7 +353,10 @@ class Run:
             # The record travels with the image: packing, copying, appending.
             image[images.RECORD_PROPERTY] = images.record_text(computed.record.for_targets([name]))
             uv_map = self.request.output.uv_map or obj.data.uv_layers.active.name
-            materials.wire_material(obj, image, uv_map)
+            map_images = maps.map_images(
+                name, map_pngs.get(name, {}), self.plan.maps.get(name, {}), computed.record
+            )
+            materials.wire_material(obj, image, uv_map, map_images)
         if computed.depth is not None:
             images.keep_depth(computed.depth)
 
@@ -347,6 +391,7 @@ def write_report(
     for report in outcome.reports:
         entry = asdict(report)
         entry["texture"] = outcome.textures.get(report.name)
+        entry["maps"] = outcome.maps.get(report.name, {})
         objects.append(entry)
     record = outcome.record.to_dict()  # minimal: no prompts here either
     data = {

@@ -57,6 +57,8 @@ class Plan:
     backup: str | None = None  # in place: where the file the output replaces is copied first
     notes: dict[str, list[str]] = field(default_factory=dict)  # per object, for the report
     replaces: frozenset[str] = frozenset()  # planned files already there (this output's own)
+    # Object name -> map name -> its PNG, beside the object's texture (empty when packed).
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def recheck(self) -> None:
         """Check again just before writing: a panel run takes minutes, and a file that
@@ -68,6 +70,9 @@ class Plan:
                     "written (run again to pick a free name)."
                 )
             check_file(path, "the texture")
+        for paths in self.maps.values():
+            for path in paths.values():
+                check_file(path, "the map")
         if self.report:
             check_report(self.report)
 
@@ -401,6 +406,15 @@ def check_report(
     return path
 
 
+def map_path(texture_path: str, map_name: str) -> str:
+    """Where a map of a texture goes: beside it, ``<stem>_SD_Albedo.png`` for the texture
+    ``<stem>_SD_Texture.png``, so it follows the texture's one naming rule."""
+    stem = texture_path.removesuffix(TEXTURE_SUFFIX)
+    if stem == texture_path:
+        stem = os.path.splitext(texture_path)[0]
+    return f"{stem}_SD_{map_name.capitalize()}.png"
+
+
 def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
     """Every path a texturing run writes, checked (see the module): called by
     :func:`..flow.prepare` once the targets are known, before anything is generated.
@@ -426,10 +440,18 @@ def plan_run(output: OutputOptions, object_names: Iterable[str]) -> Plan:
         notes.setdefault(name, []).extend(extra)
     for path in textures.values():
         check_file(path, "the texture")
-    written = [blend if output.blend_path else None, *textures.values()]
+    maps = {
+        name: {kind: map_path(path, kind) for kind in output.estimated_maps}
+        for name, path in textures.items()
+    }
+    map_files = [path for paths in maps.values() for path in paths.values()]
+    for path in map_files:
+        check_file(path, "the map")
+    written = [blend if output.blend_path else None, *textures.values(), *map_files]
     report = check_report(output.report_path, inputs=[source], outputs=written)
-    replaces = frozenset(path for path in textures.values() if os.path.lexists(path))
-    return Plan(blend, textures, report, backup, notes, replaces)
+    planned = [*textures.values(), *map_files]
+    replaces = frozenset(path for path in planned if os.path.lexists(path))
+    return Plan(blend, textures, report, backup, notes, replaces, maps)
 
 
 def plan_depth(

@@ -10,7 +10,7 @@ from typing import Any
 import bpy
 
 from ..core.diffusion.settings import ModelSpec
-from ..defaults import MODEL_ID, PROVENANCE
+from ..defaults import MAPS_MODEL_ID, MODEL_ID, PROVENANCE
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +52,22 @@ def provenance_settings(values: Mapping[str, Any], context=None) -> dict[str, An
 
     level = values.get("provenance") or (prefs.provenance if prefs else "") or PROVENANCE[0]
     return {"provenance": level, "c2pa_cert": path("c2pa_cert"), "c2pa_key": path("c2pa_key")}
+
+
+def maps_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:
+    """The maps model and where it runs, for a run's settings: this run's ``maps_model``, else
+    the add-on preferences', else the default; a projection (no generating model to share
+    them with) also takes the preferences' device, precision, cache and online access."""
+    prefs = preferences(context)
+    source = values.get("maps_model") or (getattr(prefs, "maps_model", "") if prefs else "")
+    source = source or MAPS_MODEL_ID
+    if source.startswith("//"):
+        source = bpy.path.abspath(source)
+    cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
+    return {
+        "maps_model": os.path.expanduser(source),
+        "device": values.get("device") or (prefs.device if prefs else None),
+        "precision": values.get("precision") or (prefs.precision if prefs else None),
+        "cache_dir": cache_dir,
+        "online": values.get("online") or bool(bpy.app.online_access),
+    }

@@ -51,7 +51,28 @@ def add_texture_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--uv-map", metavar="NAME", help="the UV map to texture (default: each object's active one)"
     )
+    add_maps_options(parser)
     add_provenance_options(parser)
+
+
+def add_maps_options(parser: argparse.ArgumentParser) -> None:
+    """PBR maps estimated from each view's picture (docs/guide.md, "PBR maps")."""
+    parser.add_argument(
+        "--maps",
+        metavar="LIST",
+        default=None,
+        help=f"texture maps to write, comma-separated, of {', '.join(defaults.MAPS)} (default: "
+        "color): albedo, roughness and metallic are estimated from each view's picture by the "
+        "maps model and wired into the material; the lit colour is always written",
+    )
+    parser.add_argument(
+        "--maps-model",
+        metavar="SRC",
+        default=None,
+        help=f"the maps model: a Hugging Face id, a local diffusers folder or "
+        f"'{defaults.RANDOM_MODEL}' (default: {defaults.MAPS_MODEL_ID}, pinned; "
+        "licence OpenRAIL++-M)",
+    )
 
 
 def add_provenance_options(parser: argparse.ArgumentParser) -> None:
@@ -112,8 +133,13 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
 
 
 def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with the provenance settings resolved: this run's, else the preferences'."""
-    return {**values, **preferences.provenance_settings(values)}
+    """``values`` with the provenance and maps settings resolved: this run's, else the
+    preferences'."""
+    return {
+        **values,
+        **preferences.provenance_settings(values),
+        **preferences.maps_settings(values),
+    }
 
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:

@@ -53,5 +53,9 @@ class ModelUnavailableError(TextureError):
     online access off). The door adds how its user fixes that (its own option names)."""
 
 
+class MapsModelUnavailableError(TextureError):
+    """The maps model cannot be had without the network; the door says how to fix that."""
+
+
 class NoCameraError(TextureError):
     """The scene has no camera and none was named; the door says how to choose a view."""

@@ -110,3 +110,55 @@ def diffusion_pictures(
         return picture
 
     return make
+
+
+def with_maps(
+    make: PictureMaker,
+    pipe,
+    wanted: tuple[str, ...],
+    estimated: dict[int, dict[str, np.ndarray]],
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> PictureMaker:
+    """``make``, and the maps of each picture it makes, estimated by the maps model ``pipe``
+    (Marigold intrinsics) and kept in ``estimated`` by view number for :func:`.bake.maps.
+    paint_maps`. Works with any picture maker: it needs only the picture."""
+    from .diffusion.maps import estimate_maps
+
+    progress = progress or Progress()
+
+    def make_with_maps(request: ViewRequest) -> np.ndarray:
+        picture = make(request)
+        progress.check("before estimating the maps")
+        estimated[request.index] = estimate_maps(pipe, picture, wanted, seed + request.index)
+        progress.check("after estimating the maps")
+        return picture
+
+    return make_with_maps
+
+
+def load_maps_model(request, record: RunRecord, progress: Progress, share: float):
+    """The maps model when ``request`` (a :class:`~..request.TextureRequest`) asks for maps,
+    else None; recorded in ``record``. Loaded only then, so only then are torch and diffusers
+    needed; its load takes ``share`` of the progress bar."""
+    wanted = request.output.estimated_maps
+    if not wanted:
+        return None
+    from .diffusion.dependencies import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        raise TextureError(
+            f"Estimating maps needs {', '.join(missing)}, not installed in this Blender's "
+            "Python: see docs/install.md."
+        )
+    from .diffusion.auxiliary import MAPS, load_auxiliary
+    from .diffusion.maps import check_maps_model
+
+    spec = request.maps_model
+    with progress.span(0.0, share, "Maps model"):
+        loaded = load_auxiliary(MAPS, spec, progress)
+    check_maps_model(loaded.pipe, wanted, spec.source)
+    record.maps = list(wanted)
+    record.maps_model = loaded.record
+    return loaded.pipe

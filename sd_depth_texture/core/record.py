@@ -84,6 +84,10 @@ class RunRecord:
     # Targets whose existing texture a one-view run painted over, each with that texture's own
     # record's origin where it had one (None: not made by this extension, or unknown).
     painted_over: list[dict[str, Any]] = field(default_factory=list)
+    # The maps estimated from each view's picture (albedo, roughness, metallic) and the model
+    # that estimated them (None: the run wrote the lit colour only).
+    maps: list[str] = field(default_factory=list)
+    maps_model: ModelRecord | None = None
 
     @classmethod
     def begin(cls, version: str, settings: dict[str, Any], provenance: str = FULL) -> RunRecord:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..defaults import DEVICES, LIMITS, PRECISIONS, PROVENANCE, SCHEDULERS
+from ..defaults import DEVICES, LIMITS, MAPS, PRECISIONS, PROVENANCE, SCHEDULERS
 from .errors import SettingError
 from .text import prompt_problem, shown
 
@@ -41,6 +41,8 @@ def check_setting(key: str, value: Any) -> Any:
         return accepted
     if key in TEXTS:
         return check_text(value, key)
+    if key == "maps":
+        return check_maps(value)
     choices = CHOICES.get(key)
     if choices is not None and value not in choices:
         raise SettingError(key, value, "one of " + ", ".join(choices))
@@ -53,6 +55,25 @@ def check_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key: value if value is None else check_setting(key, value) for key, value in values.items()
     }
+
+
+def check_maps(value: Any) -> tuple[str, ...]:
+    """The texture maps asked for, from a comma-separated text (the command line, an operator)
+    or a collection of names (the panel's choice), as a tuple in :data:`MAPS` order. ``color``
+    is always painted, so it is always in the result."""
+    if isinstance(value, str):
+        names = [name.strip().lower() for name in value.split(",")]
+    elif isinstance(value, (list, tuple, set, frozenset)) and all(
+        isinstance(name, str) for name in value
+    ):
+        names = [name.strip().lower() for name in value]
+    else:
+        names = [None]
+    unknown = [name for name in names if name not in MAPS]
+    if unknown or not names:
+        allowed = "a comma-separated list of " + ", ".join(MAPS)
+        raise SettingError("maps", value, allowed)
+    return tuple(name for name in MAPS if name in names or name == "color")
 
 
 def check_prompt(prompt: Any) -> str:

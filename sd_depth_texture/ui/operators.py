@@ -83,6 +83,28 @@ class _ViewOperator:
         description="The UV map to texture; empty: each object's active UV map",
         options=_SKIP,
     )
+    maps: StringProperty(
+        name="Maps",
+        description="Texture maps to write, comma-separated, of color, albedo, roughness, "
+        "metallic; empty: the panel's choice",
+        options=_SKIP,
+    )
+    maps_model: StringProperty(
+        name="Maps Model",
+        description="The maps model for this run (Hub id, folder, 'random'); empty: the add-on "
+        "preferences. Licence of the default: OpenRAIL++-M",
+        options=_SKIP,
+    )
+
+    def maps_settings(self, context) -> dict:
+        """The maps this run writes (the operator's, else the panel's) and the maps model
+        (the operator's, else the preferences')."""
+        chosen = self.maps if self.properties.is_property_set("maps") else None
+        chosen = chosen or tuple(_scene_settings(context).maps) or None
+        return {
+            **preferences.maps_settings({"maps_model": self.maps_model}, context),
+            "maps": chosen,
+        }
 
     def setting(self, context, name: str):
         """The operator's value if the caller set it, else the scene's panel setting."""
@@ -212,6 +234,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         )
         values["keep_previous_files"] = True
         values.update(preferences.provenance_settings({"provenance": self.provenance}, context))
+        values.update(self.maps_settings(context))
         return build_request(
             values,
             targets=selected_targets(context),
@@ -289,6 +312,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
             values = check_settings(self.settings(context))  # before the image is read
             values["keep_previous_files"] = True
             values.update(preferences.provenance_settings({}, context))
+            values.update(self.maps_settings(context))
             viewport = self.viewport_for(context, values)
             names = selected_targets(context)
             if not self.filepath:

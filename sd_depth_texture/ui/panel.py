@@ -10,6 +10,7 @@ import sys
 import bpy
 
 from ..blender.images import depth_image
+from ..defaults import MAPS_LICENCE_NOTE
 from .runner import ModalRunner
 
 
@@ -45,6 +46,11 @@ class SDT_PT_main(bpy.types.Panel):
         row.prop(settings, "view_source", expand=True)
         if settings.view_source == "CAMERA":
             layout.prop(settings, "camera", text="")
+        box = layout.box()
+        box.label(text="Maps")
+        box.row(align=True).prop(settings, "maps")
+        if set(settings.maps) - {"color"}:
+            box.label(text=MAPS_LICENCE_NOTE, icon="INFO")
         box = layout.box()
         box.prop(settings, "views", text="Views (1 = this view only)")
         if settings.views > 1:

@@ -16,6 +16,7 @@ from .. import defaults
 from ..defaults import Limit
 
 SCHEDULER_ITEMS = [(name, label, text) for name, (label, text) in defaults.SCHEDULERS.items()]
+MAP_ITEMS = [(name, label, text) for name, (label, text) in defaults.MAPS.items()]
 VIEW_SOURCE_ITEMS = [
     ("VIEWPORT", "Viewport", "The 3D viewport exactly as you see it"),
     ("CAMERA", "Camera", "The chosen camera, or the scene camera"),
@@ -78,6 +79,14 @@ class SDT_SceneSettings(bpy.types.PropertyGroup):
         description="Paint from every camera in this collection instead of automatic views",
     )
     camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera)
+    maps: EnumProperty(
+        name="Maps",
+        items=MAP_ITEMS,
+        options={"ENUM_FLAG"},
+        default=set(defaults.DEFAULT_MAPS),
+        description="Texture maps to write; albedo, roughness and metallic are estimated from "
+        "each view's picture by the maps model (licence OpenRAIL++-M)",
+    )
 
 
 class SDT_RunState(bpy.types.PropertyGroup):
@@ -147,6 +156,14 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         subtype="FILE_PATH",
         description="The private key of the C2PA certificate (PEM); never written to any output",
     )
+    maps_model: StringProperty(
+        name="Maps Model",
+        default=defaults.MAPS_MODEL_ID,
+        subtype="FILE_PATH",
+        description="The model that estimates albedo, roughness and metallic (a Hugging Face "
+        "id of a MarigoldIntrinsicsPipeline, or a local diffusers folder); licence "
+        "OpenRAIL++-M for the default",
+    )
     cache_dir: StringProperty(
         name="Model Cache",
         subtype="DIR_PATH",
@@ -167,6 +184,7 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         row.prop(self, "device")
         row.prop(self, "precision")
         layout.prop(self, "cache_dir")
+        layout.prop(self, "maps_model")
         box = layout.box()
         box.label(text="Content credentials (every texture is marked)")
         box.prop(self, "provenance")

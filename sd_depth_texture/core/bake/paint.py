@@ -192,7 +192,8 @@ def paint_group(
     """Paint ``targets`` from ``views`` in order; returns each target's result and the depth
     map of the last view that was painted (what the model, or the projection, last saw).
 
-    ``captures``: depth captures of some views already made (by view index). ``fill``: texels
+    ``captures``: depth captures of some views already made (by view index); the views' new
+    captures are added to it. ``fill``: texels
     no view saw are filled over the mesh (runs of several views); otherwise they keep the
     colour the run started from. Raises :class:`TextureError` when no view sees any target.
     """
@@ -234,6 +235,8 @@ def _paint_view(
     capture = (captures or {}).get(number)
     if capture is None:
         capture = capture_depth(named.view, geometry.vertices, geometry.triangles)
+        if captures is not None:  # kept for a later pass over the same views (the maps)
+            captures[number] = capture
     on_target = [progressing.pixels(capture) for progressing in states]
     seen_pixels = int(sum(int(mask.sum()) for mask in on_target))
     if named.label == "bottom" and seen_pixels < MIN_BOTTOM_SHARE * (top_pixels or 1):
