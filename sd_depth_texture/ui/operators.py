@@ -383,7 +383,7 @@ class SDT_OT_capture_depth(_ViewOperator, bpy.types.Operator):
 
 
 class SDT_OT_free_model(bpy.types.Operator):
-    """Release the loaded model and the GPU memory it holds"""
+    """Release the loaded models (the generating one and the maps model) and their GPU memory"""
 
     bl_idname = "sd_depth_texture.free_model"
     bl_label = "Free Model"
@@ -397,9 +397,11 @@ class SDT_OT_free_model(bpy.types.Operator):
 
         freed = False
         if "torch" in sys.modules:
+            from ..core.diffusion.auxiliary import free_auxiliaries
             from ..core.diffusion.cache import free_pipeline
 
             freed = free_pipeline()
+            freed = free_auxiliaries() or freed  # the maps model too
         self.report({"INFO"}, "Model released" if freed else "No model was loaded")
         return {"FINISHED"}
 
