@@ -39,6 +39,17 @@ MAPS_MODEL_ID = "prs-eth/marigold-iid-appearance-v1-1"
 MAPS_MODEL_REVISION = "e7280a0a0fc5a0df0b36050882b3d8b77da22fd9"
 MAPS_MODEL_LICENCE = "openrail++"  # CreativeML Open RAIL++-M, as the model card names it
 MAPS_LICENCE_NOTE = "Maps model: prs-eth Marigold, licence OpenRAIL++-M"
+#: Upscale factor -> (its default model, the pinned revision or None, the model's licence).
+#: The x2 pin is the commit a public project pins; the x4 model's is not known here (its
+#: snapshot of ``main`` in the cache is used): both need checking against the Hub.
+UPSCALE_MODELS: dict[int, tuple[str, str | None, str]] = {
+    2: (
+        "stabilityai/sd-x2-latent-upscaler",
+        "1f2883b22f62cfb29323770ba9cfdcf601757bd3",
+        "openrail++",
+    ),
+    4: ("stabilityai/stable-diffusion-x4-upscaler", None, "openrail++"),
+}
 
 #: Scheduler name -> (label, description); the first is the default.
 SCHEDULERS: dict[str, tuple[str, str]] = {
@@ -81,8 +92,11 @@ class Limit:
     integer: bool = True
     multiple: int = 1  # integers only: the value must be a multiple of this
     low_open: bool = False  # floats only: ``low`` itself is not allowed
+    values: tuple[int, ...] = ()  # integers only: the only values allowed, when not every one is
 
     def allowed(self) -> str:
+        if self.values:
+            return "one of " + ", ".join(str(value) for value in self.values)
         if self.integer:
             every = f" in steps of {self.multiple}" if self.multiple > 1 else ""
             return f"an integer from {int(self.low)} to {int(self.high)}{every}"
@@ -97,6 +111,8 @@ class Limit:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             if not isinstance(value, int) or not self.low <= value <= self.high:
+                return None
+            if self.values and value not in self.values:
                 return None
             return None if value % self.multiple else int(value)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -137,6 +153,11 @@ VIEWS = Limit(
     "1: the view only; N > 1: texture each object all around from N views "
     "(a ring of N - 2 plus top and bottom)",
 )  # fmt: skip
+UPSCALE = Limit(
+    "upscale", "--upscale", "Upscale", 1, 1, 4,
+    "upscale each view's picture this many times before it is projected, with diffusers' "
+    "upscalers and the same prompt (1: off)", values=(1, 2, 4),
+)  # fmt: skip
 PREVIEW_SIZE = Limit(
     "preview_size", "--preview-size", "Preview Size", 256, 16, 2048,
     "size of each asset's preview render", BATCH,
@@ -151,7 +172,7 @@ RAY_WORKERS = Limit(
 )  # fmt: skip
 
 _ALL = (
-    RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS,
+    RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS, UPSCALE,
     PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
 )  # fmt: skip
 LIMITS: dict[str, Limit] = {limit.key: limit for limit in _ALL}
@@ -176,6 +197,7 @@ NAMES: dict[str, tuple[str, str]] = {
     "c2pa_key": ("--c2pa-key", "C2PA Key"),
     "maps": ("--maps", "Maps"),
     "maps_model": ("--maps-model", "Maps Model"),
+    "upscale_model": ("--upscale-model", "Upscale Model"),
 }
 
 

@@ -8,7 +8,7 @@ here, each with its own names for the settings (:data:`.defaults.NAMES`) and its
 from __future__ import annotations
 
 from .core.errors import (
-    MapsModelUnavailableError,
+    AuxiliaryUnavailableError,
     ModelUnavailableError,
     NoCameraError,
     SettingError,
@@ -26,11 +26,11 @@ _OFFLINE_FIX = {
     "or set Model in the add-on's preferences to a local diffusers folder, or to 'random' to "
     "test with random weights.",
 }
-_MAPS_OFFLINE_FIX = {
-    CLI: "Download it once with --online (texture, batch), or pass --maps-model PATH to a local "
-    "copy of it, or --maps-model random to test with random weights.",
+_AUXILIARY_OFFLINE_FIX = {
+    CLI: "Download it once with --online (texture, batch), or pass {name} PATH to a local copy "
+    "of it, or {name} random to test with random weights.",
     UI: "Allow Online Access in Blender's Preferences (System > Network) to download it once, "
-    "or set Maps Model in the add-on's preferences to a local copy of it.",
+    "or set {name} in the add-on's preferences to a local copy of it.",
 }
 _NO_CAMERA_FIX = {
     CLI: "add one, or name one with --camera.",
@@ -48,8 +48,9 @@ def word(error: BaseException, door: str) -> str:
     """The one line ``door`` shows for ``error``."""
     if isinstance(error, SettingError):
         return error.worded(setting_name(error.key, door))
-    if isinstance(error, MapsModelUnavailableError):
-        return f"{error} {_MAPS_OFFLINE_FIX[door]}"
+    if isinstance(error, AuxiliaryUnavailableError):
+        advice = _AUXILIARY_OFFLINE_FIX[door].format(name=setting_name(error.key, door))
+        return f"{error} {advice}"
     if isinstance(error, ModelUnavailableError):
         return f"{error} {_OFFLINE_FIX[door]}"
     if isinstance(error, NoCameraError):

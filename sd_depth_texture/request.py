@@ -133,6 +133,8 @@ class TextureRequest:
     # The maps model (Marigold intrinsics), set when the output asks for estimated maps; its
     # device, precision and cache are the generating model's (or the defaults for a projection).
     maps_model: ModelSpec | None = None
+    # The upscaler, set when the generation settings upscale (2 or 4): on the model's device.
+    upscale_model: ModelSpec | None = None
 
     def check(self, *, prompt_required: bool = True) -> TextureRequest:
         """Refuse any bad number or choice with a structured error the door words. Reads and
@@ -176,6 +178,9 @@ class TextureRequest:
             raise TextureError("Estimated maps need a maps model.")
         if self.maps_model is not None:
             self.maps_model.check()
+        upscale = self.generation.upscale if self.generation is not None else 1
+        if (upscale > 1) != (self.upscale_model is not None):
+            raise TextureError("An upscaling run needs an upscaler, and only it.")
         return self
 
     def for_asset(
@@ -221,6 +226,8 @@ class TextureRequest:
             record["generation"] = dataclasses.asdict(self.generation)
         if self.maps_model is not None:
             record["maps_model"] = self.maps_model.pixel_record()
+        if self.upscale_model is not None:
+            record["upscale_model"] = self.upscale_model.pixel_record()
         if self.model is not None:
             record["model"] = {
                 "source": self.model.source,
@@ -330,6 +337,11 @@ def build_request(
             scheduler=values.get("scheduler", defaults.SCHEDULER),
             **{limit.key: number(limit) for limit in limits if limit.key in _GENERATION_FIELDS},
         )
+    upscale_model = None
+    if generation is not None and generation.upscale > 1:
+        source = (values.get("upscale_model") or "").strip()
+        source = source or defaults.UPSCALE_MODELS[generation.upscale][0]
+        upscale_model = dataclasses.replace(model, source=source, config=None)
     request = TextureRequest(
         views=view_source,
         targets=tuple(targets) if targets is not None else None,
@@ -340,6 +352,7 @@ def build_request(
         picture_sources=tuple(picture_sources),
         output=output,
         maps_model=maps_model,
+        upscale_model=upscale_model,
     )
     return request.check(prompt_required=prompt_required)
 

@@ -41,6 +41,7 @@ from ..core.pictures import (
     diffusion_pictures,
     given_pictures,
     load_maps_model,
+    load_upscaler,
     with_maps,
 )
 from ..core.progress import Progress
@@ -200,8 +201,9 @@ class Run:
             with progress.span(0.0, LOAD_SHARE, "Model"):
                 loaded = load_model(request.model, progress)
             record.model = loaded.record
+            upscaler = load_upscaler(request, record, progress, LOAD_SHARE)
             make = diffusion_pictures(
-                loaded.pipe, request.generation, request.view_prompts, record, progress
+                loaded.pipe, request.generation, request.view_prompts, record, progress, upscaler
             )
             seconds["load"] = time.perf_counter() - start
             first = LOAD_SHARE

@@ -54,11 +54,15 @@ def provenance_settings(values: Mapping[str, Any], context=None) -> dict[str, An
     return {"provenance": level, "c2pa_cert": path("c2pa_cert"), "c2pa_key": path("c2pa_key")}
 
 
-def maps_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:
-    """The maps model and where it runs, for a run's settings: this run's ``maps_model``, else
-    the add-on preferences', else the default; a projection (no generating model to share
-    them with) also takes the preferences' device, precision, cache and online access."""
+def auxiliary_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:
+    """The maps model and the upscaler, and where they run, for a run's settings: this run's
+    ``maps_model`` / ``upscale_model``, else the add-on preferences', else the defaults (the
+    upscaler's depends on its factor, so it stays empty); a projection (no generating model to
+    share them with) also takes the preferences' device, precision, cache and online access."""
     prefs = preferences(context)
+    upscaler = values.get("upscale_model") or (getattr(prefs, "upscale_model", "") if prefs else "")
+    if upscaler.startswith("//"):
+        upscaler = bpy.path.abspath(upscaler)
     source = values.get("maps_model") or (getattr(prefs, "maps_model", "") if prefs else "")
     source = source or MAPS_MODEL_ID
     if source.startswith("//"):
@@ -66,6 +70,7 @@ def maps_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
     return {
         "maps_model": os.path.expanduser(source),
+        "upscale_model": os.path.expanduser(upscaler) if upscaler else None,
         "device": values.get("device") or (prefs.device if prefs else None),
         "precision": values.get("precision") or (prefs.precision if prefs else None),
         "cache_dir": cache_dir,

@@ -126,6 +126,14 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
     parser.add_argument("--report", metavar="FILE.json", help="write a JSON report of the run")
     add_numbers(parser, defaults.GENERATION)
     parser.add_argument(
+        "--upscale-model",
+        metavar="SRC",
+        default=None,
+        help="the upscaler for --upscale: a Hugging Face id, a local diffusers folder or "
+        f"'{defaults.RANDOM_MODEL}' (default: {defaults.UPSCALE_MODELS[2][0]} for 2, "
+        f"{defaults.UPSCALE_MODELS[4][0]} for 4; licence openrail++)",
+    )
+    parser.add_argument(
         "--scheduler",
         default=defaults.SCHEDULER,
         help=f"{', '.join(defaults.SCHEDULERS)} (default {defaults.SCHEDULER})",
@@ -138,7 +146,7 @@ def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **values,
         **preferences.provenance_settings(values),
-        **preferences.maps_settings(values),
+        **preferences.auxiliary_settings(values),
     }
 
 

@@ -53,8 +53,13 @@ class ModelUnavailableError(TextureError):
     online access off). The door adds how its user fixes that (its own option names)."""
 
 
-class MapsModelUnavailableError(TextureError):
-    """The maps model cannot be had without the network; the door says how to fix that."""
+class AuxiliaryUnavailableError(TextureError):
+    """An auxiliary model (the maps model, an upscaler) cannot be had without the network;
+    ``key`` is the setting that names it, and the door says how to fix that."""
+
+    def __init__(self, message: str, key: str) -> None:
+        self.key = key
+        super().__init__(message)
 
 
 class NoCameraError(TextureError):

@@ -26,7 +26,7 @@ from .record import GENERATED, PROJECTED, RunRecord, ViewRecord, camera_record, 
 log = logging.getLogger(__name__)
 
 # What a generated view's record keeps of the settings it was sent.
-_RECORDED = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler")
+_RECORDED = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "upscale")
 # An image whose aspect differs from the view's by more than this would be projected stretched.
 ASPECT_TOLERANCE = 0.01
 
@@ -94,17 +94,28 @@ def diffusion_pictures(
     view_prompts: bool,
     record: RunRecord,
     progress: Progress | None = None,
+    upscaler=None,
 ) -> PictureMaker:
-    """SD2-depth per view, holding what earlier views painted (``request.keep``)."""
+    """SD2-depth per view, holding what earlier views painted (``request.keep``); with an
+    ``upscaler`` (settings' ``upscale`` 2 or 4), each picture is then upscaled, tiled, with the
+    view's own prompt and seed, before it is projected."""
     from .diffusion.generate import generate
     from .diffusion.kept_regions import keep_regions_hook
+    from .diffusion.upscale import upscale_picture
+
+    progress = progress or Progress()
+    upscaling = upscaler is not None and settings.upscale > 1
 
     def make(request: ViewRequest) -> np.ndarray:
         sent = view_settings(settings, request, view_prompts)
         hook = None
         if request.keep.any():
             hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
-        picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
+        with progress.span(0.0, 0.5 if upscaling else 1.0):
+            picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
+        if upscaling:
+            with progress.span(0.5, 1.0, f"Upscaling x{sent.upscale}"):
+                picture = upscale_picture(upscaler, picture, sent.upscale, sent, progress=progress)
         fields = {name: getattr(sent, name) for name in _RECORDED}
         record.views.append(_view_record(request, GENERATED, **fields))
         return picture
@@ -161,4 +172,19 @@ def load_maps_model(request, record: RunRecord, progress: Progress, share: float
     check_maps_model(loaded.pipe, wanted, spec.source)
     record.maps = list(wanted)
     record.maps_model = loaded.record
+    return loaded.pipe
+
+
+def load_upscaler(request, record: RunRecord, progress: Progress, share: float):
+    """The upscaler of ``request``'s upscale factor, or None when it does not upscale; recorded
+    in ``record``. Its load takes ``share`` of the progress bar."""
+    if request.upscale_model is None:
+        return None
+    from .diffusion.auxiliary import UPSCALERS, load_auxiliary
+
+    with progress.span(0.0, share, "Upscaler"):
+        loaded = load_auxiliary(
+            UPSCALERS[request.generation.upscale], request.upscale_model, progress
+        )
+    record.upscaler = loaded.record
     return loaded.pipe

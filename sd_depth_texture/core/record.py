@@ -67,6 +67,7 @@ class ViewRecord:
     steps: int | None = None
     guidance: float | None = None
     scheduler: str | None = None
+    upscale: int | None = None  # a generated picture: upscaled this many times (1: not)
     image: dict[str, Any] | None = None  # a projected picture: its file name and sha256
 
 
@@ -88,6 +89,7 @@ class RunRecord:
     # that estimated them (None: the run wrote the lit colour only).
     maps: list[str] = field(default_factory=list)
     maps_model: ModelRecord | None = None
+    upscaler: ModelRecord | None = None  # the upscaler that enlarged each picture, if any
 
     @classmethod
     def begin(cls, version: str, settings: dict[str, Any], provenance: str = FULL) -> RunRecord:

@@ -97,14 +97,12 @@ class _ViewOperator:
     )
 
     def maps_settings(self, context) -> dict:
-        """The maps this run writes (the operator's, else the panel's) and the maps model
-        (the operator's, else the preferences')."""
+        """The maps this run writes (the operator's, else the panel's), the maps model and
+        the upscaler (the operator's, else the preferences')."""
         chosen = self.maps if self.properties.is_property_set("maps") else None
         chosen = chosen or tuple(_scene_settings(context).maps) or None
-        return {
-            **preferences.maps_settings({"maps_model": self.maps_model}, context),
-            "maps": chosen,
-        }
+        given = {"maps_model": self.maps_model, "upscale_model": getattr(self, "upscale_model", "")}
+        return {**preferences.auxiliary_settings(given, context), "maps": chosen}
 
     def setting(self, context, name: str):
         """The operator's value if the caller set it, else the scene's panel setting."""
@@ -195,6 +193,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         name="Report",
         subtype="FILE_PATH",
         description="Write a JSON report of the run here",
+        options=_SKIP,
+    )
+    upscale_model: StringProperty(
+        name="Upscale Model",
+        description="The upscaler for this run's Upscale (Hub id, folder, 'random'); empty: "
+        "the add-on preferences, else the factor's default",
         options=_SKIP,
     )
     provenance: StringProperty(

@@ -33,6 +33,7 @@ class SDT_PT_main(bpy.types.Panel):
         column.prop(settings, "steps")
         column.prop(settings, "guidance")
         column.prop(settings, "scheduler", text="")
+        column.prop(settings, "upscale")
         column = layout.column(align=True)
         column.prop(settings, "resolution")
         column.prop(settings, "texture_size")

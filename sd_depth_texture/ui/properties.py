@@ -164,6 +164,13 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         "id of a MarigoldIntrinsicsPipeline, or a local diffusers folder); licence "
         "OpenRAIL++-M for the default",
     )
+    upscale_model: StringProperty(
+        name="Upscale Model",
+        subtype="FILE_PATH",
+        description="The upscaler for Upscale 2 or 4 (a Hugging Face id or a local diffusers "
+        "folder); empty: stabilityai/sd-x2-latent-upscaler for 2, "
+        "stabilityai/stable-diffusion-x4-upscaler for 4 (licence openrail++)",
+    )
     cache_dir: StringProperty(
         name="Model Cache",
         subtype="DIR_PATH",
@@ -185,6 +192,7 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         row.prop(self, "precision")
         layout.prop(self, "cache_dir")
         layout.prop(self, "maps_model")
+        layout.prop(self, "upscale_model")
         box = layout.box()
         box.label(text="Content credentials (every texture is marked)")
         box.prop(self, "provenance")

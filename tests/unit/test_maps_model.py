@@ -14,7 +14,7 @@ from sd_depth_texture.core.diffusion.maps import check_maps_model, estimate_maps
 from sd_depth_texture.core.diffusion.settings import ModelSpec
 from sd_depth_texture.core.diffusion.tiny_auxiliary import build_tiny_marigold
 from sd_depth_texture.core.errors import (
-    MapsModelUnavailableError,
+    AuxiliaryUnavailableError,
     SettingError,
     TextureError,
 )
@@ -100,7 +100,7 @@ def test_pickle_weights_are_refused(maps_folder):
 def test_an_uncached_hub_model_offline_is_the_maps_models_own_error(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
     spec = ModelSpec(source=defaults.MAPS_MODEL_ID, device="cpu", allow_online=False)
-    with pytest.raises(MapsModelUnavailableError, match="marigold-iid-appearance"):
+    with pytest.raises(AuxiliaryUnavailableError, match="marigold-iid-appearance"):
         load_auxiliary(MAPS, spec)
 
 

@@ -20,7 +20,7 @@ COMMAND_LINE_ONLY = {
     # the same table holds the panel's.
     "name one with --camera",
     "or pass --model PATH to a local diffusers folder, or --model random",
-    "--maps-model PATH to a local copy of it, or --maps-model random",  # the maps model's
+    "Download it once with --online (texture, batch)",  # the maps model's and upscalers'
     # outputs.check_blend_output: only runs that write another .blend (command line, batch).
     "choose another --output",
     "give another --output, or --in-place",

@@ -1,7 +1,8 @@
 """Auxiliary models, which work on a view's picture once it is made (no bpy).
 
 The maps model (diffusers' ``MarigoldIntrinsicsPipeline``: albedo, roughness, metallicity)
-today. Each kind keeps one cached pipeline of its own beside the generating model's
+and the upscalers (``StableDiffusionLatentUpscalePipeline`` x2, ``StableDiffusionUpscalePipeline``
+x4). Each kind keeps one cached pipeline of its own beside the generating model's
 (:mod:`.cache`), loaded only when a run asks for it, from the same kinds of source and with the
 same safety checks as :mod:`.sources`: a Hub id at a pinned revision, found in the caches first
 and downloaded only with ``allow_online``; a local diffusers folder with safetensors weights
@@ -19,11 +20,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, MarigoldIntrinsicsPipeline
+from diffusers import (
+    DiffusionPipeline,
+    MarigoldIntrinsicsPipeline,
+    StableDiffusionLatentUpscalePipeline,
+    StableDiffusionUpscalePipeline,
+)
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ...defaults import MAPS_MODEL_ID, MAPS_MODEL_LICENCE, MAPS_MODEL_REVISION, RANDOM_MODEL
-from ..errors import MapsModelUnavailableError, TextureError
+from ...defaults import (
+    MAPS_MODEL_ID,
+    MAPS_MODEL_LICENCE,
+    MAPS_MODEL_REVISION,
+    RANDOM_MODEL,
+    UPSCALE_MODELS,
+)
+from ..errors import AuxiliaryUnavailableError, TextureError
 from ..progress import Progress
 from ..record import ModelRecord
 from . import hub
@@ -39,11 +51,16 @@ from .sources import (
     pickle_refusal,
     read_json,
 )
-from .tiny_auxiliary import build_tiny_marigold
+from .tiny_auxiliary import (
+    build_tiny_latent_upscaler,
+    build_tiny_marigold,
+    build_tiny_x4_upscaler,
+)
 
 logger = logging.getLogger(__name__)
 
 MAPS = "maps"
+UPSCALERS = {2: "upscale-x2", 4: "upscale-x4"}  # upscale factor -> auxiliary kind
 _HUB_ID_PARTS = 2
 
 
@@ -54,9 +71,10 @@ class Auxiliary:
     kind: str
     what: str  # how messages name it
     backend: str  # the model family, as the run record names it
+    setting: str  # the setting that names its source
     pipeline: type[DiffusionPipeline]
     default_id: str
-    revision: str  # the default id's pinned revision
+    revision: str | None  # the default id's pinned revision (None: its cached main)
     licence: str  # the default model's licence, where its card does not say
     weights: tuple[str, ...]  # components with weights
     build_tiny: Callable[[], DiffusionPipeline]
@@ -64,9 +82,19 @@ class Auxiliary:
 
 AUXILIARIES: dict[str, Auxiliary] = {
     MAPS: Auxiliary(
-        MAPS, "maps model", "marigold-intrinsics", MarigoldIntrinsicsPipeline, MAPS_MODEL_ID,
-        MAPS_MODEL_REVISION, MAPS_MODEL_LICENCE, ("unet", "vae", "text_encoder"),
+        MAPS, "maps model", "marigold-intrinsics", "maps_model", MarigoldIntrinsicsPipeline,
+        MAPS_MODEL_ID, MAPS_MODEL_REVISION, MAPS_MODEL_LICENCE, ("unet", "vae", "text_encoder"),
         build_tiny_marigold,
+    ),
+    UPSCALERS[2]: Auxiliary(
+        UPSCALERS[2], "x2 upscaler", "sd-latent-upscaler", "upscale_model",
+        StableDiffusionLatentUpscalePipeline,
+        *UPSCALE_MODELS[2], ("unet", "vae", "text_encoder"), build_tiny_latent_upscaler,
+    ),
+    UPSCALERS[4]: Auxiliary(
+        UPSCALERS[4], "x4 upscaler", "sd-x4-upscaler", "upscale_model",
+        StableDiffusionUpscalePipeline,
+        *UPSCALE_MODELS[4], ("unet", "vae", "text_encoder"), build_tiny_x4_upscaler,
     ),
 }  # fmt: skip
 
@@ -162,8 +190,9 @@ def _load(
             )
     if not spec.allow_online:
         where = " or ".join(str(cache) for cache in hub.search_caches(spec.cache_dir))
-        raise MapsModelUnavailableError(
-            f"The {auxiliary.what} {source} is not cached in {where} and online access is off."
+        raise AuxiliaryUnavailableError(
+            f"The {auxiliary.what} {source} is not cached in {where} and online access is off.",
+            auxiliary.setting,
         )
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(

@@ -77,7 +77,8 @@ def cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> Path | N
 
 def download_patterns(repo_files: list[str], want_fp16: bool) -> list[str]:
     """Only the files the pipeline needs: configs, tokenizer, one safetensors set per model."""
-    patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
+    # low_res_scheduler: the x4 upscaler's second scheduler (nothing else has one)
+    patterns = ["model_index.json", "scheduler/*.json", "low_res_scheduler/*.json", "tokenizer/*"]
     for component in WEIGHT_COMPONENTS:
         prefix = f"{component}/"
         names = [f for f in repo_files if f.startswith(prefix) and "/" not in f[len(prefix) :]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH
+from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH, UPSCALE
 from ..errors import TextureError
 from ..validation import check_prompt, check_settings, check_text
 
@@ -49,6 +49,7 @@ class GenerationSettings:
     guidance: float = GUIDANCE.default
     scheduler: str = SCHEDULER
     strength: float = STRENGTH.default
+    upscale: int = int(UPSCALE.default)  # 1, 2 or 4: each picture upscaled before projection
 
 
 def validate_settings(
@@ -67,6 +68,7 @@ def validate_settings(
             "seed": settings.seed,
             "strength": settings.strength,
             "scheduler": settings.scheduler,
+            "upscale": settings.upscale,
         }
     )
     if has_init_image and int(settings.steps * settings.strength) < 1:
