@@ -7,7 +7,8 @@ each such target is a group of its own.
 
 Per view: capture the scene's depth, render what earlier views painted to decide what is kept,
 ask the picture maker for a picture, fold it into each target's texel record
-(:mod:`.blending`). After the last view, texels seen only on depth edges take their best edge
+(:mod:`.blending`), its colours first matched to what earlier views painted when asked
+(:mod:`.color_match`). After the last view, texels seen only on depth edges take their best edge
 colour, a run of several views fills what no view saw (:mod:`.fill`), and the islands are
 padded (:mod:`.margin`). The final texture is rendered from every view again to measure how
 faithfully it reproduces each picture (PSNR).
@@ -28,8 +29,9 @@ from ..geometry.mesh import MeshArrays, SceneGeometry
 from ..geometry.orbit import NamedView
 from ..geometry.views import View
 from ..progress import Progress
-from .blending import TextureState, integrate, keep_mask
+from .blending import TextureState, edge_falloff, falloff_pixels, fold, keep_mask, view_weights
 from .color import UNFILLED_GREY
+from .color_match import match_view
 from .fill import fill_unpainted
 from .margin import dilate_margin
 from .render import psnr, render_texture, texture_at_pixels
@@ -98,7 +100,7 @@ class TargetReport:
 class Painted:
     """One target's result: its texture and what the run knows about it."""
 
-    texture: np.ndarray  # (S, S, 3) float32 sRGB, row 0 at the top
+    texture: np.ndarray  # (S, S, C) float32 sRGB, row 0 at the top
     painted: np.ndarray  # (S, S) bool, texels this run's views painted (before any fill)
     report: TargetReport
 
@@ -148,7 +150,7 @@ class _Progressing:
 
     @property
     def current(self) -> np.ndarray:
-        """(S, S, 3) the texture as painted so far (kept up to date once made)."""
+        """(S, S, C) the texture as painted so far (kept up to date once made)."""
         if self._current is None:
             self._current = _texture(self.target.surface, self.state.color)
         return self._current
@@ -157,7 +159,7 @@ class _Progressing:
         """Bring :attr:`current` up to date where the state's colours ``index`` changed."""
         if self._current is not None:
             texel = self.target.surface.texel[index]
-            self._current.reshape(-1, 3)[texel] = self.state.color[index]
+            self._current.reshape(-1, self.state.channels)[texel] = self.state.color[index]
 
     def pixels(self, capture: DepthCapture) -> np.ndarray:
         """(H, W) bool: the view's pixels that show this target."""
@@ -166,10 +168,10 @@ class _Progressing:
 
 
 def _texture(surface: TexelSurface, colors: np.ndarray) -> np.ndarray:
-    """(S, S, 3) float32: ``colors`` on the surface's texels, the unfilled grey elsewhere."""
-    size = surface.size
-    texture = np.full((size, size, 3), UNFILLED_GREY, dtype=np.float32)
-    texture.reshape(-1, 3)[surface.texel] = colors
+    """(S, S, C) float32: ``colors`` on the surface's texels, the unfilled grey elsewhere."""
+    size, channels = surface.size, colors.shape[1]
+    texture = np.full((size, size, channels), UNFILLED_GREY, dtype=np.float32)
+    texture.reshape(-1, channels)[surface.texel] = colors
     return texture
 
 
@@ -183,13 +185,16 @@ def paint_group(
     margin: int,
     captures: dict[int, DepthCapture] | None = None,
     progress: Progress | None = None,
+    match_colors: bool = False,
 ) -> tuple[dict[str, Painted], np.ndarray | None]:
     """Paint ``targets`` from ``views`` in order; returns each target's result and the depth
     map of the last view that was painted (what the model, or the projection, last saw).
 
     ``captures``: depth captures of some views already made (by view index). ``fill``: texels
     no view saw are filled over the mesh (runs of several views); otherwise they keep the
-    colour the run started from. Raises :class:`TextureError` when no view sees any target.
+    colour the run started from. ``match_colors``: each view's colours are fitted to what the
+    views before it painted (:func:`.color_match.match_view`) before they are folded in.
+    Raises :class:`TextureError` when no view sees any target.
     """
     progress = progress or Progress()
     states = [_Progressing.begin(target) for target in targets]
@@ -200,7 +205,15 @@ def paint_group(
         with progress.span(number / len(views), (number + 1) / len(views),
                            f"View {number + 1}/{len(views)} ({named.label})"):  # fmt: skip
             depth = _paint_view(
-                number, named, states, geometry, make_picture, captures, progress, top_pixels
+                number,
+                named,
+                states,
+                geometry,
+                make_picture,
+                captures,
+                progress,
+                top_pixels,
+                match_colors,
             )
         if depth is None:
             continue
@@ -222,6 +235,7 @@ def _paint_view(
     captures: dict[int, DepthCapture] | None,
     progress: Progress,
     top_pixels: int | None,
+    match_colors: bool = False,
 ) -> tuple[np.ndarray, int] | None:
     """One view of a group; returns its depth map and how many target pixels it saw, or None
     when it was skipped."""
@@ -262,7 +276,7 @@ def _paint_view(
                 capture, target.mesh.vertices, target.mesh.triangles, target.mesh.uv,
                 target.mesh.uv_triangles, target.first_triangle, progressing.current,
             )  # fmt: skip
-            known[mask] = rendered[mask]
+            known[mask] = rendered[mask][:, :3]
             keep = np.maximum(
                 keep, keep_mask(progressing.state, progressing.surface_index, pixel_texel, facing)
             )
@@ -277,23 +291,38 @@ def _paint_view(
         )
     seconds["picture"] = time.perf_counter() - start
 
+    start = time.perf_counter()
+    falloff = edge_falloff(edges, falloff_pixels(height, width))
+    seconds["falloff"] = time.perf_counter() - start
     for progressing in visible:
         start = time.perf_counter()
         target, state = progressing.target, progressing.state
         seen = seen_texels(target.surface, capture)
         col = np.clip(seen.xy[:, 0].astype(np.int64), 0, capture.view.width - 1)
         row = np.clip(seen.xy[:, 1].astype(np.int64), 0, capture.view.height - 1)
-        on_edge = np.take(edges.ravel(), row * capture.view.width + col)
+        pixel = row * capture.view.width + col
+        on_edge = np.take(edges.ravel(), pixel)
         reliable, edge_only = seen.subset(~on_edge), seen.subset(on_edge)
-        record = integrate(state, reliable, picture, capture)
+        color = sample_seen(picture[..., : state.channels], reliable, capture)
+        view_picture, correction = picture, None
+        if match_colors:
+            overlap = np.flatnonzero(state.painted[reliable.index])
+            correction = match_view(color[overlap], state.color[reliable.index[overlap]])
+            if correction.applied:
+                color = correction.apply(color)
+                view_picture = correction.apply(picture)
+        weight = view_weights(reliable, falloff, pixel[~on_edge])
+        record = fold(state, reliable, color, weight, number)
+        record.color_match = correction.as_record() if correction is not None else None
         if edge_only.index.size:
-            state.note_edges(edge_only, sample_seen(picture[..., :3], edge_only, capture))
+            edge_color = sample_seen(view_picture[..., : state.channels], edge_only, capture)
+            state.note_edges(edge_only, edge_color)
         progressing.painted_over(reliable.index)
         record.label = named.label
         record.coverage = reliable.index.size / max(target.surface.texel.size, 1)
         record.seconds = {**seconds, "projection": time.perf_counter() - start}
         progressing.report.views.append(asdict(record))
-        progressing.done.append((named.label, capture, picture, accepted[target.name]))
+        progressing.done.append((named.label, capture, view_picture, accepted[target.name]))
     return depth, seen_pixels
 
 
@@ -378,4 +407,4 @@ def _rerender_psnr(
     )
     scale = np.array([picture.shape[1] / accepted.shape[1], picture.shape[0] / accepted.shape[0]])
     centres = np.stack([cols + 0.5, rows + 0.5], axis=1) * scale  # the picture may be any size
-    return psnr(rendered, sample_bilinear(picture[..., :3], centres))
+    return psnr(rendered[:, :3], sample_bilinear(picture[..., :3], centres))
