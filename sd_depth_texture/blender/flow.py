@@ -211,6 +211,7 @@ class Run:
                     group.targets, group.views, self.geometry, make,
                     fill=request.views.several, margin=request.output.margin,
                     captures=group.captures, progress=progress,
+                    match_colors=request.colours_matched,
                 )  # fmt: skip
             done += len(group.views)
             painted.update(result)
