@@ -225,7 +225,11 @@ def test_whole_object_run_fills_every_texel_and_keeps_what_it_kept(
     assert 0.8 < report["coverage_before_fill"] < 1.0
     assert set(report["psnr_per_view"]) == set(labels)
     assert report["colour_spread"] is not None
-    assert {"views", "picture", "projection"} <= set(report["views"][0]["seconds"])
+    assert {"views", "picture", "projection", "blend"} <= set(report["views"][0]["seconds"])
+    # Generated views are colour-matched by default, once enough is painted to fit against.
+    assert not report["views"][0]["color_match"]["applied"]
+    assert any(view["color_match"]["applied"] for view in report["views"][1:])
+    assert report["seams"]["view_border"]["pairs"] > 0 and report["seams"]["uv_seam"]["pairs"] > 0
 
     texture = images.image_to_array(bpy.data.images[texture_name("Suzanne")])
     depsgraph = bpy.context.evaluated_depsgraph_get()

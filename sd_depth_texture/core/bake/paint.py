@@ -36,6 +36,7 @@ from .fill import fill_unpainted
 from .margin import dilate_margin
 from .render import psnr, render_texture, texture_at_pixels
 from .sampling import sample_bilinear, sample_seen
+from .seams import uv_seam_figure, view_border_figure
 from .surface import TexelSurface, shared_texel_fraction
 from .visibility import GRAZING_ANGLE_DEG, depth_edges, pixel_facing, seen_texels
 
@@ -92,6 +93,8 @@ class TargetReport:
     fill_rings: int = 0
     psnr_per_view: dict[str, float] = field(default_factory=dict)
     colour_spread: float | None = None
+    # UV-seam and view-border discontinuity on the texels the run painted (.seams).
+    seams: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -304,6 +307,7 @@ def _paint_view(
         on_edge = np.take(edges.ravel(), pixel)
         reliable, edge_only = seen.subset(~on_edge), seen.subset(on_edge)
         color = sample_seen(picture[..., : state.channels], reliable, capture)
+        blend_start = time.perf_counter()
         view_picture, correction = picture, None
         if match_colors:
             overlap = np.flatnonzero(state.painted[reliable.index])
@@ -314,13 +318,18 @@ def _paint_view(
         weight = view_weights(reliable, falloff, pixel[~on_edge])
         record = fold(state, reliable, color, weight, number)
         record.color_match = correction.as_record() if correction is not None else None
+        blend_seconds = time.perf_counter() - blend_start
         if edge_only.index.size:
             edge_color = sample_seen(view_picture[..., : state.channels], edge_only, capture)
             state.note_edges(edge_only, edge_color)
         progressing.painted_over(reliable.index)
         record.label = named.label
         record.coverage = reliable.index.size / max(target.surface.texel.size, 1)
-        record.seconds = {**seconds, "projection": time.perf_counter() - start}
+        record.seconds = {
+            **seconds,
+            "projection": time.perf_counter() - start,
+            "blend": blend_seconds,
+        }
         progressing.report.views.append(asdict(record))
         progressing.done.append((named.label, capture, view_picture, accepted[target.name]))
     return depth, seen_pixels
@@ -354,6 +363,9 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     spreads = [v["overlap_difference"] for v in report.views if v["overlap_difference"] is not None]
     report.colour_spread = float(np.mean(spreads)) if spreads else None
     report.seconds["report"] = time.perf_counter() - start
+    start = time.perf_counter()
+    report.seams = _seam_figures(target, state, texture, mask.reshape(size, size))
+    report.seconds["seams"] = time.perf_counter() - start
     report.shared_texels = shared_texel_fraction(surface, target.mesh.uv, target.mesh.uv_triangles)
     if report.shared_texels > SHARED_NOTE:
         report.notes.append(
@@ -366,6 +378,22 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
             "see it edge-on or very small"
         )
     return Painted(texture=texture, painted=mask.reshape(size, size), report=report)
+
+
+def _seam_figures(
+    target: PaintTarget, state: TextureState, texture: np.ndarray, painted: np.ndarray
+) -> dict[str, dict]:
+    """The run's UV-seam and view-border figures on the texels it painted (see .seams)."""
+    surface, mesh = target.surface, target.mesh
+    dominant = np.full(surface.size * surface.size, -1, dtype=np.int16)
+    dominant[surface.texel] = state.dominant
+    dominant = dominant.reshape(surface.size, surface.size)
+    return {
+        "uv_seam": uv_seam_figure(
+            texture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, painted
+        ).as_record(),
+        "view_border": view_border_figure(texture, dominant, painted).as_record(),
+    }
 
 
 def not_painted_message(name: str, report: TargetReport) -> str:
