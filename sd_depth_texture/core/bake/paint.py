@@ -106,6 +106,7 @@ class Painted:
     texture: np.ndarray  # (S, S, C) float32 sRGB, row 0 at the top
     painted: np.ndarray  # (S, S) bool, texels this run's views painted (before any fill)
     report: TargetReport
+    dominant: np.ndarray | None = None  # (S, S) int16 the view weighing most per texel, or -1
 
     @property
     def coverage(self) -> float:
@@ -189,6 +190,7 @@ def paint_group(
     captures: dict[int, DepthCapture] | None = None,
     progress: Progress | None = None,
     match_colors: bool = False,
+    falloff: bool = True,
 ) -> tuple[dict[str, Painted], np.ndarray | None]:
     """Paint ``targets`` from ``views`` in order; returns each target's result and the depth
     map of the last view that was painted (what the model, or the projection, last saw).
@@ -197,6 +199,7 @@ def paint_group(
     no view saw are filled over the mesh (runs of several views); otherwise they keep the
     colour the run started from. ``match_colors``: each view's colours are fitted to what the
     views before it painted (:func:`.color_match.match_view`) before they are folded in.
+    ``falloff=False``: plain cos^k weights without the edge fall-off (for comparisons).
     Raises :class:`TextureError` when no view sees any target.
     """
     progress = progress or Progress()
@@ -217,6 +220,7 @@ def paint_group(
                 progress,
                 top_pixels,
                 match_colors,
+                falloff,
             )
         if depth is None:
             continue
@@ -239,6 +243,7 @@ def _paint_view(
     progress: Progress,
     top_pixels: int | None,
     match_colors: bool = False,
+    use_falloff: bool = True,
 ) -> tuple[np.ndarray, int] | None:
     """One view of a group; returns its depth map and how many target pixels it saw, or None
     when it was skipped."""
@@ -295,7 +300,7 @@ def _paint_view(
     seconds["picture"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    falloff = edge_falloff(edges, falloff_pixels(height, width))
+    falloff = edge_falloff(edges, falloff_pixels(height, width)) if use_falloff else None
     seconds["falloff"] = time.perf_counter() - start
     for progressing in visible:
         start = time.perf_counter()
@@ -315,7 +320,7 @@ def _paint_view(
             if correction.applied:
                 color = correction.apply(color)
                 view_picture = correction.apply(picture)
-        weight = view_weights(reliable, falloff, pixel[~on_edge])
+        weight = view_weights(reliable, falloff, None if falloff is None else pixel[~on_edge])
         record = fold(state, reliable, color, weight, number)
         record.color_match = correction.as_record() if correction is not None else None
         blend_seconds = time.perf_counter() - blend_start
@@ -364,7 +369,10 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     report.colour_spread = float(np.mean(spreads)) if spreads else None
     report.seconds["report"] = time.perf_counter() - start
     start = time.perf_counter()
-    report.seams = _seam_figures(target, state, texture, mask.reshape(size, size))
+    dominant = np.full(size * size, -1, dtype=np.int16)
+    dominant[surface.texel] = state.dominant
+    dominant = dominant.reshape(size, size)
+    report.seams = _seam_figures(target, texture, dominant, mask.reshape(size, size))
     report.seconds["seams"] = time.perf_counter() - start
     report.shared_texels = shared_texel_fraction(surface, target.mesh.uv, target.mesh.uv_triangles)
     if report.shared_texels > SHARED_NOTE:
@@ -377,17 +385,16 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
             f"only {report.coverage_before_fill:.2%} of '{target.name}' was painted: the views "
             "see it edge-on or very small"
         )
-    return Painted(texture=texture, painted=mask.reshape(size, size), report=report)
+    return Painted(
+        texture=texture, painted=mask.reshape(size, size), report=report, dominant=dominant
+    )
 
 
 def _seam_figures(
-    target: PaintTarget, state: TextureState, texture: np.ndarray, painted: np.ndarray
+    target: PaintTarget, texture: np.ndarray, dominant: np.ndarray, painted: np.ndarray
 ) -> dict[str, dict]:
     """The run's UV-seam and view-border figures on the texels it painted (see .seams)."""
-    surface, mesh = target.surface, target.mesh
-    dominant = np.full(surface.size * surface.size, -1, dtype=np.int16)
-    dominant[surface.texel] = state.dominant
-    dominant = dominant.reshape(surface.size, surface.size)
+    mesh = target.mesh
     return {
         "uv_seam": uv_seam_figure(
             texture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, painted
