@@ -13,7 +13,7 @@ does not show:
   differs; the mean colour jump across them against the jump between neighbours of one view.
 
 Both look only at texels the run painted and at a bounded sample of edges and rows, so a
-figure costs milliseconds on a 1M-triangle mesh and a 2048^2 texture.
+figure costs a few milliseconds on a 1M-triangle mesh and a 2048^2 texture.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 SEAM_INSET = 1.0  # texels inside each triangle the texture is read at
 SAMPLES_PER_EDGE = 4  # points along each edge pair
-MAX_EDGE_PAIRS = 20_000  # edge pairs of each kind looked at (evenly spread over the mesh)
-MAX_NEIGHBOUR_ROWS = 512  # texture rows (and columns) the view-border figure looks along
+EDGES_LOOKED_AT = 32_768  # about this many mesh edges are searched for pairs (a spread subset)
+MAX_EDGE_PAIRS = 5_000  # seam edge pairs measured at most (evenly spread over those found)
+NEIGHBOUR_ROWS = 64  # texture rows the view-border figure looks along (and down from)
 
 
 @dataclass
@@ -58,19 +59,30 @@ def _figure(seam_sum: float, seam_weight: float, ref_sum: float, ref_weight: flo
     return SeamFigure(seam, reference, ratio, pairs)
 
 
-def edge_pairs(triangles: np.ndarray, max_pairs: int = MAX_EDGE_PAIRS) -> np.ndarray:
+def edge_pairs(triangles: np.ndarray, edges_looked_at: int = EDGES_LOOKED_AT) -> np.ndarray:
     """(P, 2) pairs of triangle edges (flat ``3 * triangle + corner`` ids, edge k runs from
     corner k to k + 1) that are the same mesh edge; edges of more than two triangles are left
-    out. On big meshes only a spread subset of edges is looked at (those whose two vertex ids
-    sum to a multiple of a power of two), so the cost stays bounded."""
-    triangles = np.asarray(triangles, dtype=np.int64)
-    start, end = triangles.ravel(), np.roll(triangles, -1, axis=1).ravel()
+    out. On big meshes only a spread subset of edges is searched (those whose two vertex ids sum
+    to a multiple of a power of two: both triangles of an edge agree on it), so the cost stays
+    a few milliseconds."""
+    triangles = np.asarray(triangles)
     stride = 1
-    while start.size // stride > 8 * max_pairs:
+    while 3 * triangles.shape[0] // stride > edges_looked_at:
         stride *= 2
-    edge = np.flatnonzero(((start + end) & (stride - 1)) == 0)
-    low, high = np.minimum(start[edge], end[edge]), np.maximum(start[edge], end[edge])
-    key = low * (int(triangles.max(initial=0)) + 1) + high
+    picked, lows, highs = [], [], []
+    for k in range(3):
+        start, end = triangles[:, k], triangles[:, (k + 1) % 3]
+        at = np.flatnonzero(((start + end) & (stride - 1)) == 0) if stride > 1 else None
+        if at is not None:
+            start, end = start[at], end[at]
+        else:
+            at = np.arange(triangles.shape[0])
+        picked.append(3 * at + k)
+        lows.append(np.minimum(start, end).astype(np.int64))
+        highs.append(np.maximum(start, end).astype(np.int64))
+    edge = np.concatenate(picked)
+    high = np.concatenate(highs)
+    key = np.concatenate(lows) * (int(high.max(initial=0)) + 1) + high
     order = np.argsort(key, kind="stable")
     key, edge = key[order], edge[order]
     same = key[1:] == key[:-1]
@@ -102,28 +114,28 @@ def uv_seam_figure(
     pairs = edge_pairs(triangles)
     if not pairs.size:
         return SeamFigure(None, None, None, 0)
-    uv = np.asarray(uv, dtype=np.float64)
-    uv_triangles = np.asarray(uv_triangles, dtype=np.int64)
-    triangles = np.asarray(triangles, dtype=np.int64)
-    corner, next_corner, third_corner = (
-        np.roll(uv_triangles, -k, axis=1).ravel() for k in range(3)
-    )
+    triangle, corner = pairs // 3, pairs % 3  # (P, 2) each
+
+    def corners(table: np.ndarray, side: int, shift: int) -> np.ndarray:
+        return table[triangle[:, side], (corner[:, side] + shift) % 3]
+
     # Each side's edge in UV (p -> q, r the triangle's third corner), both from the same mesh
     # vertex: the second side reversed where it runs the other way (consistent winding).
-    first, second = pairs[:, 0], pairs[:, 1]
-    p1, q1, r1 = uv[corner[first]], uv[next_corner[first]], uv[third_corner[first]]
-    reversed_ = triangles.ravel()[second] != triangles.ravel()[first]
-    p2 = uv[np.where(reversed_, next_corner[second], corner[second])]
-    q2 = uv[np.where(reversed_, corner[second], next_corner[second])]
-    r2 = uv[third_corner[second]]
+    def uv_of(at: np.ndarray) -> np.ndarray:
+        return np.asarray(uv[at], dtype=np.float64)
+
+    p1, q1, r1 = (uv_of(corners(uv_triangles, 0, shift)) for shift in range(3))
+    reversed_ = corners(triangles, 1, 0) != corners(triangles, 0, 0)
+    p2 = uv_of(np.where(reversed_, corners(uv_triangles, 1, 1), corners(uv_triangles, 1, 0)))
+    q2 = uv_of(np.where(reversed_, corners(uv_triangles, 1, 0), corners(uv_triangles, 1, 1)))
+    r2 = uv_of(corners(uv_triangles, 1, 2))
     seam = np.flatnonzero(np.abs(p1 - p2).sum(axis=1) + np.abs(q1 - q2).sum(axis=1) > 1e-7)
     chosen = _spread(seam, MAX_EDGE_PAIRS)
     if not chosen.size:
         return SeamFigure(None, None, None, 0)
-    vertices = np.asarray(vertices, dtype=np.float64)
-    a = triangles.ravel()[first[chosen]]
-    b = np.roll(triangles, -1, axis=1).ravel()[first[chosen]]
-    length = np.linalg.norm(vertices[a] - vertices[b], axis=1)
+    ends = np.asarray(vertices[corners(triangles, 0, 0)[chosen]], dtype=np.float64)
+    ends -= vertices[corners(triangles, 0, 1)[chosen]]
+    length = np.linalg.norm(ends, axis=1)
     t = (np.arange(SAMPLES_PER_EDGE) + 0.5) / SAMPLES_PER_EDGE
 
     def inside(p, q, r, depth):
@@ -170,26 +182,37 @@ def view_border_figure(
 ) -> SeamFigure:
     """The jump between neighbouring texels whose dominant view differs, against the jump
     between neighbours of one view. ``texture`` (S, S, C), ``dominant`` (S, S) view numbers
-    (-1: none), ``painted`` (S, S) texels to look at. Looks along at most MAX_NEIGHBOUR_ROWS
-    evenly spread rows and as many columns."""
+    (-1: none), ``painted`` (S, S) texels to look at. Reads NEIGHBOUR_ROWS evenly spread rows
+    and the row below each: right-hand and lower neighbours, contiguous in memory."""
     size = texture.shape[0]
-    step = max(1, size // MAX_NEIGHBOUR_ROWS)
-    colour = texture[..., :3]
+    rows = np.unique(np.linspace(0, size - 2, min(NEIGHBOUR_ROWS, size - 1)).astype(np.int64))
+    if not rows.size:
+        return SeamFigure(None, None, None, 0)
+    channels = min(3, texture.shape[2])
+    # Per channel as contiguous 2-D rows: numpy reduces a last axis of 3 slowly.
+    colour = [np.ascontiguousarray(texture[rows, :, c], dtype=np.float32) for c in range(channels)]
+    below = [
+        np.ascontiguousarray(texture[rows + 1, :, c], dtype=np.float32) for c in range(channels)
+    ]
+    dom, dom_below = dominant[rows], dominant[rows + 1]
+    known = dom >= 0
+    known_below = dom_below >= 0
+    if painted is not None:
+        known &= painted[rows]
+        known_below &= painted[rows + 1]
     sums = np.zeros(4)
-    for axis in (0, 1):
-        lines = slice(step // 2, None, step)
-        if axis == 0:  # along rows: left and right neighbours
-            pick = (lines, slice(None))
-            a, b = (slice(None), slice(0, -1)), (slice(None), slice(1, None))
-        else:
-            pick = (slice(None), lines)
-            a, b = (slice(0, -1), slice(None)), (slice(1, None), slice(None))
-        dom, col = dominant[pick], colour[pick]
-        ok = (dom[a] >= 0) & (dom[b] >= 0)
-        if painted is not None:
-            mask = painted[pick]
-            ok &= mask[a] & mask[b]
-        border = ok & (dom[a] != dom[b])
-        jump = np.abs(col[a] - col[b]).mean(axis=-1)
-        sums += [jump[border].sum(), border.sum(), jump[ok & ~border].sum(), (ok & ~border).sum()]
+    right = (slice(None), slice(1, None))
+    left = (slice(None), slice(0, -1))
+    for ok, border, pairs in (
+        (known[right] & known[left], dom[right] != dom[left],
+         [(c[right], c[left]) for c in colour]),
+        (known & known_below, dom != dom_below, list(zip(below, colour, strict=True))),
+    ):  # fmt: skip
+        step = np.zeros(ok.shape, dtype=np.float32)
+        for one, two in pairs:
+            step += np.abs(one - two)
+        step *= np.float32(1.0 / channels)
+        across, within = ok & border, ok & ~border
+        sums += [np.dot(step.ravel(), across.ravel()), across.sum(),
+                 np.dot(step.ravel(), within.ravel()), within.sum()]  # fmt: skip
     return _figure(sums[0], sums[1], sums[2], sums[3], int(sums[1]))
