@@ -13,7 +13,8 @@ one painting path (``paint_group``) three ways:
 Printed for each: the UV-seam figure (colour difference across seam edge pairs against the same
 step inside the islands; ~1 = the seam does not show), the view-border figure (jump between
 neighbouring texels whose dominant view differs against neighbours of one view, on the same
-borders for all three: those of the plain gather) and the mean error against the true texture
+borders for all three: those of the plain gather; every texture row, where a report reads 64)
+and the mean error against the true texture
 on the painted texels. ``--images DIR`` writes labelled close-ups of the three results and the
 truth, rendered from between two views (docs/images/seams_cow_*.png).
 
@@ -176,7 +177,7 @@ def main() -> None:
     for label, (result, seconds) in results.items():
         seam = uv_seam_figure(result.texture, mesh.vertices, mesh.triangles, mesh.uv,
                               mesh.uv_triangles, result.painted)  # fmt: skip
-        border = view_border_figure(result.texture, borders, result.painted)
+        border = view_border_figure(result.texture, borders, result.painted, rows=size)
         error = np.abs(result.texture - truth_texture)[result.painted].mean()
         print(f"{label:<28}{seam.seam:>9.4f}{seam.reference:>9.4f}{seam.ratio:>7.2f}  "
               f"{border.seam:>8.4f}{border.reference:>9.4f}{border.ratio:>7.2f}  "

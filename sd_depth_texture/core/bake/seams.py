@@ -178,14 +178,17 @@ def uv_seam_figure(
 
 
 def view_border_figure(
-    texture: np.ndarray, dominant: np.ndarray, painted: np.ndarray | None = None
+    texture: np.ndarray,
+    dominant: np.ndarray,
+    painted: np.ndarray | None = None,
+    rows: int = NEIGHBOUR_ROWS,
 ) -> SeamFigure:
     """The jump between neighbouring texels whose dominant view differs, against the jump
     between neighbours of one view. ``texture`` (S, S, C), ``dominant`` (S, S) view numbers
-    (-1: none), ``painted`` (S, S) texels to look at. Reads NEIGHBOUR_ROWS evenly spread rows
-    and the row below each: right-hand and lower neighbours, contiguous in memory."""
+    (-1: none), ``painted`` (S, S) texels to look at. Reads ``rows`` evenly spread rows and
+    the row below each: right-hand and lower neighbours, contiguous in memory."""
     size = texture.shape[0]
-    rows = np.unique(np.linspace(0, size - 2, min(NEIGHBOUR_ROWS, size - 1)).astype(np.int64))
+    rows = np.unique(np.linspace(0, size - 2, min(rows, size - 1)).astype(np.int64))
     if not rows.size:
         return SeamFigure(None, None, None, 0)
     channels = min(3, texture.shape[2])
