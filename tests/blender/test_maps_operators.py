@@ -3,11 +3,15 @@ own property, packed maps in an unsaved file, and the material rewired run by ru
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import bpy
 import pytest
 from support.fingerprints import scene_fingerprint
 
 from sd_depth_texture.blender.targets import texture_name
+from sd_depth_texture.defaults import MAPS_LICENCE_NOTE
+from sd_depth_texture.ui.panel import SDT_PT_main
 
 
 def generate(model_dir, **overrides):
@@ -58,3 +62,41 @@ def test_a_bad_maps_value_cancels_with_the_panels_name_and_changes_nothing(
     with pytest.raises(RuntimeError, match="'Maps' must be a comma-separated list of color"):
         generate(tiny_model_dir, maps="albedo,shiny")
     assert scene_fingerprint() == before
+
+
+def test_the_panel_offers_maps_and_upscale_and_shows_the_maps_licence_when_chosen(sample_scene):
+    def drawn() -> list[tuple[str, str]]:
+        calls: list[tuple[str, str]] = []
+
+        class Layout:  # records what the panel draws
+            def prop(self, _data, name, **_options):
+                calls.append(("prop", name))
+
+            def prop_search(self, _data, name, *_search, **_options):
+                calls.append(("prop", name))
+
+            def operator(self, idname, **_options):
+                calls.append(("operator", idname))
+
+            def label(self, text="", **_options):
+                calls.append(("label", text))
+
+            def template_icon(self, **_options):
+                calls.append(("icon", ""))
+
+            def row(self, **_options):
+                return self
+
+            column = box = row
+
+        SDT_PT_main.draw(SimpleNamespace(layout=Layout()), bpy.context)
+        return calls
+
+    settings = bpy.context.scene.sd_depth_texture
+    settings.maps = {"color"}
+    shown = drawn()
+    assert ("prop", "maps") in shown and ("prop", "upscale") in shown
+    assert ("label", MAPS_LICENCE_NOTE) not in shown
+    settings.maps = {"color", "roughness"}
+    assert ("label", MAPS_LICENCE_NOTE) in drawn()
+    assert "OpenRAIL++-M" in MAPS_LICENCE_NOTE
