@@ -3,6 +3,7 @@ random-weight) diffusers upscalers saved and loaded through the auxiliary loader
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -17,7 +18,8 @@ from sd_depth_texture.core.diffusion.tiny_auxiliary import (
     build_tiny_x4_upscaler,
 )
 from sd_depth_texture.core.diffusion.upscale import tile_starts, upscale_picture
-from sd_depth_texture.core.errors import SettingError, TextureError
+from sd_depth_texture.core.errors import CancelledError, SettingError, TextureError
+from sd_depth_texture.core.progress import Progress
 from sd_depth_texture.core.validation import check_setting
 from sd_depth_texture.request import build_request
 
@@ -79,3 +81,20 @@ def test_a_folder_of_another_pipeline_is_refused_as_an_upscaler(saved):
     build_tiny_marigold().save_pretrained(saved / "marigold")
     with pytest.raises(TextureError, match="not the StableDiffusionUpscalePipeline"):
         load_auxiliary(UPSCALERS[4], ModelSpec(source=str(saved / "marigold"), device="cpu"))
+
+
+def test_upscaling_reports_each_step_and_stops_at_the_step_after_a_cancel():
+    pipe = build_tiny_x4_upscaler()
+    picture = np.random.default_rng(2).random((24, 40, 3), dtype=np.float32)
+    fractions: list[float] = []
+
+    def heard(fraction: float, _message: str) -> None:
+        fractions.append(fraction)
+        if len(fractions) == 1:
+            progress.cancel()  # during the first tile: the second never starts
+
+    progress = Progress(on_change=heard)
+    settings = dataclasses.replace(SETTINGS, steps=2)
+    with pytest.raises(CancelledError):
+        upscale_picture(pipe, picture, 4, settings, tile=24, overlap=8, progress=progress)
+    assert fractions == [pytest.approx(0.25)]  # step 1 of 2 of tile 1 of 2
