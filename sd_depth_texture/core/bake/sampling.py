@@ -63,15 +63,20 @@ def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
 def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> np.ndarray:
     """Colours of seen texels from the view's picture, never mixing in another surface.
 
-    At the capture's own size, neighbour pixels whose depth is not the texel's surface are left
-    out of the bilinear weights; a picture of another size is sampled plainly, scaled.
+    Neighbour pixels whose depth is not the texel's surface are left out of the bilinear
+    weights. A picture larger than the capture (an upscaled one) is sampled at its own scale,
+    each of its pixels judged by the depth of the capture pixel it lies in; a smaller one is
+    sampled plainly, scaled.
     """
     view = capture.view
     image = np.asarray(image, dtype=np.float32)
-    if image.shape[:2] != (view.height, view.width):
-        scale = np.array([image.shape[1] / view.width, image.shape[0] / view.height])
-        return sample_bilinear(image, seen.xy * scale)
-    index, weight = _bilinear_corners(view.width, view.height, seen.xy)
+    height, width = image.shape[:2]
+    ratio = np.array([width / view.width, height / view.height], dtype=np.float32)
+    if ratio.min() < 1.0:
+        return sample_bilinear(image, seen.xy * ratio)
+    same_size = (height, width) == (view.height, view.width)
+    index, weight = _bilinear_corners(width, height, seen.xy if same_size else seen.xy * ratio)
+    depth_at = index if same_size else [_capture_pixel(at, width, ratio, view) for at in index]
     # Neighbour centres lie up to ~1.5 pixels away: allow what the slanted surface spans there.
     cosine = np.maximum(seen.facing, 1e-6)
     slope = np.sqrt(np.maximum(1.0 - cosine**2, 0.0)) / cosine
@@ -79,7 +84,7 @@ def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> n
     flat_depth = capture.view_depth.ravel()
     masked = [
         plain * (np.abs(np.take(flat_depth, at) - seen.depth) <= allowance)
-        for at, plain in zip(index, weight, strict=True)
+        for at, plain in zip(depth_at, weight, strict=True)
     ]
     total = masked[0] + masked[1] + masked[2] + masked[3]
     # Where no neighbour is of the same surface, fall back to the plain weights.
@@ -87,3 +92,11 @@ def sample_seen(image: np.ndarray, seen: SeenTexels, capture: DepthCapture) -> n
     scale = np.where(some, 1.0 / np.maximum(total, 1e-6), 0.0).astype(np.float32)
     weights = [np.where(some, m * scale, plain) for m, plain in zip(masked, weight, strict=True)]
     return _gather(image, index, weights)
+
+
+def _capture_pixel(at: np.ndarray, width: int, ratio: np.ndarray, view) -> np.ndarray:
+    """Flat capture pixels holding the centres of flat pixels ``at`` of a picture ``width``
+    wide, ``ratio`` times the capture's size."""
+    col = np.minimum(((at % width) + 0.5) / ratio[0], view.width - 1).astype(np.intp)
+    row = np.minimum(((at // width) + 0.5) / ratio[1], view.height - 1).astype(np.intp)
+    return row * view.width + col
