@@ -83,3 +83,24 @@ def test_view_borders_of_a_continuous_texture_do_not_show_and_a_step_does():
     assert step.reference == pytest.approx(0.004, rel=1e-3)
     dominant[:, :8] = -1  # texels no view painted well are left out
     assert view_border_figure(texture, dominant).pairs == 63
+
+
+def test_big_meshes_are_sampled_without_missing_seams_along_runs_of_vertex_ids():
+    """A 160 x 160 grid (51,200 triangles: only a subset of edges is searched) cut by a UV seam
+    down its middle, vertices numbered down the columns as a subdivided seam's are: the seam's
+    edges join consecutive ids, and the search must still find its share of them."""
+    n = 160
+    column, row = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    vertices = np.stack([column.ravel(), row.ravel(), np.zeros(column.size)], 1) / n
+    corner = (column[:-1, :-1] * (n + 1) + row[:-1, :-1]).ravel()  # id = column * (n + 1) + row
+    triangles = np.concatenate([
+        np.stack([corner, corner + n + 1, corner + n + 2], 1),
+        np.stack([corner, corner + n + 2, corner + 1], 1),
+    ])  # fmt: skip
+    uv = np.concatenate([vertices[:, :2] * [0.45, 0.9], vertices[:, :2] * [0.45, 0.9] + [0.5, 0]])
+    right = vertices[triangles].mean(axis=1)[:, 0] > 0.5
+    uv_triangles = np.where(right[:, None], triangles + vertices.shape[0], triangles)
+    texture = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
+    result = uv_seam_figure(texture, vertices, triangles, uv, uv_triangles)
+    assert 3 * triangles.shape[0] > 32_768  # the search looks at a subset
+    assert n // 8 <= result.pairs < n  # a fair share of the seam's n edges

@@ -56,6 +56,8 @@ class TextureState:
     # Texels seen only on depth edges: the colour of the most square such sighting.
     edge_color: np.ndarray | None = None  # (N, C) float32
     edge_facing: np.ndarray | None = None  # (N,) float32; 0 = never seen on an edge
+    # Empty and no view folded in yet: the first view's colours go in without blending.
+    untouched: bool = False
 
     def __post_init__(self) -> None:
         count = self.weight.shape[0]
@@ -69,6 +71,7 @@ class TextureState:
             color=np.full((count, channels), grey, dtype=np.float32),
             weight=np.zeros(count, dtype=np.float32),
             best_facing=np.zeros(count, dtype=np.float32),
+            untouched=True,
         )
 
     @classmethod
@@ -234,6 +237,15 @@ def fold(
     if seen.index.size == 0:
         return record
     index, facing = seen.index, seen.facing
+    if state.untouched:  # the first view of an empty state: its colours as they are
+        state.untouched = False
+        state.color[index] = color
+        state.weight[index] = weight
+        state.best_facing[index] = facing
+        state.dominant[index] = view
+        state.dominant_weight[index] = weight
+        record.new = 1.0
+        return record
     best = state.best_facing[index]
     painted = best > 0
     if painted.any():

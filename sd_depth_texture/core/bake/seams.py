@@ -59,20 +59,24 @@ def _figure(seam_sum: float, seam_weight: float, ref_sum: float, ref_weight: flo
     return SeamFigure(seam, reference, ratio, pairs)
 
 
-def edge_pairs(triangles: np.ndarray, edges_looked_at: int = EDGES_LOOKED_AT) -> np.ndarray:
+def edge_pairs(triangles: np.ndarray, edges_looked_at: int | None = None) -> np.ndarray:
     """(P, 2) pairs of triangle edges (flat ``3 * triangle + corner`` ids, edge k runs from
     corner k to k + 1) that are the same mesh edge; edges of more than two triangles are left
-    out. On big meshes only a spread subset of edges is searched (those whose two vertex ids sum
-    to a multiple of a power of two: both triangles of an edge agree on it), so the cost stays
-    a few milliseconds."""
+    out. On big meshes only a spread subset of edges is searched (chosen by a hash of the sum of
+    their two vertex ids, so both triangles of an edge agree on it, and runs of consecutive ids,
+    as along a subdivided seam, are spread over it), so the cost stays a few milliseconds."""
     triangles = np.asarray(triangles)
+    edges_looked_at = edges_looked_at or EDGES_LOOKED_AT
     stride = 1
     while 3 * triangles.shape[0] // stride > edges_looked_at:
         stride *= 2
     picked, lows, highs = [], [], []
     for k in range(3):
         start, end = triangles[:, k], triangles[:, (k + 1) % 3]
-        at = np.flatnonzero(((start + end) & (stride - 1)) == 0) if stride > 1 else None
+        at = None
+        if stride > 1:  # Fibonacci hashing of the sum: neighbouring ids spread evenly
+            mixed = (start + end).astype(np.uint32) * np.uint32(2654435761)
+            at = np.flatnonzero(mixed < np.uint32(2**32 // stride))
         if at is not None:
             start, end = start[at], end[at]
         else:
