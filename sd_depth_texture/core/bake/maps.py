@@ -75,8 +75,9 @@ def paint_maps(
 
         layer_targets = [dataclasses.replace(t, start=_start(t, layer)) for t in targets]
         painted, _ = paint_group(
-            layer_targets, views, geometry, given, fill=fill, margin=margin, captures=captures
-        )
+            layer_targets, views, geometry, given, fill=fill, margin=margin, captures=captures,
+            derived=True,
+        )  # fmt: skip
         for target in targets if layer == "material" else ():
             if target.start is None:  # island texels no view painted: no metal, mid roughness
                 result = painted[target.name]

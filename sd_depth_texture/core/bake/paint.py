@@ -196,6 +196,7 @@ def paint_group(
     progress: Progress | None = None,
     match_colors: bool = False,
     falloff: bool = True,
+    derived: bool = False,
 ) -> tuple[dict[str, Painted], np.ndarray | None]:
     """Paint ``targets`` from ``views`` in order; returns each target's result and the depth
     map of the last view that was painted (what the model, or the projection, last saw).
@@ -206,6 +207,8 @@ def paint_group(
     colour the run started from. ``match_colors``: each view's colours are fitted to what the
     views before it painted (:func:`.color_match.match_view`) before they are folded in.
     ``falloff=False``: plain cos^k weights without the edge fall-off (for comparisons).
+    ``derived``: a pass of pictures derived from an earlier pass's (the PBR maps): no kept
+    regions are rendered for the picture maker and no PSNR or seam figures are measured.
     Raises :class:`TextureError` when no view sees any target.
     """
     progress = progress or Progress()
@@ -227,6 +230,7 @@ def paint_group(
                 top_pixels,
                 match_colors,
                 falloff,
+                derived,
             )
         if depth is None:
             continue
@@ -236,7 +240,7 @@ def paint_group(
     if all(not progressing.report.views for progressing in states):
         names = ", ".join(f"'{target.name}'" for target in targets)
         raise TextureError(f"{names} is not visible from any of the views.")
-    return {p.target.name: _finish(p, fill, margin) for p in states}, last_depth
+    return {p.target.name: _finish(p, fill, margin, not derived) for p in states}, last_depth
 
 
 def _paint_view(
@@ -250,6 +254,7 @@ def _paint_view(
     top_pixels: int | None,
     match_colors: bool = False,
     use_falloff: bool = True,
+    derived: bool = False,
 ) -> tuple[np.ndarray, int] | None:
     """One view of a group; returns its depth map and how many target pixels it saw, or None
     when it was skipped."""
@@ -287,7 +292,8 @@ def _paint_view(
         target = progressing.target
         facing = pixel_facing(capture, progressing.normals, target.first_triangle)
         accepted[target.name] = mask & ~edges & (facing >= _COS_GRAZING)
-        if progressing.state.painted.any():  # nothing to keep before the first painted view
+        # Nothing to keep before the first painted view, nor for derived pictures.
+        if progressing.state.painted.any() and not derived:
             rendered, _, pixel_texel = render_texture(
                 capture, target.mesh.vertices, target.mesh.triangles, target.mesh.uv,
                 target.mesh.uv_triangles, target.first_triangle, progressing.current,
@@ -353,8 +359,9 @@ def _paint_view(
     return depth, seen_pixels
 
 
-def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
-    """Edges, fill, margin and the re-render check for one target after its last view."""
+def _finish(progressing: _Progressing, fill: bool, margin: int, measure: bool = True) -> Painted:
+    """Edges, fill, margin and (``measure``) the re-render check and seam figures for one
+    target after its last view."""
     start = time.perf_counter()
     target, state, report = progressing.target, progressing.state, progressing.report
     surface = target.surface
@@ -376,7 +383,7 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     start = time.perf_counter()
     report.psnr_per_view = {
         label: _rerender_psnr(capture, picture, accepted, target, texture)
-        for label, capture, picture, accepted in progressing.done
+        for label, capture, picture, accepted in (progressing.done if measure else ())
     }
     spreads = [v["overlap_difference"] for v in report.views if v["overlap_difference"] is not None]
     report.colour_spread = float(np.mean(spreads)) if spreads else None
@@ -385,7 +392,8 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     dominant = np.full(size * size, -1, dtype=np.int16)
     dominant[surface.texel] = state.dominant
     dominant = dominant.reshape(size, size)
-    report.seams = _seam_figures(target, texture, dominant, mask.reshape(size, size))
+    if measure:
+        report.seams = _seam_figures(target, texture, dominant, mask.reshape(size, size))
     report.seconds["seams"] = time.perf_counter() - start
     report.texel_density = overall_texel_density(report.views)
     if report.texel_density is not None and report.texel_density < LOW_TEXEL_DENSITY:
