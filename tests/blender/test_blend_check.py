@@ -3,7 +3,9 @@ every format it writes passes, and a file cut short or padded with zeros is one 
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import bpy
@@ -55,3 +57,20 @@ def test_a_compressed_file_cut_short_is_one_line(saved, tmp_path):
     broken.write_bytes(saved["compressed"].read_bytes()[:-200])
     with pytest.raises(TextureError, match=f"^Blender cannot open '{broken}': "):
         check_blend(str(broken))
+
+
+def test_a_sound_file_damaged_later_is_walked_again(saved, tmp_path):
+    """A file found sound is not walked twice while it is unchanged; damaged in place since
+    (same size, its modification time put back: only its change time tells), it is refused."""
+    copy = tmp_path / "copy.blend"
+    data = saved["plain"].read_bytes()
+    copy.write_bytes(data)
+    check_blend(str(copy))
+    check_blend(str(copy))  # remembered: the same file, unchanged
+    before = copy.stat()
+    time.sleep(0.01)  # a change time of its own, also on coarse clocks
+    copy.write_bytes(data[:17] + bytes(len(data) - 17))
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert copy.stat().st_size == before.st_size
+    with pytest.raises(TextureError, match="is not a block"):
+        check_blend(str(copy))
