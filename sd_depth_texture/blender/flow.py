@@ -32,7 +32,7 @@ from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside
 from ..core.budget import check_fits
 from ..core.disk import reason
 from ..core.errors import TextureError
-from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
+from ..core.geometry.depth import DepthCapture, cached_capture, depth_for_model
 from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_geometry
 from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
@@ -86,7 +86,7 @@ def read_view(view) -> ViewCapture:
     Raises :class:`TextureError` for a view that sees nothing.
     """
     meshes, geometry = read_scene()
-    capture = capture_depth(view, geometry.vertices, geometry.triangles)
+    capture = cached_capture(view, geometry)
     depth = depth_for_model(capture)
     return ViewCapture(
         meshes={mesh.name: mesh for mesh in meshes},
@@ -388,7 +388,7 @@ def prepare(request: TextureRequest) -> Run:
         captures: dict[int, DepthCapture] = {}
         if shared is not None:
             for number, view in enumerate(shared):
-                captures[number] = capture_depth(view.view, geometry.vertices, geometry.triangles)
+                captures[number] = cached_capture(view.view, geometry)
         if named is None:
             named = _seen_targets(request, meshes, geometry, captures, context)
             new_uv = [
@@ -484,7 +484,7 @@ def _seen_targets(
                 context.scene, context.scene.camera, context.evaluated_depsgraph_get(),
                 request.views.resolution,
             )  # fmt: skip
-            capture = capture_depth(view, geometry.vertices, geometry.triangles)
+            capture = cached_capture(view, geometry)
             names = seen_names(geometry, capture, meshes)
     else:
         seen = set()
@@ -538,7 +538,7 @@ def _groups(
                 "islands into it (UV > Pack Islands)."
             )
         surface = cached_texel_surface(
-            mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size
+            mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size, mesh.digest
         )
         start = None if request.views.several else _start_colours(obj.name, surface)
         if start is not None:

@@ -39,8 +39,8 @@ def mesh_arrays(
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        local, triangles, corners = _triangles(mesh)
-        uv = _uv(mesh, uv_map or _uv_name(obj))
+        local, triangles, corners, shape = _triangles(mesh)
+        uv, uv_digest = _uv(mesh, uv_map or _uv_name(obj))
         matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     finally:
         evaluated.to_mesh_clear()
@@ -53,6 +53,7 @@ def mesh_arrays(
         uv=uv,
         uv_triangles=corners,
         target=obj.type == "MESH",
+        digest=hashlib.sha1(shape + matrix.tobytes() + uv_digest).digest(),
     )
 
 
@@ -71,8 +72,8 @@ def visible_geometry(
     read of its arrays; each instance costs a matrix product.
     """
     objects: list[str] = []
-    instances: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
-    shared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    instances: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, bytes]] = []
+    shared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, bytes]] = {}
     for instance in depsgraph.object_instances:
         obj = instance.object
         if obj.type != "MESH":  # text, curves and metaballs also come as MESH entries
@@ -89,12 +90,13 @@ def visible_geometry(
         if key not in shared:
             shared[key] = _triangles(mesh)
         matrix = np.array(instance.matrix_world, dtype=np.float64)
-        instances.append((f"{instance.parent.name}/{obj.name}", matrix, *shared[key][:2]))
+        local, triangles, _, shape = shared[key]
+        instances.append((f"{instance.parent.name}/{obj.name}", matrix, local, triangles, shape))
 
     meshes = [mesh_arrays(bpy.data.objects[name], depsgraph) for name in objects]
     taken = set(bpy.data.objects.keys())
     counts: dict[str, int] = {}
-    for stem, matrix, local, triangles in instances:
+    for stem, matrix, local, triangles, shape in instances:
         if not triangles.size:
             continue
         number = counts.get(stem, 0)
@@ -111,14 +113,16 @@ def visible_geometry(
                 uv=None,
                 uv_triangles=np.zeros((0, 3), dtype=np.int64),
                 target=False,
+                digest=hashlib.sha1(shape + matrix.tobytes()).digest(),
             )
         )
     log.debug("read %d mesh objects, %d other surfaces", len(objects), len(meshes) - len(objects))
     return meshes
 
 
-def _triangles(mesh: bpy.types.Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A mesh's local vertices (V, 3) float64, triangles (F, 3) and their corners (F, 3).
+def _triangles(mesh: bpy.types.Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
+    """A mesh's local vertices (V, 3) float64, triangles (F, 3), their corners (F, 3), and a
+    digest of the arrays all three follow from.
 
     Positions and corner vertices are read from their attribute arrays, which copy in one
     block; the loop triangles' corners come from :func:`_loop_triangle_corners`.
@@ -130,16 +134,17 @@ def _triangles(mesh: bpy.types.Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray
     corner_vertex = _attribute(
         mesh, ".corner_vert", "value", (mesh.loops, "vertex_index"), len(mesh.loops), np.int32
     )
-    corners = _loop_triangle_corners(mesh, vertices, corner_vertex)
+    corners, shape = _loop_triangle_corners(mesh, vertices, corner_vertex)
     triangles = corner_vertex[corners].reshape(-1, 3).astype(np.int64)
     local = vertices.reshape(-1, 3).astype(np.float64)
-    return local, triangles, corners.reshape(-1, 3).astype(np.int64)
+    return local, triangles, corners.reshape(-1, 3).astype(np.int64), shape
 
 
 def _loop_triangle_corners(
     mesh: bpy.types.Mesh, positions: np.ndarray, corner_vertex: np.ndarray
-) -> np.ndarray:
-    """(F * 3,) int32 corners of the mesh's loop triangles (``calc_loop_triangles`` done).
+) -> tuple[np.ndarray, bytes]:
+    """(F * 3,) int32 corners of the mesh's loop triangles (``calc_loop_triangles`` done), and
+    the digest of the arrays they follow from (the mesh's shape, before its transform).
 
     Only these go through per-item RNA access (0.09 s for 1M triangles, most of reading a
     mesh); everything else copies in one block. Blender's triangulation is a function of the
@@ -157,14 +162,14 @@ def _loop_triangle_corners(
     cached = _CORNERS_CACHE.get(key)
     if cached is not None:
         _CORNERS_CACHE.move_to_end(key)
-        return cached
+        return cached, key
     corners = np.empty(faces.size * 3, dtype=np.int32)
     mesh.loop_triangles.foreach_get("loops", corners)
     corners.flags.writeable = False  # shared by every read of this mesh
     _CORNERS_CACHE[key] = corners
     while len(_CORNERS_CACHE) > _CORNERS_CACHE_SIZE:
         _CORNERS_CACHE.popitem(last=False)
-    return corners
+    return corners, key
 
 
 def _uv_name(obj: bpy.types.Object) -> str | None:
@@ -174,15 +179,16 @@ def _uv_name(obj: bpy.types.Object) -> str | None:
     return active.name if active is not None else None
 
 
-def _uv(mesh: bpy.types.Mesh, name: str | None) -> np.ndarray | None:
-    """(L, 2) float64 per-corner UVs of the layer called ``name``, else of the active layer."""
+def _uv(mesh: bpy.types.Mesh, name: str | None) -> tuple[np.ndarray | None, bytes]:
+    """(L, 2) float64 per-corner UVs of the layer called ``name``, else of the active layer,
+    and a digest of them as read."""
     layer = mesh.uv_layers.get(name) if name else None
     layer = layer if layer is not None else mesh.uv_layers.active
     if layer is None:
-        return None
+        return None, b"no UV map"
     uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
     layer.uv.foreach_get("vector", uv)
-    return uv.reshape(-1, 2).astype(np.float64)
+    return uv.reshape(-1, 2).astype(np.float64), hashlib.sha1(uv.view(np.uint8)).digest()
 
 
 def _refuse_non_finite(name: str, vertices: np.ndarray) -> None:

@@ -151,17 +151,21 @@ def cached_texel_surface(
     uv: np.ndarray,
     uv_triangles: np.ndarray,
     size: int,
+    digest: bytes | None = None,
 ) -> TexelSurface:
     """:func:`texel_surface`, reused while the mesh, its UVs and the size are unchanged.
 
     Keyed by the arrays' content (hashing is ~10x cheaper than rasterising the layout), so
-    running again on the same object skips the UV rasterisation. The arrays are hashed on two
-    threads (hashlib releases the GIL): 1M triangles, 92 MB, 50 ms on one, 28 ms on two.
+    running again on the same object skips the UV rasterisation. ``digest``: the content's
+    digest where the caller has it (:attr:`..geometry.mesh.MeshArrays.digest`, made as the
+    mesh was read); otherwise the arrays are hashed on two threads (hashlib releases the GIL):
+    1M triangles, 92 MB, 50 ms on one, 28 ms on two.
     """
-    arrays = (vertices, triangles, uv, uv_triangles)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = list(pool.map(_content_digest, arrays))
-    key = hashlib.sha1(str(size).encode() + b"".join(digests)).hexdigest()
+    if digest is None:
+        arrays = (vertices, triangles, uv, uv_triangles)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            digest = b"".join(pool.map(_content_digest, arrays))
+    key = hashlib.sha1(str(size).encode() + digest).hexdigest()
     if key in _SURFACE_CACHE:
         _SURFACE_CACHE.move_to_end(key)
         return _SURFACE_CACHE[key]

@@ -5,6 +5,7 @@ No bpy: the Blender side fills these from evaluated meshes (:mod:`..blender.scen
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,9 @@ class MeshArrays:
     uv: np.ndarray | None  # (L, 2) float64 per-corner UVs of the active UV map
     uv_triangles: np.ndarray  # (F, 3) int64 corner indices, same triangle order
     target: bool = True
+    # Digest of everything the arrays were made from (the mesh as read, its transform, its
+    # UVs), so caches need not hash the arrays again; None: unknown, hash the arrays.
+    digest: bytes | None = None
 
 
 def require_uv(mesh: MeshArrays) -> MeshArrays:
@@ -52,6 +56,7 @@ class SceneGeometry:
     triangles: np.ndarray
     owner: np.ndarray  # (F,) index into ``names``
     names: list[str]
+    digest: bytes | None = None  # of its meshes' digests, in order; None if one is unknown
 
 
 def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
@@ -67,4 +72,16 @@ def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
             np.arange(len(meshes), dtype=np.int32), [m.triangles.shape[0] for m in meshes]
         ),
         names=[m.name for m in meshes],
+        digest=_combined_digest(meshes),
     )
+
+
+def _combined_digest(meshes: list[MeshArrays]) -> bytes | None:
+    """The soup's digest from its meshes' own, in order (their vertex counts included)."""
+    if any(mesh.digest is None for mesh in meshes):
+        return None
+    combined = hashlib.sha1()
+    for mesh in meshes:
+        combined.update(mesh.digest)
+        combined.update(str(mesh.vertices.shape).encode())
+    return combined.digest()
