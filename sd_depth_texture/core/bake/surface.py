@@ -31,6 +31,8 @@ class TexelSurface:
     weights: tuple[np.ndarray, np.ndarray]  # (N,) float32 barycentrics b0, b1 in that triangle
     triangle_normal: np.ndarray  # (F, 3) float64 unit normal of every mesh triangle
     triangle_offset: np.ndarray  # (F,) float64 normal . point for every point of the triangle
+    # :func:`shared_texel_fraction` of the layout, once found (a surface is one layout's).
+    shared_fraction: float | None = None
 
     @cached_property
     def barycentric(self) -> np.ndarray:
@@ -208,8 +210,17 @@ def shared_texel_fraction(surface: TexelSurface, uv: np.ndarray, uv_triangles: n
     the faces on each texel: the area's excess counts a texel three copies share twice, so it is
     no share (an Array modifier's three copies would read 200 %). A shared texel keeps one
     surface point (the face the UV raster drew last), so it shows the colour painted for that
-    face.
+    face. Found once per surface (a surface is the raster of one layout): a surface reused by
+    :func:`cached_texel_surface` keeps it.
     """
+    if surface.shared_fraction is None:
+        surface.shared_fraction = _shared_texel_fraction(surface, uv, uv_triangles)
+    return surface.shared_fraction
+
+
+def _shared_texel_fraction(
+    surface: TexelSurface, uv: np.ndarray, uv_triangles: np.ndarray
+) -> float:
     uv = np.asarray(uv)
     corners = [np.ascontiguousarray(uv_triangles[:, k]) for k in range(3)]
     u = [np.take(uv[:, 0].astype(np.float32), c) for c in corners]
