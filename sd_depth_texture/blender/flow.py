@@ -61,14 +61,19 @@ class ViewCapture:
     seen: list[str]  # the meshes with at least one pixel in view, in scene order
 
 
-def read_scene(extra: list[bpy.types.Object] = ()) -> tuple[list[MeshArrays], SceneGeometry]:
+def read_scene(
+    extra: list[bpy.types.Object] = (), with_uv: bool = True
+) -> tuple[list[MeshArrays], SceneGeometry]:
     """Everything visible that renders as triangles (meshes, curves, text, instances), plus
-    ``extra`` objects even if hidden, as arrays and one soup."""
+    ``extra`` objects even if hidden, as arrays and one soup; ``with_uv`` False leaves the
+    meshes' UVs unread (``uv`` None), for what needs only the surfaces."""
     context = bpy.context
     depsgraph = context.evaluated_depsgraph_get()
-    meshes = scene.visible_geometry(depsgraph, context.view_layer)
+    meshes = scene.visible_geometry(depsgraph, context.view_layer, with_uv)
     read = {mesh.name for mesh in meshes}
-    meshes += [scene.mesh_arrays(obj, depsgraph) for obj in extra if obj.name not in read]
+    meshes += [
+        scene.mesh_arrays(obj, depsgraph, with_uv=with_uv) for obj in extra if obj.name not in read
+    ]
     return meshes, scene_geometry(meshes)
 
 
@@ -81,11 +86,12 @@ def seen_names(
 
 
 def read_view(view) -> ViewCapture:
-    """Read the visible meshes and capture ``view``'s depth; reads only, checks no targets.
+    """Read the visible meshes (without their UVs: a depth map needs none) and capture
+    ``view``'s depth; reads only, checks no targets.
 
     Raises :class:`TextureError` for a view that sees nothing.
     """
-    meshes, geometry = read_scene()
+    meshes, geometry = read_scene(with_uv=False)
     capture = cached_capture(view, geometry)
     depth = depth_for_model(capture)
     return ViewCapture(
@@ -537,9 +543,11 @@ def _groups(
                 "(UDIM tiles or unpacked UVs), and one texture holds only that square: pack the "
                 "islands into it (UV > Pack Islands)."
             )
+        known = mesh.digest is not None and mesh.uv_digest is not None
         surface = cached_texel_surface(
-            mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size, mesh.digest
-        )
+            mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size,
+            mesh.digest + mesh.uv_digest if known else None,
+        )  # fmt: skip
         start = None if request.views.several else _start_colours(obj.name, surface)
         if start is not None:
             under = images.image_record(bpy.data.images[targets.texture_name(obj.name)])

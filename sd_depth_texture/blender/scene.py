@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import NoCameraError, TextureError
-from ..core.geometry.mesh import MeshArrays
+from ..core.geometry.mesh import MeshArrays, digest_arrays
 from ..core.geometry.views import View, camera_world_to_view, generation_size
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,10 @@ _CORNERS_CACHE_SIZE = 4  # 12 MB each for 1M triangles
 
 
 def mesh_arrays(
-    obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str | None = None
+    obj: bpy.types.Object,
+    depsgraph: bpy.types.Depsgraph,
+    uv_map: str | None = None,
+    with_uv: bool = True,
 ) -> MeshArrays:
     """A texturing target's evaluated mesh (modifiers applied) in world space, with its UVs.
 
@@ -34,13 +37,14 @@ def mesh_arrays(
     UVs are read from the evaluated mesh's layer named ``uv_map`` (default: the object's
     active UV map's name, the one the material is wired to), else from its active layer; a
     modifier stack that drops UVs gives ``uv`` None (see
-    :func:`..core.geometry.mesh.require_uv`).
+    :func:`..core.geometry.mesh.require_uv`). ``with_uv`` False reads no UVs (``uv`` None):
+    for what needs only the surface, such as a depth map.
     """
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
         local, triangles, corners, shape = _triangles(mesh)
-        uv, uv_digest = _uv(mesh, uv_map or _uv_name(obj))
+        uv, uv_digest = _uv(mesh, uv_map or _uv_name(obj)) if with_uv else (None, None)
         matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     finally:
         evaluated.to_mesh_clear()
@@ -53,12 +57,13 @@ def mesh_arrays(
         uv=uv,
         uv_triangles=corners,
         target=obj.type == "MESH",
-        digest=hashlib.sha1(shape + matrix.tobytes() + uv_digest).digest(),
+        digest=hashlib.sha1(shape + matrix.tobytes()).digest(),
+        uv_digest=uv_digest,
     )
 
 
 def visible_geometry(
-    depsgraph: bpy.types.Depsgraph, view_layer: bpy.types.ViewLayer
+    depsgraph: bpy.types.Depsgraph, view_layer: bpy.types.ViewLayer, with_uv: bool = True
 ) -> list[MeshArrays]:
     """Everything visible that renders as triangles, in world space: all of it occludes.
 
@@ -69,7 +74,8 @@ def visible_geometry(
     triangles are found by its name); every other surface is named
     ``"<instancer>/<object>#<n>"``, made unique against every object name in the file, and
     has ``target`` False: only mesh objects can be textured. Instances of one mesh share one
-    read of its arrays; each instance costs a matrix product.
+    read of its arrays; each instance costs a matrix product. ``with_uv`` False: the mesh
+    objects' UVs are not read either (see :func:`mesh_arrays`).
     """
     objects: list[str] = []
     instances: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, bytes]] = []
@@ -93,7 +99,7 @@ def visible_geometry(
         local, triangles, _, shape = shared[key]
         instances.append((f"{instance.parent.name}/{obj.name}", matrix, local, triangles, shape))
 
-    meshes = [mesh_arrays(bpy.data.objects[name], depsgraph) for name in objects]
+    meshes = [mesh_arrays(bpy.data.objects[name], depsgraph, with_uv=with_uv) for name in objects]
     taken = set(bpy.data.objects.keys())
     counts: dict[str, int] = {}
     for stem, matrix, local, triangles, shape in instances:
@@ -154,11 +160,7 @@ def _loop_triangle_corners(
     """
     faces = np.empty(len(mesh.loop_triangles), dtype=np.int32)
     mesh.loop_triangle_polygons.foreach_get("value", faces)
-    digest = hashlib.sha1()
-    for array in (positions, corner_vertex, faces):
-        digest.update(str(array.size).encode())
-        digest.update(array.view(np.uint8))
-    key = digest.digest()
+    key = hashlib.sha1(digest_arrays((positions, corner_vertex, faces))).digest()
     cached = _CORNERS_CACHE.get(key)
     if cached is not None:
         _CORNERS_CACHE.move_to_end(key)
@@ -179,13 +181,13 @@ def _uv_name(obj: bpy.types.Object) -> str | None:
     return active.name if active is not None else None
 
 
-def _uv(mesh: bpy.types.Mesh, name: str | None) -> tuple[np.ndarray | None, bytes]:
+def _uv(mesh: bpy.types.Mesh, name: str | None) -> tuple[np.ndarray | None, bytes | None]:
     """(L, 2) float64 per-corner UVs of the layer called ``name``, else of the active layer,
     and a digest of them as read."""
     layer = mesh.uv_layers.get(name) if name else None
     layer = layer if layer is not None else mesh.uv_layers.active
     if layer is None:
-        return None, b"no UV map"
+        return None, None
     uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
     layer.uv.foreach_get("vector", uv)
     return uv.reshape(-1, 2).astype(np.float64), hashlib.sha1(uv.view(np.uint8)).digest()

@@ -6,6 +6,8 @@ No bpy: the Blender side fills these from evaluated meshes (:mod:`..blender.scen
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +30,11 @@ class MeshArrays:
     uv: np.ndarray | None  # (L, 2) float64 per-corner UVs of the active UV map
     uv_triangles: np.ndarray  # (F, 3) int64 corner indices, same triangle order
     target: bool = True
-    # Digest of everything the arrays were made from (the mesh as read, its transform, its
-    # UVs), so caches need not hash the arrays again; None: unknown, hash the arrays.
+    # Digests of what the arrays were made from, so caches need not hash them again (None:
+    # unknown, hash the arrays): the mesh as read and its transform (vertices, triangles,
+    # corners), and its UVs as read.
     digest: bytes | None = None
+    uv_digest: bytes | None = None
 
 
 def require_uv(mesh: MeshArrays) -> MeshArrays:
@@ -74,6 +78,20 @@ def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
         names=[m.name for m in meshes],
         digest=_combined_digest(meshes),
     )
+
+
+def digest_arrays(arrays: Sequence[np.ndarray]) -> bytes:
+    """One digest of the arrays' contents, dtypes and shapes, hashed on two threads (hashlib
+    releases the GIL): a 1M-triangle mesh's arrays in about half the time of one."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return b"".join(pool.map(_array_digest, arrays))
+
+
+def _array_digest(array: np.ndarray) -> bytes:
+    contiguous = np.ascontiguousarray(array)
+    digest = hashlib.sha1(str((contiguous.dtype, contiguous.shape)).encode())
+    digest.update(contiguous.view(np.uint8))
+    return digest.digest()
 
 
 def _combined_digest(meshes: list[MeshArrays]) -> bytes | None:
