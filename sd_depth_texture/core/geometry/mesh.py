@@ -68,6 +68,15 @@ def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
     if not meshes:
         empty = np.zeros((0, 3))
         return SceneGeometry(empty, empty.astype(np.int64), np.zeros(0, dtype=np.int32), [])
+    if len(meshes) == 1:  # the usual case: the mesh's own arrays, not a 36 MB copy of them
+        only = meshes[0]
+        return SceneGeometry(
+            vertices=only.vertices,
+            triangles=np.asarray(only.triangles, dtype=np.int64),
+            owner=np.zeros(only.triangles.shape[0], dtype=np.int32),
+            names=[only.name],
+            digest=_combined_digest(meshes),
+        )
     offsets = np.cumsum([0] + [m.vertices.shape[0] for m in meshes[:-1]])
     return SceneGeometry(
         vertices=np.concatenate([m.vertices for m in meshes]),
