@@ -10,6 +10,7 @@ import sys
 import bpy
 
 from ..blender.images import depth_image
+from . import loras
 from .runner import ModalRunner
 
 
@@ -50,6 +51,8 @@ class SDT_PT_main(bpy.types.Panel):
         if settings.views > 1:
             box.prop(settings, "view_prompts")
             box.prop(settings, "camera_collection")
+
+        loras.draw(layout, settings)
 
         if state.running:
             layout.progress(factor=state.progress, text=state.status or "Working")

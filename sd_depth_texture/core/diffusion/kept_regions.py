@@ -24,7 +24,9 @@ def keep_regions_hook(
     """An ``on_latents`` hook that holds ``known`` (H, W, 3 sRGB) where ``keep`` (H, W) is 1."""
     vae = pipe.vae
     image = torch.from_numpy(np.ascontiguousarray(known[..., :3].transpose(2, 0, 1)))[None]
-    image = image.to(device=vae.device, dtype=vae.dtype) * 2.0 - 1.0
+    # The pipeline's execution device, not the VAE's: with CPU offload the VAE waits in host
+    # memory (or on the meta device) until its hook moves it.
+    image = image.to(device=pipe._execution_device, dtype=vae.dtype) * 2.0 - 1.0
     with out_of_memory("encoding the parts earlier views painted"):
         known_latents = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
     factor = image.shape[-1] // known_latents.shape[-1]
