@@ -248,3 +248,27 @@ def test_vae_tiling_reaches_the_vae_without_reloading_and_is_recorded(base) -> N
     auto, third = picture(base, depth=depth)  # auto on the CPU: whole
     assert third.record.vae_tiling is False
     np.testing.assert_array_equal(auto, whole)
+
+
+def test_a_lora_that_is_part_of_the_model_stays_on(loras) -> None:
+    """FLUX.1 dev carries its depth control LoRA as part of the model: the run's LoRAs come
+    and go (and a refused one is taken off) around it, never with it."""
+    from sd_depth_texture.core.diffusion.lora import apply_loras, base_adapters_of, check_lora_files
+    from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    pipe.load_lora_weights(str(loras["stone"]), adapter_name="depth")
+    base = base_adapters_of(pipe)
+    assert base == ("depth",)
+    own = generate(pipe, DEPTH, SETTINGS)
+    wood = check_lora_files((LoraSpec(str(loras["wood"])),))
+    applied = apply_loras(pipe, wood, (), base)
+    assert not np.array_equal(generate(pipe, DEPTH, SETTINGS), own)
+    assert set(pipe.get_active_adapters()) == {"depth", "lora0"}
+    applied = apply_loras(pipe, (), applied, base)
+    np.testing.assert_array_equal(generate(pipe, DEPTH, SETTINGS), own)
+    other = check_lora_files((LoraSpec(str(loras["other_base"])),))
+    with pytest.raises(TextureError, match="does not fit"):
+        apply_loras(pipe, other, applied, base)
+    assert pipe.get_list_adapters() == {"unet": ["depth"]}
+    np.testing.assert_array_equal(generate(pipe, DEPTH, SETTINGS), own)

@@ -32,7 +32,7 @@ from .device import (
     set_vae_tiling,
     vae_tiling_wanted,
 )
-from .lora import AppliedLora, apply_loras, check_lora_files
+from .lora import AppliedLora, apply_loras, base_adapters_of, check_lora_files
 from .settings import ModelSpec
 from .sources import load_source
 
@@ -48,7 +48,8 @@ class _Loaded:
     device: torch.device
     dtype: torch.dtype
     record: ModelRecord
-    loras: tuple[AppliedLora, ...] = ()  # what the pipeline carries now
+    loras: tuple[AppliedLora, ...] = ()  # the run's LoRAs the pipeline carries now
+    base_adapters: tuple[str, ...] = ()  # LoRAs that are part of the model (FLUX depth LoRA)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
             _load_base(base, progress)
         assert _loaded is not None
         try:
-            _loaded.loras = apply_loras(_loaded.pipe, loras, _loaded.loras)
+            _loaded.loras = apply_loras(_loaded.pipe, loras, _loaded.loras, _loaded.base_adapters)
         except BaseException:
             _loaded.loras = ()  # apply_loras took every LoRA off
             raise
@@ -102,7 +103,7 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
         record = replace(
             _loaded.record,
             loaded=loaded_now,
-            loras=[lora.file.record() for lora in _loaded.loras],
+            loras=[*_loaded.record.loras, *(lora.file.record() for lora in _loaded.loras)],
             vae_tiling=tiled,
         )
         if loaded_now:
@@ -140,7 +141,14 @@ def _load_base(spec: ModelSpec, progress: Progress) -> None:
             precision=str(dtype).removeprefix("torch."),
             offload=spec.offload,
         )
-        _loaded = _Loaded(spec=spec, pipe=pipe, device=device, dtype=dtype, record=record)
+        _loaded = _Loaded(
+            spec=spec,
+            pipe=pipe,
+            device=device,
+            dtype=dtype,
+            record=record,
+            base_adapters=base_adapters_of(pipe),
+        )
     finally:
         _set_status(_describe(_loaded), loading_source=None)
     logger.info("Loaded %s in %.1f s: %s", spec.source, time.perf_counter() - started, _status)

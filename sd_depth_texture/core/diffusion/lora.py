@@ -4,14 +4,15 @@ loader, and taken off again cleanly when they do not fit.
 No bpy. The base pipeline is cached without its LoRAs (:attr:`.settings.ModelSpec.base`), so a
 run with other LoRAs reuses it: :func:`apply_loras` compares what is on the pipeline with what
 the run wants and only changes the difference (new weights: ``set_adapters``; other files:
-``unload_lora_weights`` then ``load_lora_weights``). Only ``.safetensors`` files are read: a
+``delete_adapters`` then ``load_lora_weights``; LoRAs that are part of the model itself, like
+FLUX.1 dev's depth LoRA, stay on). Only ``.safetensors`` files are read: a
 pickle (``.bin``, ``.pt``, ``.ckpt``) is refused unopened. ``load_lora_weights`` also reads the
 Kohya and A1111 key layouts; it needs ``peft``.
 
 A LoRA trained for another base is refused in one line: its layers have other sizes (diffusers
 raises), or some of its tensors match no layer of this model (diffusers only warns, and would
 run with part of the LoRA silently missing, so every tensor is counted here). After a refusal
-the pipeline holds no LoRA at all.
+the pipeline holds none of the run's LoRAs.
 """
 
 from __future__ import annotations
@@ -102,19 +103,24 @@ def _check_file(lora: LoraSpec) -> LoraFile:
 
 
 def apply_loras(
-    pipe: Any, wanted: tuple[LoraFile, ...], applied: tuple[AppliedLora, ...]
+    pipe: Any,
+    wanted: tuple[LoraFile, ...],
+    applied: tuple[AppliedLora, ...],
+    base_adapters: tuple[str, ...] = (),
 ) -> tuple[AppliedLora, ...]:
     """Make ``pipe`` carry exactly ``wanted`` (in order, at their weights); ``applied`` is what
-    it carries now. Returns what it carries afterwards. On a refusal the pipeline is left with
-    no LoRA and the error says why."""
+    it carries now. ``base_adapters`` are LoRAs that are part of the loaded model itself (FLUX.1
+    dev's depth control LoRA): they stay on, at weight 1. Returns what the pipeline carries
+    afterwards. On a refusal the pipeline is left with no LoRA of the run's and the error says
+    why."""
     same_files = [lora.file.sha256 for lora in applied] == [lora.sha256 for lora in wanted]
     if same_files:
         now = tuple(AppliedLora(a.adapter, w) for a, w in zip(applied, wanted, strict=True))
         if now and [a.file.spec.scale for a in applied] != [w.spec.scale for w in wanted]:
-            _set_weights(pipe, now)
+            _set_weights(pipe, now, base_adapters)
         return now
     if applied:
-        pipe.unload_lora_weights()
+        _take_off(pipe, [lora.adapter for lora in applied], base_adapters)
         logger.info("Took off %d LoRA(s)", len(applied))
     now: list[AppliedLora] = []
     try:
@@ -123,14 +129,35 @@ def apply_loras(
             _load_one(pipe, lora, adapter)
             now.append(AppliedLora(adapter, lora))
         if now:
-            _set_weights(pipe, tuple(now))
+            _set_weights(pipe, tuple(now), base_adapters)
     except BaseException:
-        if hasattr(pipe, "unload_lora_weights"):
-            pipe.unload_lora_weights()
+        _take_off(pipe, [f"lora{index}" for index in range(len(wanted))], base_adapters)
         raise
     for lora in now:
         logger.info("Applied LoRA %s at %g", lora.file.name, lora.file.spec.scale)
     return tuple(now)
+
+
+def base_adapters_of(pipe: Any) -> tuple[str, ...]:
+    """The LoRA adapters a freshly loaded pipeline already carries (part of the model)."""
+    if not hasattr(pipe, "get_list_adapters"):
+        return ()
+    names: list[str] = []
+    for adapters in pipe.get_list_adapters().values():
+        names.extend(name for name in adapters if name not in names)
+    return tuple(names)
+
+
+def _take_off(pipe: Any, adapters: list[str], base_adapters: tuple[str, ...]) -> None:
+    """Delete the run's adapters (those present), leaving the model's own ones on."""
+    if not hasattr(pipe, "get_list_adapters"):
+        return
+    present = {name for names in pipe.get_list_adapters().values() for name in names}
+    ours = [name for name in adapters if name in present]
+    if ours:
+        pipe.delete_adapters(ours)
+    if base_adapters:
+        pipe.set_adapters(list(base_adapters), adapter_weights=[1.0] * len(base_adapters))
 
 
 def _load_one(pipe: Any, lora: LoraFile, adapter: str) -> None:
@@ -178,8 +205,10 @@ def _adapter_tensor_count(pipe: Any, adapter: str) -> int:
     return count
 
 
-def _set_weights(pipe: Any, applied: tuple[AppliedLora, ...]) -> None:
+def _set_weights(
+    pipe: Any, applied: tuple[AppliedLora, ...], base_adapters: tuple[str, ...]
+) -> None:
     pipe.set_adapters(
-        [lora.adapter for lora in applied],
-        adapter_weights=[lora.file.spec.scale for lora in applied],
+        [*base_adapters, *(lora.adapter for lora in applied)],
+        adapter_weights=[1.0] * len(base_adapters) + [lora.file.spec.scale for lora in applied],
     )
