@@ -30,9 +30,12 @@ def _save(unet: UNet2DConditionModel, path: Path, seed: int) -> Path:
     return path
 
 
-def make_lora(path: Path, seed: int) -> Path:
-    """A LoRA for the tiny SD2-depth model (``build_tiny_pipeline``, any weights seed)."""
-    return _save(build_tiny_pipeline().unet, path, seed)
+def make_lora(path: Path, seed: int, unet: UNet2DConditionModel | None = None) -> Path:
+    """A LoRA for the tiny SD2-depth model (``build_tiny_pipeline``, any weights seed), or for
+    the model whose ``unet`` is given (a copy of it is adapted)."""
+    if unet is not None:
+        unet = UNet2DConditionModel.from_config(unet.config)
+    return _save(unet or build_tiny_pipeline().unet, path, seed)
 
 
 def make_lora_for_another_base(path: Path, seed: int) -> Path:

@@ -272,3 +272,27 @@ def test_a_lora_that_is_part_of_the_model_stays_on(loras) -> None:
         apply_loras(pipe, other, applied, base)
     assert pipe.get_list_adapters() == {"unet": ["depth"]}
     np.testing.assert_array_equal(generate(pipe, DEPTH, SETTINGS), own)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_loras_apply_to_the_controlnet_families_and_others_do_not_fit(
+    family: str, loras, tmp_path: Path
+) -> None:
+    """The same LoRA code drives every backend with diffusers' LoRA mixin: a LoRA made for the
+    family changes its picture and comes off exactly; one for a wider cross-attention (as SD2's
+    1024 is to SD 1.5's 768; the tiny SD 1.5 and SD2 share their sizes) is refused."""
+    from support.loras import make_lora
+
+    from sd_depth_texture.core.diffusion.lora import apply_loras, check_lora_files
+    from sd_depth_texture.core.diffusion.tiny import build_tiny_controlnet_pipeline
+
+    pipe = build_tiny_controlnet_pipeline(family)
+    own = make_lora(tmp_path / f"{family}.safetensors", seed=4, unet=pipe.unet)
+    plain = generate(pipe, DEPTH, SETTINGS)
+    applied = apply_loras(pipe, check_lora_files((LoraSpec(str(own)),)), ())
+    assert not np.array_equal(generate(pipe, DEPTH, SETTINGS), plain)
+    applied = apply_loras(pipe, (), applied)
+    np.testing.assert_array_equal(generate(pipe, DEPTH, SETTINGS), plain)
+    with pytest.raises(TextureError, match="does not fit this model"):
+        apply_loras(pipe, check_lora_files((LoraSpec(str(loras["other_base"])),)), applied)
+    np.testing.assert_array_equal(generate(pipe, DEPTH, SETTINGS), plain)
