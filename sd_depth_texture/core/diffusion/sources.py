@@ -35,6 +35,7 @@ unpickled: loading one can run arbitrary code.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -109,7 +110,7 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     if suffix in PICKLE_SUFFIXES:
         raise pickle_refusal(path)
     if suffix == ".safetensors":
-        choose(_SD2_INDEX, None, controlnet.config if controlnet else None, path.name)
+        _check_single_file_family(path, spec.config, controlnet)
         pipe = load_single_file(path, spec.config)
         config = Path(spec.config) if spec.config else path.parent
         record = _record(
@@ -140,6 +141,29 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
 
 #: What the built-in test model and a single SD2 checkpoint are, for :func:`.backends.choose`.
 _SD2_INDEX = {"_class_name": "StableDiffusionDepth2ImgPipeline"}
+
+
+def _check_single_file_family(
+    path: Path, config: str | None, controlnet: FoundControlNet | None
+) -> None:
+    """A single checkpoint file loads for SD2-depth only: say so, before anything is read, for
+    a file whose config folder (or ControlNet) says it is of another family."""
+    index_path = Path(config).expanduser() / "model_index.json" if config else None
+    index = _SD2_INDEX
+    if index_path is not None and index_path.is_file():
+        index = read_json(index_path)
+    elif controlnet is not None:
+        index = {}
+    backend = None
+    if index:
+        backend = choose(index, None, controlnet.config if controlnet else None, path.name)
+    if backend is not SD2_DEPTH:
+        family = backend.label if backend is not None else "a ControlNet model"
+        raise TextureError(
+            f"{path.name}: single checkpoint files load for SD2-depth only; give {family} as a "
+            "diffusers folder or a Hub id (diffusers' from_single_file(...).save_pretrained("
+            "folder) converts one)"
+        )
 
 
 def _record(
@@ -200,6 +224,7 @@ def _load_hub_model(
         raise ModelUnavailableError(
             f"Model {repo_id} is not cached in {where} and online access is off."
         )
+    _check_hub_family(repo_id, revision, caches, controlnet)
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(
             repo_id,
@@ -211,6 +236,30 @@ def _load_hub_model(
     progress.update(0.95, f"Loading {repo_id}")
     pipe, backend = load_folder(folder, dtype, controlnet)
     return pipe, backend, folder
+
+
+def _check_hub_family(
+    repo_id: str, revision: str | None, caches: list[Path], controlnet: FoundControlNet | None
+) -> None:
+    """Before a download: the family from the repository's model_index.json and UNet config
+    alone, so a wrong combination downloads no weights."""
+    names = ("model_index.json", "unet/config.json")
+    texts = hub.download_configs(repo_id, revision, names, caches)
+    configs: dict[str, dict[str, Any]] = {}
+    for name, text in texts.items():
+        try:
+            configs[name] = json.loads(text)
+        except ValueError as error:
+            raise TextureError(f"{name} of {repo_id} is not JSON ({first_line(error)})") from error
+    if not isinstance(configs.get("model_index.json"), dict):
+        raise TextureError(f"{repo_id} is not a diffusers model (no model_index.json)")
+    unet = configs.get("unet/config.json")
+    choose(
+        configs["model_index.json"],
+        unet if isinstance(unet, dict) else None,
+        controlnet.config if controlnet else None,
+        repo_id,
+    )
 
 
 # ---- Local diffusers folder ------------------------------------------------------------------
