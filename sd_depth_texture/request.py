@@ -215,6 +215,7 @@ class TextureRequest:
             record["model"] = {
                 "source": self.model.source,
                 "config": self.model.config,
+                "controlnet": self.model.controlnet,
                 "device": self.model.device,
                 "precision": self.model.precision,
             }

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # What a generated view's record keeps of the settings it was sent.
 _RECORDED = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler")
+# ... and, where a ControlNet carried the depth, how strongly and over which steps.
+_CONTROL_RECORDED = ("conditioning_scale", "control_start", "control_end")
 # An image whose aspect differs from the view's by more than this would be projected stretched.
 ASPECT_TOLERANCE = 0.01
 
@@ -95,17 +97,19 @@ def diffusion_pictures(
     record: RunRecord,
     progress: Progress | None = None,
 ) -> PictureMaker:
-    """SD2-depth per view, holding what earlier views painted (``request.keep``)."""
+    """The loaded model (any backend) per view, holding what earlier views painted
+    (``request.keep``)."""
+    from .diffusion.backends import backend_of
     from .diffusion.generate import generate
-    from .diffusion.kept_regions import keep_regions_hook
+
+    controlled = backend_of(pipe).controlnet_kind is not None
+    recorded = _RECORDED + (_CONTROL_RECORDED if controlled else ())
 
     def make(request: ViewRequest) -> np.ndarray:
         sent = view_settings(settings, request, view_prompts)
-        hook = None
-        if request.keep.any():
-            hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
-        picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
-        fields = {name: getattr(sent, name) for name in _RECORDED}
+        kept = (request.known, request.keep) if request.keep.any() else None
+        picture = generate(pipe, request.depth, sent, progress=progress, kept=kept)
+        fields = {name: getattr(sent, name) for name in recorded}
         record.views.append(_view_record(request, GENERATED, **fields))
         return picture
 

@@ -158,6 +158,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         "empty: the add-on preferences",
         options=_SKIP,
     )
+    controlnet: StringProperty(
+        name="ControlNet",
+        description="Depth ControlNet for this run (Hub id, folder, .safetensors) with an SD 1.5 "
+        "or SDXL model; empty: the add-on preferences",
+        options=_SKIP,
+    )
     view_prompts: BoolProperty(
         name="View Prompts",
         default=True,
@@ -223,7 +229,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         return build_request(
             values,
             targets=selected_targets(context),
-            model=preferences.model_spec(self.model or None, context),
+            model=preferences.model_spec(self.model or None, context, self.controlnet or None),
             viewport=self.viewport_for(context, values),
         )
 

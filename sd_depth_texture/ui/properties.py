@@ -128,6 +128,14 @@ class SDT_Preferences(bpy.types.AddonPreferences):
             "or 'random' (tiny random weights to check an installation; textures are noise)"
         ),
     )
+    controlnet_source: StringProperty(
+        name="ControlNet",
+        subtype="FILE_PATH",
+        description=(
+            "A depth ControlNet for an SD 1.5 or SDXL model (Hugging Face id, folder, or "
+            ".safetensors beside its config.json); empty for SD2-depth"
+        ),
+    )
     model_config: StringProperty(
         name="Config Folder",
         subtype="DIR_PATH",
@@ -168,6 +176,7 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         layout = self.layout
         dependencies.draw(layout)
         layout.prop(self, "model_source")
+        layout.prop(self, "controlnet_source")
         layout.prop(self, "model_config")
         row = layout.row()
         row.prop(self, "device")

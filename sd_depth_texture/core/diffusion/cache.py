@@ -12,13 +12,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
-from diffusers import StableDiffusionDepth2ImgPipeline
 
 from ...defaults import RANDOM_MODEL
 from ..progress import Progress
 from ..record import ModelRecord
+from .backends import Backend, backend_named
 from .device import empty_device_caches, out_of_memory, resolve_device, resolve_dtype
 from .settings import ModelSpec
 from .sources import load_source
@@ -31,7 +32,7 @@ NOT_LOADED = "not loaded"
 @dataclass
 class _Loaded:
     spec: ModelSpec
-    pipe: StableDiffusionDepth2ImgPipeline
+    pipe: Any
     device: torch.device
     dtype: torch.dtype
     record: ModelRecord
@@ -42,8 +43,13 @@ class LoadedModel:
     """The pipeline to generate with, and the record of what it is (``record.loaded``: this
     call loaded it rather than finding it in memory)."""
 
-    pipe: StableDiffusionDepth2ImgPipeline
+    pipe: Any
     record: ModelRecord
+
+    @property
+    def backend(self) -> Backend:
+        """The model family that drives :attr:`pipe` (:mod:`.backends`)."""
+        return backend_named(self.record.backend)
 
 
 _load_lock = threading.RLock()  # held for a whole load or free
@@ -53,9 +59,7 @@ _status = NOT_LOADED
 _loading_source: str | None = None
 
 
-def load_pipeline(
-    spec: ModelSpec, progress: Progress | None = None
-) -> StableDiffusionDepth2ImgPipeline:
+def load_pipeline(spec: ModelSpec, progress: Progress | None = None) -> Any:
     """The pipeline alone, for scripts that need no record (see :func:`load_model`)."""
     return load_model(spec, progress).pipe
 
@@ -140,4 +144,5 @@ def _describe(loaded: _Loaded | None) -> str:
     where = f"on {loaded.device} ({dtype})"
     if loaded.spec.source.strip() == RANDOM_MODEL:
         return f"random test weights {where}: textures are noise"
-    return f"{loaded.spec.source} {where}"
+    with_controlnet = f" with {loaded.spec.controlnet}" if loaded.spec.controlnet else ""
+    return f"{loaded.spec.source}{with_controlnet} {where}"

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH
-from ..errors import TextureError
+from ...defaults import (
+    CONDITIONING_SCALE,
+    CONTROL_END,
+    CONTROL_START,
+    GUIDANCE,
+    MODEL_ID,
+    SCHEDULER,
+    SEED,
+    STEPS,
+    STRENGTH,
+)
+from ..errors import SettingError, TextureError
 from ..validation import check_prompt, check_settings, check_text
 
 
@@ -24,6 +34,7 @@ class ModelSpec:
 
     source: str = MODEL_ID
     config: str | None = None
+    controlnet: str | None = None  # a depth ControlNet: Hub id, folder or .safetensors file
     device: str = "auto"
     precision: str = "auto"
     cache_dir: str | None = None
@@ -35,7 +46,12 @@ class ModelSpec:
 
     def pixel_record(self) -> dict:
         """What of the spec decides pixels (where the files are cached does not)."""
-        return {"source": self.source, "config": self.config, "precision": self.precision}
+        return {
+            "source": self.source,
+            "config": self.config,
+            "controlnet": self.controlnet,
+            "precision": self.precision,
+        }
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,9 @@ class GenerationSettings:
     guidance: float = GUIDANCE.default
     scheduler: str = SCHEDULER
     strength: float = STRENGTH.default
+    conditioning_scale: float = CONDITIONING_SCALE.default  # ControlNet backends only
+    control_start: float = CONTROL_START.default
+    control_end: float = CONTROL_END.default
 
 
 def validate_settings(
@@ -67,8 +86,17 @@ def validate_settings(
             "seed": settings.seed,
             "strength": settings.strength,
             "scheduler": settings.scheduler,
+            "conditioning_scale": settings.conditioning_scale,
+            "control_start": settings.control_start,
+            "control_end": settings.control_end,
         }
     )
+    if settings.control_start >= settings.control_end:
+        raise SettingError(
+            "control_start", settings.control_start, "below the ControlNet's end",
+            f"{{name}} ({settings.control_start:g}) must be below the ControlNet's end "
+            f"({settings.control_end:g}): the ControlNet would never act",
+        )  # fmt: skip
     if has_init_image and int(settings.steps * settings.strength) < 1:
         raise TextureError(
             f"{settings.steps} steps at strength {settings.strength} leave no step to run: "
