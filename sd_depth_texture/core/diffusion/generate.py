@@ -22,7 +22,6 @@ from ..progress import Progress
 from .backends import backend_of
 from .backends.base import resize
 from .device import out_of_memory
-from .schedulers import make_scheduler
 from .settings import GenerationSettings, validate_settings
 
 logger = logging.getLogger(__name__)
@@ -151,14 +150,12 @@ def generate(
         progress.check("before the first step")
 
     # 2. Scheduler, seed and the pipeline's arguments.
-    pipe.scheduler = make_scheduler(pipe, settings.scheduler)
+    pipe.scheduler = backend.scheduler(pipe, settings.scheduler)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
     call = {
-        "prompt": settings.prompt,
-        "negative_prompt": settings.negative_prompt or None,
+        **backend.text_arguments(pipe, settings),
         "num_inference_steps": int(settings.steps),
-        "guidance_scale": float(settings.guidance),
         "generator": generator,
         "output_type": "np",
         "callback_on_step_end": _step_end(progress, on_latents),

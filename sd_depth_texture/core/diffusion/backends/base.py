@@ -102,6 +102,21 @@ class Backend:
 
     # ---- one call -------------------------------------------------------------------------
 
+    def scheduler(self, pipe, name: str):
+        """The sampler ``name`` (:data:`...defaults.SCHEDULERS`) built from the model's own noise
+        schedule (a flow-matching family overrides this with its own)."""
+        from ..schedulers import make_scheduler
+
+        return make_scheduler(pipe, name)
+
+    def text_arguments(self, pipe, settings: GenerationSettings) -> dict[str, Any]:
+        """The prompt and guidance keyword arguments (FLUX has no negative prompt)."""
+        return {
+            "prompt": settings.prompt,
+            "negative_prompt": settings.negative_prompt or None,
+            "guidance_scale": float(settings.guidance),
+        }
+
     def conditioning(self, pipe, depth: np.ndarray, settings: GenerationSettings) -> dict[str, Any]:
         """The pipeline's keyword arguments that carry ``depth`` ((H, W) in [0, 1], near = 1)."""
         raise NotImplementedError
