@@ -64,6 +64,16 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 #: AI marking: ``minimal`` drops the prompts only, and the first is the default.
 PROVENANCE = ("full", "minimal")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+#: accelerate's CPU offload hooks: ``model`` moves one whole model (UNet, VAE, text encoder) to
+#: the GPU at a time, ``sequential`` one layer at a time (least memory, slowest). GPUs only.
+OFFLOADS = ("none", "model", "sequential")
+#: VAE tiling (``pipe.vae.enable_tiling()``): ``auto`` tiles where GPU memory is scarce (a GPU
+#: under :data:`VAE_TILING_BELOW_BYTES`, or offloading); diffusers then tiles only pictures
+#: larger than the VAE's tile (512 px for SD2).
+VAE_TILINGS = ("auto", "on", "off")
+VAE_TILING_BELOW_BYTES = 12 * 10**9
+#: The file type a LoRA must have: safetensors holds only tensors, never code.
+LORA_SUFFIX = ".safetensors"
 
 #: Views of an automatic orbit when the user asks for "all around" without a count.
 ORBIT_VIEWS = 10  # TEXTure's 8 around plus top and bottom
@@ -146,6 +156,23 @@ STRENGTH = Limit(
     "how far an init image is changed (image-to-image from scripts only)", NOWHERE,
     integer=False, low_open=True,
 )  # fmt: skip
+# Depth ControlNets (SD 1.5, SDXL): how strongly and over which part of the steps the depth
+# holds the picture; SD2-depth takes the depth in its UNet and ignores these.
+CONDITIONING_SCALE = Limit(
+    "conditioning_scale", "--conditioning-scale", "ControlNet Scale", 1.0, 0.0, 2.0,
+    "how strongly a depth ControlNet holds the picture to the depth (ControlNet models only)",
+    integer=False,
+)  # fmt: skip
+CONTROL_START = Limit(
+    "control_start", "--control-start", "ControlNet Start", 0.0, 0.0, 1.0,
+    "fraction of the steps after which the ControlNet starts to act (ControlNet models only)",
+    integer=False,
+)  # fmt: skip
+CONTROL_END = Limit(
+    "control_end", "--control-end", "ControlNet End", 1.0, 0.0, 1.0,
+    "fraction of the steps after which the ControlNet stops acting (ControlNet models only)",
+    integer=False, low_open=True,
+)  # fmt: skip
 # Blender's integer properties are signed 32-bit, so the seed range is what the panel can hold.
 SEED = Limit("seed", "--seed", "Seed", 0, 0, 2**31 - 1, "same seed, same result")
 VIEWS = Limit(
@@ -171,9 +198,17 @@ RAY_WORKERS = Limit(
     "Ray workers (0: one per GPU, else one per CPU share)", BATCH,
 )  # fmt: skip
 
+# A LoRA's weight (``--lora FILE:SCALE``). Not in LIMITS: it belongs to each LoRA of a list,
+# not to the run; the builder checks it with this limit's own rule and wording.
+LORA_SCALE = Limit(
+    "lora_scale", "--lora", "LoRA Weight", 1.0, -8.0, 8.0,
+    "how strongly the LoRA applies (1: as trained; negative: away from it)", NOWHERE,
+    integer=False,
+)  # fmt: skip
+
 _ALL = (
-    RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS, UPSCALE,
-    PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
+    RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS,
+    CONDITIONING_SCALE, CONTROL_START, CONTROL_END, UPSCALE, PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
 )  # fmt: skip
 LIMITS: dict[str, Limit] = {limit.key: limit for limit in _ALL}
 
@@ -191,8 +226,12 @@ NAMES: dict[str, tuple[str, str]] = {
     "match_colors": ("--match-colors", "Match Colours"),
     "objects": ("--object", "the selection"),
     "model": ("--model", "Model"),
+    "controlnet": ("--controlnet", "ControlNet"),
     "device": ("--device", "Device"),
     "precision": ("--precision", "Precision"),
+    "offload": ("--offload", "CPU Offload"),
+    "vae_tiling": ("--vae-tiling", "VAE Tiling"),
+    "loras": ("--lora", "LoRAs"),
     "provenance": ("--provenance", "Provenance"),
     "c2pa_cert": ("--c2pa-cert", "C2PA Certificate"),
     "c2pa_key": ("--c2pa-key", "C2PA Key"),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import defaults
-from .core.diffusion.settings import GenerationSettings, ModelSpec, validate_settings
+from .core.diffusion.settings import GenerationSettings, ModelSpec, lora_specs, validate_settings
 from .core.errors import SettingError, TextureError
 from .core.geometry.orbit import NamedView
 from .core.geometry.views import View
@@ -241,8 +241,12 @@ class TextureRequest:
             record["model"] = {
                 "source": self.model.source,
                 "config": self.model.config,
+                "controlnet": self.model.controlnet,
                 "device": self.model.device,
                 "precision": self.model.precision,
+                "offload": self.model.offload,
+                "vae_tiling": self.model.vae_tiling,
+                "loras": [dataclasses.asdict(lora) for lora in self.model.loras],
             }
         return record
 
@@ -297,7 +301,8 @@ def build_request(
     :class:`GenerationSettings` or :class:`OutputOptions` (or the view source), so a new
     :class:`.defaults.Limit` needs no code here.
 
-    ``model`` set: a generating request; ``pictures``: a projecting one, seen from
+    ``model`` set: a generating request, with ``settings["loras"]`` (``FILE[:SCALE]`` texts
+    or ``(path, scale)`` pairs) applied on top of it; ``pictures``: a projecting one, seen from
     ``settings["cameras"]`` (one camera name per picture). ``viewport``: the view a panel run
     sees. ``frame_each_target``: with no camera, collection or orbit asked for, one view framed
     on each target (the batch's default) instead of the scene camera.
@@ -340,6 +345,8 @@ def build_request(
         maps_model = maps_model_spec(values.get("maps_model"), model, values)
     generation = None
     if model is not None:
+        if values.get("loras") is not None:
+            model = dataclasses.replace(model, loras=lora_specs(values["loras"]))
         generation = GenerationSettings(
             prompt=values.get("prompt", ""),
             negative_prompt=values.get("negative_prompt", ""),
@@ -350,7 +357,7 @@ def build_request(
     if generation is not None and generation.upscale > 1:
         source = (values.get("upscale_model") or "").strip()
         source = source or defaults.UPSCALE_MODELS[generation.upscale][0]
-        upscale_model = dataclasses.replace(model, source=source, config=None)
+        upscale_model = auxiliary_spec(model, source)
     request = TextureRequest(
         views=view_source,
         targets=tuple(targets) if targets is not None else None,
@@ -367,6 +374,18 @@ def build_request(
     return request.check(prompt_required=prompt_required)
 
 
+def auxiliary_spec(model: ModelSpec, source: str) -> ModelSpec:
+    """An auxiliary model's spec: ``source`` where ``model`` runs and is cached (its device,
+    precision and online access), none of its ControlNet, LoRAs or memory settings."""
+    return ModelSpec(
+        source=source,
+        device=model.device,
+        precision=model.precision,
+        cache_dir=model.cache_dir,
+        allow_online=model.allow_online,
+    )
+
+
 def maps_model_spec(
     source: str | None, model: ModelSpec | None, values: Mapping[str, Any]
 ) -> ModelSpec:
@@ -375,7 +394,7 @@ def maps_model_spec(
     access its settings give, else the defaults."""
     source = (source or "").strip() or defaults.MAPS_MODEL_ID
     if model is not None:
-        return dataclasses.replace(model, source=source, config=None)
+        return auxiliary_spec(model, source)
     return ModelSpec(
         source=source,
         device=values.get("device") or "auto",

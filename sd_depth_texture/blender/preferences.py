@@ -23,19 +23,29 @@ def preferences(context=None):
     return addon.preferences if addon is not None else None
 
 
-def model_spec(source: str | None = None, context=None) -> ModelSpec:
-    """The model to use: ``source``, else the add-on preferences, else the default."""
+def model_spec(source: str | None = None, context=None, controlnet: str | None = None) -> ModelSpec:
+    """The model to use: ``source``, else the add-on preferences, else the default; the depth
+    ControlNet likewise (``controlnet``, else the preferences', else none)."""
     prefs = preferences(context)
     source = source or (prefs.model_source if prefs else "") or MODEL_ID
+    controlnet = (controlnet or (prefs.controlnet_source if prefs else "")).strip()
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
     return ModelSpec(
-        source=bpy.path.abspath(source) if source.startswith("//") else os.path.expanduser(source),
+        source=_path_or_id(source),
+        controlnet=_path_or_id(controlnet) if controlnet else None,
         config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
         device=prefs.device if prefs else "auto",
         precision=prefs.precision if prefs else "auto",
+        offload=prefs.offload if prefs else "none",
+        vae_tiling=prefs.vae_tiling if prefs else "auto",
         cache_dir=cache_dir,
         allow_online=bool(bpy.app.online_access),
     )
+
+
+def _path_or_id(source: str) -> str:
+    """A blend-relative (``//``) or ``~`` path made absolute; a Hub id stays as it is."""
+    return bpy.path.abspath(source) if source.startswith("//") else os.path.expanduser(source)
 
 
 def provenance_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:

@@ -112,8 +112,41 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         help="Hugging Face id, local diffusers folder, single .safetensors file, or "
         f"'{defaults.RANDOM_MODEL}' (default: {defaults.MODEL_ID})",
     )
+    parser.add_argument(
+        "--controlnet",
+        metavar="SRC",
+        help="depth ControlNet for an SD 1.5 or SDXL --model: Hugging Face id, folder, or "
+        ".safetensors beside its config.json (default: the add-on preferences, else none)",
+    )
     parser.add_argument("--config", help="diffusers config folder for a single .safetensors file")
     parser.add_argument("--device", default=None, help=", ".join(defaults.DEVICES))
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help=f"{', '.join(defaults.PRECISIONS)} (default: the add-on preferences, else auto: "
+        "fp16 on a GPU, fp32 on the CPU)",
+    )
+    parser.add_argument(
+        "--offload",
+        default=None,
+        help=f"{', '.join(defaults.OFFLOADS)}: keep the model in host memory and move one model "
+        "(model) or one layer (sequential, least memory, slowest) to the GPU as it runs; GPUs "
+        "only (default: the add-on preferences, else none)",
+    )
+    parser.add_argument(
+        "--vae-tiling",
+        default=None,
+        help=f"{', '.join(defaults.VAE_TILINGS)}: decode large pictures in tiles (auto: where GPU "
+        "memory is scarce; default: the add-on preferences, else auto)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        dest="loras",
+        metavar=f"FILE{defaults.LORA_SUFFIX}[:WEIGHT]",
+        help="a LoRA to apply on top of the model, with its weight (default 1; "
+        f"{defaults.LORA_SCALE.allowed()}); repeatable; safetensors only",
+    )
     parser.add_argument(
         "--online",
         action="store_true",
@@ -158,11 +191,15 @@ def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:
-    """The add-on's model choice with this run's --model/--config/--device/--online on top."""
-    spec = preferences.model_spec(values.get("model"))
+    """The add-on's model choice with this run's --model/--controlnet/--config/--device/
+    --precision/--offload/--vae-tiling/--online on top (the builder adds the --lora files)."""
+    spec = preferences.model_spec(values.get("model"), controlnet=values.get("controlnet"))
     overrides = {
         "config": values.get("config"),
         "device": values.get("device"),
+        "precision": values.get("precision"),
+        "offload": values.get("offload"),
+        "vae_tiling": values.get("vae_tiling"),
         "allow_online": values.get("online"),
     }
     return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})

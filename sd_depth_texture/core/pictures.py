@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # What a generated view's record keeps of the settings it was sent.
 _RECORDED = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "upscale")
+# ... and, where a ControlNet carried the depth, how strongly and over which steps.
+_CONTROL_RECORDED = ("conditioning_scale", "control_start", "control_end")
 # An image whose aspect differs from the view's by more than this would be projected stretched.
 ASPECT_TOLERANCE = 0.01
 
@@ -96,27 +98,27 @@ def diffusion_pictures(
     progress: Progress | None = None,
     upscaler=None,
 ) -> PictureMaker:
-    """SD2-depth per view, holding what earlier views painted (``request.keep``); with an
-    ``upscaler`` (settings' ``upscale`` 2 or 4), each picture is then upscaled, tiled, with the
-    view's own prompt and seed, before it is projected."""
+    """The loaded model (any backend) per view, holding what earlier views painted
+    (``request.keep``); with an ``upscaler`` (settings' ``upscale`` 2 or 4), each picture is then
+    upscaled, tiled, with the view's own prompt and seed, before it is projected."""
+    from .diffusion.backends import backend_of
     from .diffusion.generate import generate
-    from .diffusion.kept_regions import keep_regions_hook
     from .diffusion.upscale import upscale_picture
 
     progress = progress or Progress()
+    controlled = backend_of(pipe).controlnet_kind is not None
+    recorded = _RECORDED + (_CONTROL_RECORDED if controlled else ())
     upscaling = upscaler is not None and settings.upscale > 1
 
     def make(request: ViewRequest) -> np.ndarray:
         sent = view_settings(settings, request, view_prompts)
-        hook = None
-        if request.keep.any():
-            hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
+        kept = (request.known, request.keep) if request.keep.any() else None
         with progress.span(0.0, 0.5 if upscaling else 1.0):
-            picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
+            picture = generate(pipe, request.depth, sent, progress=progress, kept=kept)
         if upscaling:
             with progress.span(0.5, 1.0, f"Upscaling x{sent.upscale}"):
                 picture = upscale_picture(upscaler, picture, sent.upscale, sent, progress=progress)
-        fields = {name: getattr(sent, name) for name in _RECORDED}
+        fields = {name: getattr(sent, name) for name in recorded}
         record.views.append(_view_record(request, GENERATED, **fields))
         return picture
 

@@ -19,7 +19,7 @@ import logging
 
 import bpy
 from bpy.app.handlers import persistent
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 
 from .. import defaults
 from ..blender import flow, images, outputs, preferences, scene
@@ -31,7 +31,7 @@ from ..core.validation import check_setting, check_settings
 from ..messages import UI, word
 from ..request import SCENE_CAMERA, TextureRequest, build_request
 from . import dependencies
-from .properties import SCHEDULER_ITEMS, numbers
+from .properties import SCHEDULER_ITEMS, SDT_Lora, lora_pairs, numbers
 from .runner import CANCELLED, FINISHED, RUNNING, STOPPED_MESSAGE, ModalRunner
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         "empty: the add-on preferences",
         options=_SKIP,
     )
+    controlnet: StringProperty(
+        name="ControlNet",
+        description="Depth ControlNet for this run (Hub id, folder, .safetensors) with an SD 1.5 "
+        "or SDXL model; empty: the add-on preferences",
+        options=_SKIP,
+    )
     view_prompts: BoolProperty(
         name="View Prompts",
         default=True,
@@ -205,6 +211,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         name="Upscale Model",
         description="The upscaler for this run's Upscale (Hub id, folder, 'random'); empty: "
         "the add-on preferences, else the factor's default",
+        options=_SKIP,
+    )
+    loras: CollectionProperty(
+        type=SDT_Lora,
+        name="LoRAs",
+        description="LoRAs for this run (path, scale); not given: the panel's list",
         options=_SKIP,
     )
     provenance: StringProperty(
@@ -245,12 +257,13 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             outputs.user_path(self.report_path, "the report") if self.report_path else None
         )
         values["keep_previous_files"] = True
+        values["loras"] = lora_pairs(self.setting(context, "loras"))
         values.update(preferences.provenance_settings({"provenance": self.provenance}, context))
         values.update(self.maps_settings(context))
         return build_request(
             values,
             targets=selected_targets(context),
-            model=preferences.model_spec(self.model or None, context),
+            model=preferences.model_spec(self.model or None, context, self.controlnet or None),
             viewport=self.viewport_for(context, values),
         )
 

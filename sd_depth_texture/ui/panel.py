@@ -9,9 +9,17 @@ import sys
 
 import bpy
 
+from ..blender import preferences
 from ..blender.images import depth_image
 from ..defaults import MAPS_LICENCE_NOTE
+from . import loras
 from .runner import ModalRunner
+
+
+def _controlnet_chosen(context) -> bool:
+    """Whether the preferences name a depth ControlNet (its settings show only then)."""
+    prefs = preferences.preferences(context)
+    return bool(prefs is not None and prefs.controlnet_source.strip())
 
 
 class SDT_PT_main(bpy.types.Panel):
@@ -34,6 +42,11 @@ class SDT_PT_main(bpy.types.Panel):
         column.prop(settings, "guidance")
         column.prop(settings, "scheduler", text="")
         column.prop(settings, "upscale")
+        if _controlnet_chosen(context):
+            column = layout.column(align=True)
+            column.prop(settings, "conditioning_scale")
+            column.prop(settings, "control_start")
+            column.prop(settings, "control_end")
         column = layout.column(align=True)
         column.prop(settings, "resolution")
         column.prop(settings, "texture_size")
@@ -58,6 +71,8 @@ class SDT_PT_main(bpy.types.Panel):
             box.prop(settings, "view_prompts")
             box.prop(settings, "match_colors")
             box.prop(settings, "camera_collection")
+
+        loras.draw(layout, settings)
 
         if state.running:
             layout.progress(factor=state.progress, text=state.status or "Working")

@@ -84,6 +84,9 @@ def test_the_panel_offers_maps_and_upscale_and_shows_the_maps_licence_when_chose
             def template_icon(self, **_options):
                 calls.append(("icon", ""))
 
+            def template_list(self, *_arguments, **_options):
+                calls.append(("list", ""))
+
             def row(self, **_options):
                 return self
 
