@@ -72,6 +72,22 @@ def _validate_init_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return image
 
 
+def checked_picture(images: Any) -> np.ndarray:
+    """The first of a pipeline's ``np`` images as float32 (H, W, 3), refused when broken (NaN
+    or all black: fp16 overflow or damaged weights) rather than baked."""
+    result = np.ascontiguousarray(np.asarray(images)[0], dtype=np.float32)
+    if not np.isfinite(result).all():
+        raise TextureError(
+            "The model produced an invalid image (NaN values): try fp32 precision or another "
+            "model; the weights may be broken"
+        )
+    if float(result.max()) < _MIN_MAX_VALUE:
+        raise TextureError(
+            "The model produced an invalid image (all black): try fp32 precision or another model"
+        )
+    return result
+
+
 def _placeholder_image(height: int, width: int) -> torch.Tensor:
     """The pipeline insists on an ``image``; without an init image it only sets the size."""
     return torch.zeros((1, 3, height, width), dtype=torch.float32)
@@ -207,16 +223,7 @@ def generate(
             images = pipe(**call).images
 
     # 4. Refuse a broken picture rather than baking it.
-    result = np.ascontiguousarray(np.asarray(images)[0], dtype=np.float32)
-    if not np.isfinite(result).all():
-        raise TextureError(
-            "The model produced an invalid image (NaN values): try fp32 precision or another "
-            "model; the weights may be broken"
-        )
-    if float(result.max()) < _MIN_MAX_VALUE:
-        raise TextureError(
-            "The model produced an invalid image (all black): try fp32 precision or another model"
-        )
+    result = checked_picture(images)
     logger.info(
         "Generated %dx%d in %.1f s (%d steps, %s, seed %d)",
         width,

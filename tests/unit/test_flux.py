@@ -1,0 +1,247 @@
+"""The FLUX.1 Depth backend on a real tiny random-weight ``FluxControlPipeline`` built offline,
+saved with ``save_pretrained`` and loaded back through the add-on's loader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxControlPipeline
+from diffusers.utils.torch_utils import randn_tensor
+from safetensors.torch import save_file
+
+from sd_depth_texture.core.diffusion.flux import (
+    BACKEND,
+    FLUX_LICENCE,
+    check_flux_folder,
+    depth_control_image,
+    flux_keep_regions_hook,
+    generate_flux,
+    is_flux_folder,
+    load_flux_folder,
+)
+from sd_depth_texture.core.diffusion.flux_tiny import (
+    build_tiny_flux_pipeline,
+    save_tiny_depth_lora,
+)
+from sd_depth_texture.core.diffusion.settings import GenerationSettings
+from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
+from sd_depth_texture.core.errors import CancelledError, SettingError, TextureError
+from sd_depth_texture.core.progress import Progress
+
+SETTINGS = GenerationSettings(prompt="weathered bronze", steps=3, seed=7, guidance=10.0)
+SIZE = (64, 96)
+
+
+def make_depth(height: int = SIZE[0], width: int = SIZE[1]) -> np.ndarray:
+    """A ramp plus a bump, near = bright."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    bump = np.exp(-(((x - width / 2) / 12) ** 2 + ((y - height / 2) / 12) ** 2))
+    depth = 0.3 * x / (width - 1) + 0.6 * bump
+    return (depth / depth.max()).astype(np.float32)
+
+
+def steps_progress(seen: list[str], cancel_after: int | None = None) -> Progress:
+    def on_change(_fraction: float, message: str) -> None:
+        seen.append(message)
+        if cancel_after is not None and len(seen) >= cancel_after:
+            progress.cancel()
+
+    progress = Progress(on_change)
+    return progress
+
+
+@pytest.fixture(scope="module")
+def flux_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_flux_depth")
+    build_tiny_flux_pipeline(seed=0).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_flux_dev")
+    build_tiny_flux_pipeline(seed=0, depth=False).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def depth_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_depth_lora(tmp_path_factory.mktemp("tiny_flux_lora"))
+
+
+@pytest.fixture(scope="module")
+def pipe(flux_dir: Path) -> FluxControlPipeline:
+    loaded, _record = load_flux_folder(flux_dir, torch.float32, source=str(flux_dir), kind="folder")
+    return loaded
+
+
+def test_the_saved_folder_loads_through_the_loader_with_its_record(flux_dir, pipe) -> None:
+    assert json.loads((flux_dir / "model_index.json").read_text())["_class_name"] == (
+        "FluxControlPipeline"
+    )
+    assert is_flux_folder(flux_dir)
+    _pipe, record = load_flux_folder(flux_dir, torch.float32, source="mine", kind="folder")
+    assert isinstance(_pipe, FluxControlPipeline)
+    assert (record.backend, record.pipeline, record.licence) == (
+        BACKEND,
+        "FluxControlPipeline",
+        FLUX_LICENCE,
+    )
+    assert record.loras == []
+    assert pipe.transformer.config.in_channels == 128
+
+
+def test_depth_becomes_a_near_white_rgb_control_image() -> None:
+    depth = make_depth()
+    control = depth_control_image(depth)
+    assert control.shape == (*SIZE, 3) and control.dtype == np.float32
+    np.testing.assert_array_equal(control[..., 0], depth)
+    np.testing.assert_array_equal(control[..., 2], depth)
+    with pytest.raises(TextureError, match="constant"):
+        depth_control_image(np.full(SIZE, 0.5, np.float32))
+
+
+def test_the_depth_map_steers_the_picture_and_seeds_reproduce(pipe) -> None:
+    depth = make_depth()
+    first = generate_flux(pipe, depth, SETTINGS)
+    assert first.shape == (*SIZE, 3) and first.dtype == np.float32
+    assert first.min() >= 0.0 and first.max() <= 1.0
+    np.testing.assert_array_equal(first, generate_flux(pipe, depth, SETTINGS))
+    other_seed = GenerationSettings(prompt=SETTINGS.prompt, steps=3, seed=8, guidance=10.0)
+    assert np.abs(first - generate_flux(pipe, depth, other_seed)).max() > 1e-3
+    flipped = np.ascontiguousarray(depth[:, ::-1])
+    assert np.abs(first - generate_flux(pipe, flipped, SETTINGS)).max() > 1e-3
+
+
+def test_the_start_is_pure_seeded_noise(pipe) -> None:
+    """The transformer's first input: the seeded noise exactly, then the packed depth image."""
+    inputs: list[torch.Tensor] = []
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda _module, _args, kwargs: inputs.append(kwargs["hidden_states"].clone()),
+        with_kwargs=True,
+    )
+    try:
+        generate_flux(pipe, make_depth(), SETTINGS)
+    finally:
+        handle.remove()
+    channels = pipe.vae.config.latent_channels
+    height, width = SIZE[0] // 8, SIZE[1] // 8
+    generator = torch.Generator().manual_seed(SETTINGS.seed)
+    shape = (1, channels, height, width)
+    randn_tensor(shape, generator=generator)  # the pipeline first samples the control latents
+    noise = randn_tensor(shape, generator=generator)
+    packed = pipe._pack_latents(noise, 1, channels, height, width)
+    torch.testing.assert_close(inputs[0][..., : channels * 4], packed)
+    assert len(inputs) == SETTINGS.steps
+
+
+def test_progress_rises_and_cancel_stops_within_a_step(pipe) -> None:
+    seen: list[str] = []
+    generate_flux(pipe, make_depth(), SETTINGS, progress=steps_progress(seen))
+    assert seen == ["Step 1/3", "Step 2/3", "Step 3/3"]
+    seen.clear()
+    calls: list[int] = []
+    handle = pipe.transformer.register_forward_hook(lambda *_: calls.append(1))
+    five = GenerationSettings(prompt=SETTINGS.prompt, steps=5, seed=1)
+    try:
+        with pytest.raises(CancelledError):
+            generate_flux(pipe, make_depth(), five, progress=steps_progress(seen, cancel_after=2))
+    finally:
+        handle.remove()
+    assert seen == ["Step 1/5", "Step 2/5"] and len(calls) == 2
+
+
+def test_kept_cells_end_exactly_as_the_known_picture(pipe) -> None:
+    """Unpack, blend, repack: the kept half of the final latents is the known picture's."""
+    known = np.zeros((*SIZE, 3), np.float32)
+    known[..., 0] = 0.8
+    known[..., 1] = np.linspace(0.0, 1.0, SIZE[1])[None]
+    keep = np.zeros(SIZE, np.float32)
+    keep[:, : SIZE[1] // 2] = 1.0
+    hook = flux_keep_regions_hook(pipe, known, keep, seed=3)
+    finals: list[torch.Tensor] = []
+
+    def recording(done: int, latents: torch.Tensor) -> torch.Tensor:
+        finals.append(hook(done, latents))
+        return finals[-1]
+
+    generate_flux(pipe, make_depth(), SETTINGS, on_latents=recording)
+    vae = pipe.vae
+    with torch.no_grad():
+        image = torch.from_numpy(known.transpose(2, 0, 1).copy())[None] * 2 - 1
+        expected = (vae.encode(image).latent_dist.mean - vae.config.shift_factor) * (
+            vae.config.scaling_factor
+        )
+    final = pipe._unpack_latents(finals[-1], SIZE[0], SIZE[1], pipe.vae_scale_factor)
+    half = SIZE[1] // 16
+    torch.testing.assert_close(final[..., :half], expected[..., :half], atol=1e-5, rtol=0)
+    assert not torch.allclose(final[..., half:], expected[..., half:], atol=1e-2)
+
+
+def test_what_flux_cannot_take_is_refused_before_it_runs(pipe) -> None:
+    negative = GenerationSettings(prompt="stone", negative_prompt="blurry", steps=2)
+    with pytest.raises(SettingError, match="no negative prompt") as raised:
+        generate_flux(pipe, make_depth(), negative)
+    assert raised.value.key == "negative_prompt"
+    with pytest.raises(TextureError, match="multiples of 16"):
+        generate_flux(pipe, make_depth(56, 64), SETTINGS)
+
+
+def test_the_base_runs_with_its_depth_lora_and_records_it(base_dir, depth_lora, pipe) -> None:
+    with pytest.raises(TextureError, match="without depth control: give the depth LoRA"):
+        check_flux_folder(base_dir, None)
+    base, record = load_flux_folder(
+        base_dir, torch.float32, depth_lora, source=str(base_dir), kind="folder"
+    )
+    assert base.transformer.config.in_channels == 128  # the LoRA widened the input
+    [lora] = record.loras
+    assert lora["role"] == "depth control" and len(lora["sha256"]) == 64
+    picture = generate_flux(base, make_depth(), SETTINGS)
+    np.testing.assert_array_equal(picture, generate_flux(base, make_depth(), SETTINGS))
+    with pytest.raises(TextureError, match="already a FLUX depth model"):
+        check_flux_folder(Path(pipe.config._name_or_path), depth_lora)
+
+
+def test_wrong_loras_and_pickles_are_refused_unopened(base_dir, tmp_path) -> None:
+    pickle_lora = tmp_path / "depth.pt"
+    pickle_lora.write_bytes(b"not opened")
+    with pytest.raises(TextureError, match="pickle weights"):
+        load_flux_folder(base_dir, torch.float32, pickle_lora, source="x", kind="folder")
+    style_lora = tmp_path / "style.safetensors"
+    save_file(
+        {
+            "transformer.x_embedder.lora_A.weight": torch.zeros(4, 64),
+            "transformer.x_embedder.lora_B.weight": torch.zeros(32, 4),
+        },
+        str(style_lora),
+    )
+    with pytest.raises(TextureError, match="not a FLUX depth control LoRA"):
+        load_flux_folder(base_dir, torch.float32, style_lora, source="x", kind="folder")
+
+
+def test_other_families_variants_and_pickled_folders_are_refused(flux_dir, tmp_path) -> None:
+    sd2 = tmp_path / "sd2"
+    build_tiny_pipeline().save_pretrained(str(sd2))
+    assert not is_flux_folder(sd2)
+    with pytest.raises(TextureError, match=r"StableDiffusionDepth2ImgPipeline, not FLUX\.1 Depth"):
+        check_flux_folder(sd2, None)
+
+    fill = tmp_path / "fill"
+    shutil.copytree(flux_dir, fill)
+    config_path = fill / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "in_channels": 384}))
+    with pytest.raises(TextureError, match="inpainting \\(Fill\\)"):
+        check_flux_folder(fill, None)
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(flux_dir, pickled)
+    for weights in (pickled / "transformer").glob("*.safetensors"):
+        weights.rename(weights.with_suffix(".bin"))
+    with pytest.raises(TextureError, match="pickle weights"):
+        check_flux_folder(pickled, None)
