@@ -23,13 +23,22 @@ def preferences(context=None):
     return addon.preferences if addon is not None else None
 
 
-def model_spec(source: str | None = None, context=None) -> ModelSpec:
-    """The model to use: ``source``, else the add-on preferences, else the default."""
+def _user_path(path: str) -> str:
+    """A blend-relative (``//``) or home-relative (``~``) path made absolute; Hub ids unchanged."""
+    return bpy.path.abspath(path) if path.startswith("//") else os.path.expanduser(path)
+
+
+def model_spec(source: str | None = None, context=None, depth_lora: str | None = None) -> ModelSpec:
+    """The model to use: ``source``, else the add-on preferences, else the default; the FLUX
+    depth LoRA: ``depth_lora``, else the preferences' (with the preferences' model only)."""
     prefs = preferences(context)
+    if not depth_lora and not source and prefs is not None:
+        depth_lora = prefs.model_depth_lora
     source = source or (prefs.model_source if prefs else "") or MODEL_ID
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
     return ModelSpec(
-        source=bpy.path.abspath(source) if source.startswith("//") else os.path.expanduser(source),
+        source=_user_path(source),
+        depth_lora=_user_path(depth_lora) if depth_lora else None,
         config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
         device=prefs.device if prefs else "auto",
         precision=prefs.precision if prefs else "auto",

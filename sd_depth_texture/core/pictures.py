@@ -95,9 +95,18 @@ def diffusion_pictures(
     record: RunRecord,
     progress: Progress | None = None,
 ) -> PictureMaker:
-    """SD2-depth per view, holding what earlier views painted (``request.keep``)."""
+    """The model per view (SD2-depth or FLUX.1 Depth, by the pipeline loaded), holding what
+    earlier views painted (``request.keep``)."""
+    from diffusers import FluxControlPipeline
+
     from .diffusion.generate import generate
     from .diffusion.kept_regions import keep_regions_hook
+
+    is_flux = isinstance(pipe, FluxControlPipeline)
+    if is_flux:
+        from .diffusion.flux import FLUX_SCHEDULER, flux_keep_regions_hook, generate_flux
+
+        generate, keep_regions_hook = generate_flux, flux_keep_regions_hook
 
     def make(request: ViewRequest) -> np.ndarray:
         sent = view_settings(settings, request, view_prompts)
@@ -106,6 +115,8 @@ def diffusion_pictures(
             hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
         picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
         fields = {name: getattr(sent, name) for name in _RECORDED}
+        if is_flux:  # what really ran: FLUX's own scheduler, and no negative prompt
+            fields.update(scheduler=FLUX_SCHEDULER, negative_prompt=None)
         record.views.append(_view_record(request, GENERATED, **fields))
         return picture
 

@@ -16,7 +16,6 @@ from safetensors.torch import save_file
 
 from sd_depth_texture.core.diffusion.flux import (
     BACKEND,
-    FLUX_LICENCE,
     check_flux_folder,
     depth_control_image,
     flux_keep_regions_hook,
@@ -24,14 +23,11 @@ from sd_depth_texture.core.diffusion.flux import (
     is_flux_folder,
     load_flux_folder,
 )
-from sd_depth_texture.core.diffusion.flux_tiny import (
-    build_tiny_flux_pipeline,
-    save_tiny_depth_lora,
-)
 from sd_depth_texture.core.diffusion.settings import GenerationSettings
 from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
 from sd_depth_texture.core.errors import CancelledError, SettingError, TextureError
 from sd_depth_texture.core.progress import Progress
+from sd_depth_texture.defaults import FLUX_LICENCE
 
 SETTINGS = GenerationSettings(prompt="weathered bronze", steps=3, seed=7, guidance=10.0)
 SIZE = (64, 96)
@@ -56,22 +52,18 @@ def steps_progress(seen: list[str], cancel_after: int | None = None) -> Progress
 
 
 @pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_flux_depth")
-    build_tiny_flux_pipeline(seed=0).save_pretrained(str(folder), safe_serialization=True)
-    return folder
+def flux_dir(tiny_flux_dir: Path) -> Path:
+    return tiny_flux_dir
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_flux_dev")
-    build_tiny_flux_pipeline(seed=0, depth=False).save_pretrained(str(folder))
-    return folder
+def base_dir(tiny_flux_base_dir: Path) -> Path:
+    return tiny_flux_base_dir
 
 
 @pytest.fixture(scope="module")
-def depth_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_depth_lora(tmp_path_factory.mktemp("tiny_flux_lora"))
+def depth_lora(tiny_flux_depth_lora: Path) -> Path:
+    return tiny_flux_depth_lora
 
 
 @pytest.fixture(scope="module")

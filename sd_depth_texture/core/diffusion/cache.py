@@ -16,10 +16,12 @@ from dataclasses import dataclass, replace
 import torch
 from diffusers import StableDiffusionDepth2ImgPipeline
 
-from ...defaults import RANDOM_MODEL
+from ...defaults import FLUX_LICENCE_NOTICE, RANDOM_MODEL
 from ..progress import Progress
 from ..record import ModelRecord
 from .device import empty_device_caches, out_of_memory, resolve_device, resolve_dtype
+from .flux import BACKEND as FLUX_BACKEND
+from .flux import is_flux_source, load_flux_source
 from .settings import ModelSpec
 from .sources import load_source
 
@@ -79,7 +81,8 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
         try:
             progress.update(0.0, f"Loading {spec.source}")
             with progress.span(0.0, 0.9):
-                pipe, record = load_source(spec, dtype, progress)
+                loader = load_flux_source if is_flux_source(spec) else load_source
+                pipe, record = loader(spec, dtype, progress)
             progress.update(0.95, f"Moving the model to {device}")
             with out_of_memory(f"loading the model onto {device}"):
                 pipe = pipe.to(device=device)
@@ -140,4 +143,6 @@ def _describe(loaded: _Loaded | None) -> str:
     where = f"on {loaded.device} ({dtype})"
     if loaded.spec.source.strip() == RANDOM_MODEL:
         return f"random test weights {where}: textures are noise"
+    if loaded.record.backend == FLUX_BACKEND:
+        return f"{loaded.spec.source} {where}. {FLUX_LICENCE_NOTICE}"
     return f"{loaded.spec.source} {where}"

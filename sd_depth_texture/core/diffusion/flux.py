@@ -13,7 +13,8 @@ it also takes the depth image). What differs from SD2-depth, and why:
   transformer, not a second pass), so a negative prompt is refused rather than dropped;
 * latents are packed 2x2 into tokens: the kept-region blend unpacks, blends, repacks;
 * the FLUX.1 [dev] Non-Commercial License covers the model (its outputs may be used
-  commercially): :data:`FLUX_LICENCE_NOTICE` is shown where the model is chosen and recorded.
+  commercially): ``defaults.FLUX_LICENCE_NOTICE`` is shown where the model is chosen, and
+  the licence is recorded.
 
 Every check that a user can fail (another family, the base without its depth LoRA, an
 inpainting (Fill) model, pickles, a damaged file) happens before any weights load.
@@ -30,14 +31,23 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 from diffusers import FluxControlPipeline
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..errors import SettingError, TextureError
+from ...defaults import (
+    FLUX_BASE_MODEL_ID,
+    FLUX_DEPTH_LORA_ID,
+    FLUX_DEPTH_MODEL_ID,
+    FLUX_LICENCE,
+)
+from ..errors import ModelUnavailableError, SettingError, TextureError
 from ..progress import Progress
 from ..record import ModelRecord, sha256_of_file
+from . import hub
 from .device import first_line, out_of_memory
 from .generate import LatentsHook, _step_end, checked_picture, validate_depth
-from .settings import GenerationSettings, validate_settings
+from .settings import GenerationSettings, ModelSpec, validate_settings
 from .sources import (
+    HUB_ID,
     PICKLE_SUFFIXES,
     IncompleteModelError,
     _check_safetensors,
@@ -54,15 +64,6 @@ from .sources import (
 logger = logging.getLogger(__name__)
 
 BACKEND = "flux-depth"
-FLUX_DEPTH_MODEL_ID = "black-forest-labs/FLUX.1-Depth-dev"
-FLUX_BASE_MODEL_ID = "black-forest-labs/FLUX.1-dev"
-FLUX_DEPTH_LORA_ID = "black-forest-labs/FLUX.1-Depth-dev-lora"
-#: The licence's name on the model cards (their ``license_name``).
-FLUX_LICENCE = "flux-1-dev-non-commercial-license"
-FLUX_LICENCE_NOTICE = (
-    "FLUX.1 [dev] Non-Commercial License: the model may be used for non-commercial purposes "
-    "only; the pictures it makes may be used commercially"
-)
 #: Recommended settings for FLUX.1-Depth-dev (its model card: 28 to 30 steps, guidance 10).
 FLUX_STEPS = 28
 FLUX_GUIDANCE = 10.0
@@ -176,6 +177,100 @@ def check_depth_lora(path: Path, base_inputs: int) -> None:
             f"{path.name} is not a FLUX depth control LoRA: it does not widen the transformer's "
             "input to take the depth image"
         )
+
+
+def is_flux_source(spec: ModelSpec) -> bool:
+    """Whether ``spec`` names FLUX: a folder whose ``model_index.json`` says so, a Hub id whose
+    cached copy says so (or, not cached yet, whose name says FLUX), or any source given a depth
+    LoRA (which only FLUX takes; the checks then say what is wrong)."""
+    source = (spec.source or "").strip()
+    if spec.depth_lora:
+        return True
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return is_flux_folder(path)
+    if not HUB_ID.fullmatch(source) or path.exists():
+        return False
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False  # the SD path words this one
+    for cache in hub.search_caches(spec.cache_dir):
+        folder = hub.cached_snapshot(source, None, cache)
+        if folder is not None:
+            return is_flux_folder(folder)
+    return "flux" in source.lower()
+
+
+def load_flux_source(
+    spec: ModelSpec, dtype: torch.dtype, progress: Progress
+) -> tuple[FluxControlPipeline, ModelRecord]:
+    """FLUX from a local folder or a Hub id (the cached copy, else a download when online
+    access is on), with the depth LoRA of ``spec`` where it names one."""
+    source = (spec.source or "").strip()
+    depth_lora = _resolve_depth_lora(spec, progress) if spec.depth_lora else None
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return load_flux_folder(path, dtype, depth_lora, source=source, kind="folder")
+    if not HUB_ID.fullmatch(source):
+        raise TextureError(
+            f"A depth LoRA goes with the FLUX.1-dev base ({FLUX_BASE_MODEL_ID}, a diffusers "
+            f"folder or Hub id), not with {source}"
+        )
+    folder = _hub_folder(spec, source, progress)
+    pipe, record = load_flux_folder(folder, dtype, depth_lora, source=source, kind="hub")
+    record.revision = folder.name
+    return pipe, record
+
+
+def _hub_folder(spec: ModelSpec, repo_id: str, progress: Progress) -> Path:
+    """The cached snapshot of ``repo_id`` (any revision the cache's ``main`` points at), else a
+    download of the components FLUX needs into the download cache."""
+    for cache in hub.search_caches(spec.cache_dir):
+        folder = hub.cached_snapshot(repo_id, None, cache)
+        if folder is not None:
+            return folder
+    if not spec.allow_online:
+        where = " or ".join(str(cache) for cache in hub.search_caches(spec.cache_dir))
+        raise ModelUnavailableError(
+            f"Model {repo_id} is not cached in {where} and online access is off."
+        )
+    return hub.download_snapshot(
+        repo_id, None, hub.download_cache(spec.cache_dir), want_fp16=False, progress=progress
+    )
+
+
+def _resolve_depth_lora(spec: ModelSpec, progress: Progress) -> Path:
+    """The depth LoRA as a local file: given as one, or the one ``.safetensors`` of a Hub
+    repository (cached, else downloaded when online access is on)."""
+    given = (spec.depth_lora or "").strip()
+    path = Path(given).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise pickle_refusal(path)
+    if path.exists() or not HUB_ID.fullmatch(given):
+        return path
+    from huggingface_hub import snapshot_download
+
+    progress.update(0.0, f"Looking for the depth LoRA {given}")
+    try:
+        folder = Path(
+            snapshot_download(
+                given,
+                allow_patterns=["*.safetensors", "README.md"],
+                cache_dir=hub.download_cache(spec.cache_dir),
+                local_files_only=not spec.allow_online,
+            )
+        )
+    except Exception as error:
+        if not spec.allow_online:
+            raise ModelUnavailableError(
+                f"The depth LoRA {given} is not cached and online access is off."
+            ) from error
+        raise TextureError(f"Could not download {given}: {first_line(error)}") from error
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) != 1:
+        raise TextureError(f"{given} holds {len(files)} .safetensors files; give the file itself")
+    return files[0]
 
 
 def load_flux_folder(

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 #: Components whose weights are loaded (depth_estimator / feature_extractor are never needed).
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+#: FLUX's components (its repositories also hold single-file checkpoints at the top, unused).
+FLUX_WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2")
 #: Never downloaded: pickles, and the depth estimator a given depth map makes unnecessary.
 IGNORED_FILES = [f"*{suffix}" for suffix in PICKLE_SUFFIXES] + [
     "depth_estimator/*",
@@ -78,7 +80,11 @@ def cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> Path | N
 def download_patterns(repo_files: list[str], want_fp16: bool) -> list[str]:
     """Only the files the pipeline needs: configs, tokenizer, one safetensors set per model."""
     patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
-    for component in WEIGHT_COMPONENTS:
+    components = WEIGHT_COMPONENTS
+    if any(name.startswith("transformer/") for name in repo_files):
+        components = FLUX_WEIGHT_COMPONENTS
+        patterns.append("tokenizer_2/*")
+    for component in components:
         prefix = f"{component}/"
         names = [f for f in repo_files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
         weights = [f for f in names if f.endswith((".safetensors", ".json")) and "config" not in f]

@@ -6,7 +6,9 @@ in a Blender that has no torch or diffusers installed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH
 from ..errors import TextureError
@@ -28,6 +30,9 @@ class ModelSpec:
     precision: str = "auto"
     cache_dir: str | None = None
     allow_online: bool = False
+    #: FLUX.1-dev only: the depth control LoRA (a ``.safetensors`` file, or a Hub id such as
+    #: ``black-forest-labs/FLUX.1-Depth-dev-lora``) that makes the base a depth model.
+    depth_lora: str | None = None
 
     def check(self) -> ModelSpec:
         check_settings({"device": self.device, "precision": self.precision})
@@ -35,7 +40,12 @@ class ModelSpec:
 
     def pixel_record(self) -> dict:
         """What of the spec decides pixels (where the files are cached does not)."""
-        return {"source": self.source, "config": self.config, "precision": self.precision}
+        return {
+            "source": self.source,
+            "config": self.config,
+            "precision": self.precision,
+            "depth_lora": self.depth_lora,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,3 +84,20 @@ def validate_settings(
             f"{settings.steps} steps at strength {settings.strength} leave no step to run: "
             "raise the steps or the strength"
         )
+
+
+def looks_like_flux(source: str, depth_lora: str | None = None) -> bool:
+    """Whether a model choice names FLUX (a door shows its licence then), cheaply: a depth
+    LoRA, a folder whose ``model_index.json`` names a FLUX pipeline, or a name saying FLUX."""
+    if depth_lora:
+        return True
+    source = (source or "").strip()
+    index = Path(source).expanduser() / "model_index.json"
+    if index.is_file():
+        try:
+            return str(
+                json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+            ).startswith("Flux")
+        except (OSError, ValueError, AttributeError):
+            return False
+    return "flux" in source.lower()

@@ -72,7 +72,7 @@ CONFIG_FILES = (
 BACKEND = "sd2-depth"
 _CARD_HEAD_BYTES = 16 << 10
 _LICENCE_LINE = re.compile(r"^license:\s*(.+)$", re.MULTILINE)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _FP16_NAME = hub.FP16_NAME
 
 
@@ -107,7 +107,7 @@ def load_source(
         raise TextureError(f"{path} is neither a diffusers model folder nor a .safetensors file")
     elif path.is_absolute() or source.startswith((".", "~")) or "\\" in source:
         raise TextureError(f"Model folder not found: {path}")
-    elif _HUB_ID.fullmatch(source):
+    elif HUB_ID.fullmatch(source):
         pipe, folder = _load_hub_model(spec, source, dtype, progress)
         record = _record(source, "hub", folder, revision=folder.name)
         if source == MODEL_ID and record.licence is None:
