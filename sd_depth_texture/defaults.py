@@ -123,6 +123,23 @@ STRENGTH = Limit(
     "how far an init image is changed (image-to-image from scripts only)", NOWHERE,
     integer=False, low_open=True,
 )  # fmt: skip
+# Depth ControlNets (SD 1.5, SDXL): how strongly and over which part of the steps the depth
+# holds the picture; SD2-depth takes the depth in its UNet and ignores these.
+CONDITIONING_SCALE = Limit(
+    "conditioning_scale", "--conditioning-scale", "ControlNet Scale", 1.0, 0.0, 2.0,
+    "how strongly a depth ControlNet holds the picture to the depth (ControlNet models only)",
+    integer=False,
+)  # fmt: skip
+CONTROL_START = Limit(
+    "control_start", "--control-start", "ControlNet Start", 0.0, 0.0, 1.0,
+    "fraction of the steps after which the ControlNet starts to act (ControlNet models only)",
+    integer=False,
+)  # fmt: skip
+CONTROL_END = Limit(
+    "control_end", "--control-end", "ControlNet End", 1.0, 0.0, 1.0,
+    "fraction of the steps after which the ControlNet stops acting (ControlNet models only)",
+    integer=False, low_open=True,
+)  # fmt: skip
 # Blender's integer properties are signed 32-bit, so the seed range is what the panel can hold.
 SEED = Limit("seed", "--seed", "Seed", 0, 0, 2**31 - 1, "same seed, same result")
 VIEWS = Limit(
@@ -145,7 +162,7 @@ RAY_WORKERS = Limit(
 
 _ALL = (
     RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS,
-    PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
+    CONDITIONING_SCALE, CONTROL_START, CONTROL_END, PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
 )  # fmt: skip
 LIMITS: dict[str, Limit] = {limit.key: limit for limit in _ALL}
 
@@ -162,6 +179,8 @@ NAMES: dict[str, tuple[str, str]] = {
     "view_prompts": ("--no-view-prompts", "View Prompts"),
     "objects": ("--object", "the selection"),
     "model": ("--model", "Model"),
+    "controlnet": ("--controlnet", "ControlNet"),
+    "depth_lora": ("--depth-lora", "FLUX Depth LoRA"),
     "device": ("--device", "Device"),
     "precision": ("--precision", "Precision"),
     "provenance": ("--provenance", "Provenance"),

@@ -206,6 +206,7 @@ class TextureRequest:
             record["model"] = {
                 "source": self.model.source,
                 "config": self.model.config,
+                "controlnet": self.model.controlnet,
                 "depth_lora": self.model.depth_lora,
                 "device": self.model.device,
                 "precision": self.model.precision,

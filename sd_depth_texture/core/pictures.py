@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # What a generated view's record keeps of the settings it was sent.
 _RECORDED = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler")
+# ... and, where a ControlNet carried the depth, how strongly and over which steps.
+_CONTROL_RECORDED = ("conditioning_scale", "control_start", "control_end")
 # An image whose aspect differs from the view's by more than this would be projected stretched.
 ASPECT_TOLERANCE = 0.01
 
@@ -95,28 +97,24 @@ def diffusion_pictures(
     record: RunRecord,
     progress: Progress | None = None,
 ) -> PictureMaker:
-    """The model per view (SD2-depth or FLUX.1 Depth, by the pipeline loaded), holding what
-    earlier views painted (``request.keep``)."""
-    from diffusers import FluxControlPipeline
-
+    """The loaded model (any backend) per view, holding what earlier views painted
+    (``request.keep``)."""
+    from .diffusion.backends import backend_of
     from .diffusion.generate import generate
-    from .diffusion.kept_regions import keep_regions_hook
 
-    is_flux = isinstance(pipe, FluxControlPipeline)
-    if is_flux:
-        from .diffusion.flux import FLUX_SCHEDULER, flux_keep_regions_hook, generate_flux
-
-        generate, keep_regions_hook = generate_flux, flux_keep_regions_hook
+    backend = backend_of(pipe)
+    controlled = backend.controlnet_kind is not None
+    recorded = _RECORDED + (_CONTROL_RECORDED if controlled else ())
 
     def make(request: ViewRequest) -> np.ndarray:
         sent = view_settings(settings, request, view_prompts)
-        hook = None
-        if request.keep.any():
-            hook = keep_regions_hook(pipe, request.known, request.keep, sent.seed)
-        picture = generate(pipe, request.depth, sent, progress=progress, on_latents=hook)
-        fields = {name: getattr(sent, name) for name in _RECORDED}
-        if is_flux:  # what really ran: FLUX's own scheduler, and no negative prompt
-            fields.update(scheduler=FLUX_SCHEDULER, negative_prompt=None)
+        kept = (request.known, request.keep) if request.keep.any() else None
+        picture = generate(pipe, request.depth, sent, progress=progress, kept=kept)
+        fields = {name: getattr(sent, name) for name in recorded}
+        # What really ran: a family's own scheduler, and no negative prompt where it takes none.
+        fields["scheduler"] = backend.own_scheduler or sent.scheduler
+        if not backend.takes_negative_prompt:
+            fields["negative_prompt"] = None
         record.views.append(_view_record(request, GENERATED, **fields))
         return picture
 

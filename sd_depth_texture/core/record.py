@@ -37,13 +37,14 @@ _HASH_CHUNK = 1 << 24
 class ModelRecord:
     """The model a run used, as it was loaded (not only as it was asked for)."""
 
-    backend: str  # the model family, e.g. "sd2-depth"
+    backend: str  # the model family (core/diffusion/backends), e.g. "sd2-depth"
     pipeline: str  # the diffusers pipeline class
     source: str  # what was asked for: a Hub id, a folder, a file, or "random"
     kind: str  # "hub", "folder", "file" or "random"
     revision: str | None = None  # the Hub revision that was resolved (a commit hash)
     weights_sha256: str | None = None  # a single weights file's hash
     licence: str | None = None  # the licence named by the model card, where known
+    # source, kind (hub/folder/file), revision or weights_sha256, model class, family, licence
     controlnet: dict[str, Any] | None = None
     loras: list[dict[str, Any]] = field(default_factory=list)  # path, scale, sha256
     device: str = ""
@@ -67,6 +68,10 @@ class ViewRecord:
     steps: int | None = None
     guidance: float | None = None
     scheduler: str | None = None
+    # A ControlNet backend's scale and span (fractions of the steps); None without one.
+    conditioning_scale: float | None = None
+    control_start: float | None = None
+    control_end: float | None = None
     image: dict[str, Any] | None = None  # a projected picture: its file name and sha256
 
 

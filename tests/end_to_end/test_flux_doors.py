@@ -17,7 +17,7 @@ from sd_depth_texture.blender import images, sample
 from sd_depth_texture.blender.targets import texture_name
 from sd_depth_texture.cli import main as cli
 from sd_depth_texture.core.diffusion import cache
-from sd_depth_texture.core.diffusion.flux import BACKEND, FLUX_SCHEDULER
+from sd_depth_texture.core.diffusion.backends.flux import FLUX_DEPTH, FLUX_SCHEDULER
 from sd_depth_texture.defaults import FLUX_LICENCE
 
 FAST = ["--steps", "2", "--texture-size", "64", "--resolution", "128", "--guidance", "10"]
@@ -32,7 +32,7 @@ def texture_argv(blend: Path, model: Path, report: Path, *extra: str) -> list[st
 
 def flux_record(report: Path) -> dict:
     record = json.loads(report.read_text())["record"]
-    assert record["model"]["backend"] == BACKEND
+    assert record["model"]["backend"] == FLUX_DEPTH.name
     assert record["model"]["pipeline"] == "FluxControlPipeline"
     assert record["model"]["licence"] == FLUX_LICENCE
     assert {view["scheduler"] for view in record["views"]} == {FLUX_SCHEDULER}
@@ -104,7 +104,7 @@ def test_the_batch_textures_an_asset_with_flux(addon, tiny_flux_dir, tmp_path):
     assert cli.main(argv) == 0
     [entry] = records.Manifest(str(out / records.MANIFEST_NAME)).read().values()
     assert entry["status"] == "done"
-    assert entry["record"]["model"]["backend"] == BACKEND
+    assert entry["record"]["model"]["backend"] == FLUX_DEPTH.name
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_the_batch_textures_an_asset_with_flux(addon, tiny_flux_dir, tmp_path):
     [
         ("base without lora", "FLUX.1-dev base without depth control: give the depth LoRA"),
         ("depth model with lora", "already a FLUX depth model: it takes no depth LoRA"),
-        ("sd2 with lora", "not FLUX.1 Depth"),
+        ("sd2 with lora", "a depth LoRA goes with the FLUX.1-dev base only"),
         ("pickled lora", "pickle weights"),
         ("negative prompt", "FLUX.1 Depth takes no negative prompt"),
     ],
@@ -139,5 +139,7 @@ def test_wrong_combinations_say_so_and_write_nothing(
     assert message in line
     if case == "negative prompt":
         assert "--negative-prompt" in line  # worded for this door
+    if "lora" in case and case != "pickled lora":
+        assert "--depth-lora" in line
     assert folder_fingerprint(sample_blend.parent) == before
     assert not (tmp_path / "report.json").exists()

@@ -22,7 +22,7 @@ from support.fake_hub import FakeHub, hub_environment
 from support.ldm_keys import pipeline_to_ldm
 
 from sd_depth_texture.core.diffusion import device, hub
-from sd_depth_texture.core.diffusion import generate as generate_module
+from sd_depth_texture.core.diffusion.backends import sd2_depth
 from sd_depth_texture.core.diffusion.cache import free_pipeline, load_pipeline, pipeline_status
 from sd_depth_texture.core.diffusion.generate import generate
 from sd_depth_texture.core.diffusion.schedulers import SCHEDULERS
@@ -148,9 +148,7 @@ def test_result_without_init_does_not_depend_on_any_image(
 ) -> None:
     depth = make_depth()
     baseline = generate(pipe, depth, SETTINGS)
-    monkeypatch.setattr(
-        generate_module, "_placeholder_image", lambda h, w: torch.rand((1, 3, h, w))
-    )
+    monkeypatch.setattr(sd2_depth, "_placeholder_image", lambda h, w: torch.rand((1, 3, h, w)))
     np.testing.assert_array_equal(generate(pipe, depth, SETTINGS), baseline)
 
 

@@ -14,17 +14,13 @@ from diffusers import FluxControlPipeline
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import save_file
 
-from sd_depth_texture.core.diffusion.flux import (
-    BACKEND,
-    check_flux_folder,
-    depth_control_image,
-    flux_keep_regions_hook,
-    generate_flux,
-    is_flux_folder,
-    load_flux_folder,
-)
-from sd_depth_texture.core.diffusion.settings import GenerationSettings
-from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline
+from sd_depth_texture.core.diffusion.backends import backend_of, choose
+from sd_depth_texture.core.diffusion.backends.base import control_image
+from sd_depth_texture.core.diffusion.backends.flux import FLUX_DEPTH
+from sd_depth_texture.core.diffusion.generate import generate
+from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
+from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec
+from sd_depth_texture.core.diffusion.sources import check_model_folder, load_source
 from sd_depth_texture.core.errors import CancelledError, SettingError, TextureError
 from sd_depth_texture.core.progress import Progress
 from sd_depth_texture.defaults import FLUX_LICENCE
@@ -68,19 +64,20 @@ def depth_lora(tiny_flux_depth_lora: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pipe(flux_dir: Path) -> FluxControlPipeline:
-    loaded, _record = load_flux_folder(flux_dir, torch.float32, source=str(flux_dir), kind="folder")
-    return loaded
+    return load_source(ModelSpec(source=str(flux_dir), device="cpu"), torch.float32, Progress())[0]
+
+
+def load(spec: ModelSpec):
+    return load_source(spec, torch.float32, Progress())
 
 
 def test_the_saved_folder_loads_through_the_loader_with_its_record(flux_dir, pipe) -> None:
-    assert json.loads((flux_dir / "model_index.json").read_text())["_class_name"] == (
-        "FluxControlPipeline"
-    )
-    assert is_flux_folder(flux_dir)
-    _pipe, record = load_flux_folder(flux_dir, torch.float32, source="mine", kind="folder")
-    assert isinstance(_pipe, FluxControlPipeline)
+    index = json.loads((flux_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "FluxControlPipeline"
+    loaded, record = load(ModelSpec(source=str(flux_dir)))
+    assert isinstance(loaded, FluxControlPipeline) and backend_of(loaded) is FLUX_DEPTH
     assert (record.backend, record.pipeline, record.licence) == (
-        BACKEND,
+        "flux-depth",
         "FluxControlPipeline",
         FLUX_LICENCE,
     )
@@ -88,39 +85,43 @@ def test_the_saved_folder_loads_through_the_loader_with_its_record(flux_dir, pip
     assert pipe.transformer.config.in_channels == 128
 
 
-def test_depth_becomes_a_near_white_rgb_control_image() -> None:
+def test_depth_becomes_a_near_white_rgb_control_image(pipe) -> None:
     depth = make_depth()
-    control = depth_control_image(depth)
-    assert control.shape == (*SIZE, 3) and control.dtype == np.float32
-    np.testing.assert_array_equal(control[..., 0], depth)
-    np.testing.assert_array_equal(control[..., 2], depth)
-    with pytest.raises(TextureError, match="constant"):
-        depth_control_image(np.full(SIZE, 0.5, np.float32))
+    call = FLUX_DEPTH.conditioning(pipe, depth, SETTINGS)
+    control = call["control_image"]
+    assert tuple(control.shape) == (1, 3, *SIZE)
+    # RGB, near = white: [0, 1] as the VAE's [-1, 1], the same in every channel.
+    np.testing.assert_allclose(control[0, 0].numpy(), depth * 2 - 1, atol=1e-6)
+    np.testing.assert_array_equal(control[0, 2].numpy(), control[0, 0].numpy())
+    np.testing.assert_array_equal(control_image(depth)[0, 1].numpy(), depth)
 
 
 def test_the_depth_map_steers_the_picture_and_seeds_reproduce(pipe) -> None:
     depth = make_depth()
-    first = generate_flux(pipe, depth, SETTINGS)
+    first = generate(pipe, depth, SETTINGS)
     assert first.shape == (*SIZE, 3) and first.dtype == np.float32
     assert first.min() >= 0.0 and first.max() <= 1.0
-    np.testing.assert_array_equal(first, generate_flux(pipe, depth, SETTINGS))
+    np.testing.assert_array_equal(first, generate(pipe, depth, SETTINGS))
     other_seed = GenerationSettings(prompt=SETTINGS.prompt, steps=3, seed=8, guidance=10.0)
-    assert np.abs(first - generate_flux(pipe, depth, other_seed)).max() > 1e-3
+    assert np.abs(first - generate(pipe, depth, other_seed)).max() > 1e-3
     flipped = np.ascontiguousarray(depth[:, ::-1])
-    assert np.abs(first - generate_flux(pipe, flipped, SETTINGS)).max() > 1e-3
+    assert np.abs(first - generate(pipe, flipped, SETTINGS)).max() > 1e-3
 
 
-def test_the_start_is_pure_seeded_noise(pipe) -> None:
-    """The transformer's first input: the seeded noise exactly, then the packed depth image."""
+def test_the_start_is_pure_seeded_noise_and_the_scheduler_stays(pipe) -> None:
+    """The transformer's first input: the seeded noise exactly, then the packed depth image;
+    an SD scheduler setting does not replace FLUX's flow-matching scheduler."""
     inputs: list[torch.Tensor] = []
     handle = pipe.transformer.register_forward_pre_hook(
         lambda _module, _args, kwargs: inputs.append(kwargs["hidden_states"].clone()),
         with_kwargs=True,
     )
+    ddim = GenerationSettings(prompt=SETTINGS.prompt, steps=3, seed=7, scheduler="ddim")
     try:
-        generate_flux(pipe, make_depth(), SETTINGS)
+        generate(pipe, make_depth(), ddim)
     finally:
         handle.remove()
+    assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
     channels = pipe.vae.config.latent_channels
     height, width = SIZE[0] // 8, SIZE[1] // 8
     generator = torch.Generator().manual_seed(SETTINGS.seed)
@@ -134,7 +135,7 @@ def test_the_start_is_pure_seeded_noise(pipe) -> None:
 
 def test_progress_rises_and_cancel_stops_within_a_step(pipe) -> None:
     seen: list[str] = []
-    generate_flux(pipe, make_depth(), SETTINGS, progress=steps_progress(seen))
+    generate(pipe, make_depth(), SETTINGS, progress=steps_progress(seen))
     assert seen == ["Step 1/3", "Step 2/3", "Step 3/3"]
     seen.clear()
     calls: list[int] = []
@@ -142,7 +143,7 @@ def test_progress_rises_and_cancel_stops_within_a_step(pipe) -> None:
     five = GenerationSettings(prompt=SETTINGS.prompt, steps=5, seed=1)
     try:
         with pytest.raises(CancelledError):
-            generate_flux(pipe, make_depth(), five, progress=steps_progress(seen, cancel_after=2))
+            generate(pipe, make_depth(), five, progress=steps_progress(seen, cancel_after=2))
     finally:
         handle.remove()
     assert seen == ["Step 1/5", "Step 2/5"] and len(calls) == 2
@@ -155,20 +156,21 @@ def test_kept_cells_end_exactly_as_the_known_picture(pipe) -> None:
     known[..., 1] = np.linspace(0.0, 1.0, SIZE[1])[None]
     keep = np.zeros(SIZE, np.float32)
     keep[:, : SIZE[1] // 2] = 1.0
-    hook = flux_keep_regions_hook(pipe, known, keep, seed=3)
+    hook = keep_regions_hook(pipe, known, keep, seed=3)
     finals: list[torch.Tensor] = []
 
     def recording(done: int, latents: torch.Tensor) -> torch.Tensor:
         finals.append(hook(done, latents))
         return finals[-1]
 
-    generate_flux(pipe, make_depth(), SETTINGS, on_latents=recording)
+    generate(pipe, make_depth(), SETTINGS, on_latents=recording)
     vae = pipe.vae
     with torch.no_grad():
         image = torch.from_numpy(known.transpose(2, 0, 1).copy())[None] * 2 - 1
         expected = (vae.encode(image).latent_dist.mean - vae.config.shift_factor) * (
             vae.config.scaling_factor
         )
+    assert finals[-1].ndim == 3  # packed tokens, as the pipeline keeps them
     final = pipe._unpack_latents(finals[-1], SIZE[0], SIZE[1], pipe.vae_scale_factor)
     half = SIZE[1] // 16
     torch.testing.assert_close(final[..., :half], expected[..., :half], atol=1e-5, rtol=0)
@@ -176,34 +178,40 @@ def test_kept_cells_end_exactly_as_the_known_picture(pipe) -> None:
 
 
 def test_what_flux_cannot_take_is_refused_before_it_runs(pipe) -> None:
+    calls: list[int] = []
+    handle = pipe.transformer.register_forward_hook(lambda *_: calls.append(1))
     negative = GenerationSettings(prompt="stone", negative_prompt="blurry", steps=2)
-    with pytest.raises(SettingError, match="no negative prompt") as raised:
-        generate_flux(pipe, make_depth(), negative)
-    assert raised.value.key == "negative_prompt"
-    with pytest.raises(TextureError, match="multiples of 16"):
-        generate_flux(pipe, make_depth(56, 64), SETTINGS)
+    try:
+        with pytest.raises(SettingError, match="no negative prompt") as raised:
+            generate(pipe, make_depth(), negative)
+        assert raised.value.key == "negative_prompt"
+        with pytest.raises(TextureError, match="multiple of 16"):
+            generate(pipe, make_depth(56, 64), SETTINGS)
+        with pytest.raises(TextureError, match="init image"):
+            generate(pipe, make_depth(), SETTINGS, init_image=np.zeros((*SIZE, 3), np.float32))
+    finally:
+        handle.remove()
+    assert calls == []
 
 
-def test_the_base_runs_with_its_depth_lora_and_records_it(base_dir, depth_lora, pipe) -> None:
-    with pytest.raises(TextureError, match="without depth control: give the depth LoRA"):
-        check_flux_folder(base_dir, None)
-    base, record = load_flux_folder(
-        base_dir, torch.float32, depth_lora, source=str(base_dir), kind="folder"
-    )
+def test_the_base_runs_with_its_depth_lora_and_records_it(base_dir, depth_lora, flux_dir) -> None:
+    with pytest.raises(SettingError, match="without depth control: give the depth LoRA"):
+        load(ModelSpec(source=str(base_dir)))
+    base, record = load(ModelSpec(source=str(base_dir), depth_lora=str(depth_lora)))
     assert base.transformer.config.in_channels == 128  # the LoRA widened the input
     [lora] = record.loras
     assert lora["role"] == "depth control" and len(lora["sha256"]) == 64
-    picture = generate_flux(base, make_depth(), SETTINGS)
-    np.testing.assert_array_equal(picture, generate_flux(base, make_depth(), SETTINGS))
-    with pytest.raises(TextureError, match="already a FLUX depth model"):
-        check_flux_folder(Path(pipe.config._name_or_path), depth_lora)
+    picture = generate(base, make_depth(), SETTINGS)
+    np.testing.assert_array_equal(picture, generate(base, make_depth(), SETTINGS))
+    with pytest.raises(SettingError, match="already a FLUX depth model"):
+        load(ModelSpec(source=str(flux_dir), depth_lora=str(depth_lora)))
 
 
-def test_wrong_loras_and_pickles_are_refused_unopened(base_dir, tmp_path) -> None:
+def test_wrong_loras_and_pickles_are_refused_unopened(base_dir, tiny_model_dir, tmp_path) -> None:
     pickle_lora = tmp_path / "depth.pt"
     pickle_lora.write_bytes(b"not opened")
     with pytest.raises(TextureError, match="pickle weights"):
-        load_flux_folder(base_dir, torch.float32, pickle_lora, source="x", kind="folder")
+        load(ModelSpec(source=str(base_dir), depth_lora=str(pickle_lora)))
     style_lora = tmp_path / "style.safetensors"
     save_file(
         {
@@ -213,27 +221,28 @@ def test_wrong_loras_and_pickles_are_refused_unopened(base_dir, tmp_path) -> Non
         str(style_lora),
     )
     with pytest.raises(TextureError, match="not a FLUX depth control LoRA"):
-        load_flux_folder(base_dir, torch.float32, style_lora, source="x", kind="folder")
+        load(ModelSpec(source=str(base_dir), depth_lora=str(style_lora)))
+    for other in (str(tiny_model_dir), "random"):
+        with pytest.raises(SettingError, match=r"goes with the FLUX\.1-dev base only"):
+            load(ModelSpec(source=other, depth_lora=str(style_lora)))
 
 
-def test_other_families_variants_and_pickled_folders_are_refused(flux_dir, tmp_path) -> None:
-    sd2 = tmp_path / "sd2"
-    build_tiny_pipeline().save_pretrained(str(sd2))
-    assert not is_flux_folder(sd2)
-    with pytest.raises(TextureError, match=r"StableDiffusionDepth2ImgPipeline, not FLUX\.1 Depth"):
-        check_flux_folder(sd2, None)
+def test_other_variants_controlnets_and_pickled_folders_are_refused(flux_dir, tmp_path) -> None:
+    controlnet = {"_class_name": "ControlNetModel"}
+    with pytest.raises(SettingError, match="takes the depth map itself and no ControlNet"):
+        choose({"_class_name": "FluxControlPipeline"}, None, controlnet, "x")
 
     fill = tmp_path / "fill"
     shutil.copytree(flux_dir, fill)
     config_path = fill / "transformer" / "config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "in_channels": 384}))
-    with pytest.raises(TextureError, match="inpainting \\(Fill\\)"):
-        check_flux_folder(fill, None)
+    with pytest.raises(TextureError, match=r"inpainting \(Fill\)"):
+        check_model_folder(fill, torch.float32)
 
     pickled = tmp_path / "pickled"
     shutil.copytree(flux_dir, pickled)
     for weights in (pickled / "transformer").glob("*.safetensors"):
         weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(TextureError, match="pickle weights"):
-        check_flux_folder(pickled, None)
+        check_model_folder(pickled, torch.float32)

@@ -12,16 +12,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
-from diffusers import StableDiffusionDepth2ImgPipeline
 
-from ...defaults import FLUX_LICENCE_NOTICE, RANDOM_MODEL
+from ...defaults import RANDOM_MODEL
 from ..progress import Progress
 from ..record import ModelRecord
+from .backends import Backend, backend_named
 from .device import empty_device_caches, out_of_memory, resolve_device, resolve_dtype
-from .flux import BACKEND as FLUX_BACKEND
-from .flux import is_flux_source, load_flux_source
 from .settings import ModelSpec
 from .sources import load_source
 
@@ -33,7 +32,7 @@ NOT_LOADED = "not loaded"
 @dataclass
 class _Loaded:
     spec: ModelSpec
-    pipe: StableDiffusionDepth2ImgPipeline
+    pipe: Any
     device: torch.device
     dtype: torch.dtype
     record: ModelRecord
@@ -44,8 +43,13 @@ class LoadedModel:
     """The pipeline to generate with, and the record of what it is (``record.loaded``: this
     call loaded it rather than finding it in memory)."""
 
-    pipe: StableDiffusionDepth2ImgPipeline
+    pipe: Any
     record: ModelRecord
+
+    @property
+    def backend(self) -> Backend:
+        """The model family that drives :attr:`pipe` (:mod:`.backends`)."""
+        return backend_named(self.record.backend)
 
 
 _load_lock = threading.RLock()  # held for a whole load or free
@@ -55,9 +59,7 @@ _status = NOT_LOADED
 _loading_source: str | None = None
 
 
-def load_pipeline(
-    spec: ModelSpec, progress: Progress | None = None
-) -> StableDiffusionDepth2ImgPipeline:
+def load_pipeline(spec: ModelSpec, progress: Progress | None = None) -> Any:
     """The pipeline alone, for scripts that need no record (see :func:`load_model`)."""
     return load_model(spec, progress).pipe
 
@@ -81,8 +83,7 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
         try:
             progress.update(0.0, f"Loading {spec.source}")
             with progress.span(0.0, 0.9):
-                loader = load_flux_source if is_flux_source(spec) else load_source
-                pipe, record = loader(spec, dtype, progress)
+                pipe, record = load_source(spec, dtype, progress)
             progress.update(0.95, f"Moving the model to {device}")
             with out_of_memory(f"loading the model onto {device}"):
                 pipe = pipe.to(device=device)
@@ -143,6 +144,6 @@ def _describe(loaded: _Loaded | None) -> str:
     where = f"on {loaded.device} ({dtype})"
     if loaded.spec.source.strip() == RANDOM_MODEL:
         return f"random test weights {where}: textures are noise"
-    if loaded.record.backend == FLUX_BACKEND:
-        return f"{loaded.spec.source} {where}. {FLUX_LICENCE_NOTICE}"
-    return f"{loaded.spec.source} {where}"
+    with_controlnet = f" with {loaded.spec.controlnet}" if loaded.spec.controlnet else ""
+    notice = backend_named(loaded.record.backend).licence_notice
+    return f"{loaded.spec.source}{with_controlnet} {where}" + (f". {notice}" if notice else "")

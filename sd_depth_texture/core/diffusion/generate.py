@@ -1,6 +1,8 @@
-"""Generate one view from a depth map with a loaded SD2-depth pipeline.
+"""Generate one view from a depth map with a loaded pipeline of any backend.
 
-No bpy. Inputs are checked before the pipeline runs: its depth normalisation has no epsilon, so a
+No bpy. What differs per model family (the depth's conditioning, the start, sizes, latent
+layout) is asked of the pipeline's backend (:mod:`.backends`); nothing here names a family.
+Inputs are checked before the pipeline runs: SD2's depth normalisation has no epsilon, so a
 constant or non-finite map would silently give a NaN picture. Progress and cancel go through
 :class:`~sd_depth_texture.core.progress.Progress` after every denoising step.
 """
@@ -9,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionDepth2ImgPipeline
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import TextureError
 from ..progress import Progress
+from .backends import backend_of
+from .backends.base import resize
 from .device import out_of_memory
 from .schedulers import make_scheduler
 from .settings import GenerationSettings, validate_settings
@@ -72,74 +73,12 @@ def _validate_init_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return image
 
 
-def checked_picture(images: Any) -> np.ndarray:
-    """The first of a pipeline's ``np`` images as float32 (H, W, 3), refused when broken (NaN
-    or all black: fp16 overflow or damaged weights) rather than baked."""
-    result = np.ascontiguousarray(np.asarray(images)[0], dtype=np.float32)
-    if not np.isfinite(result).all():
-        raise TextureError(
-            "The model produced an invalid image (NaN values): try fp32 precision or another "
-            "model; the weights may be broken"
-        )
-    if float(result.max()) < _MIN_MAX_VALUE:
-        raise TextureError(
-            "The model produced an invalid image (all black): try fp32 precision or another model"
-        )
-    return result
-
-
-def _placeholder_image(height: int, width: int) -> torch.Tensor:
-    """The pipeline insists on an ``image``; without an init image it only sets the size."""
-    return torch.zeros((1, 3, height, width), dtype=torch.float32)
-
-
-@contextmanager
-def _pure_noise_start(pipe: StableDiffusionDepth2ImgPipeline) -> Iterator[None]:
-    """Start from pure noise for this call: no VAE encode and no placeholder image leaking in.
-
-    The stock ``prepare_latents`` always encodes ``image`` and mixes ~8 % of it into the start
-    latent even at strength 1 (sqrt(alpha_bar) of the first timestep).
-    """
-
-    def prepare_latents(
-        image: torch.Tensor,
-        timestep: torch.Tensor,
-        batch_size: int,
-        num_images_per_prompt: int,
-        dtype: torch.dtype,
-        device: torch.device,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        scale = pipe.vae_scale_factor
-        shape = (
-            batch_size * num_images_per_prompt,
-            pipe.vae.config.latent_channels,
-            image.shape[-2] // scale,
-            image.shape[-1] // scale,
-        )
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        return noise * pipe.scheduler.init_noise_sigma
-
-    had_own = "prepare_latents" in vars(pipe)
-    previous = vars(pipe).get("prepare_latents")
-    object.__setattr__(pipe, "prepare_latents", prepare_latents)
-    try:
-        yield
-    finally:
-        if had_own:
-            object.__setattr__(pipe, "prepare_latents", previous)
-        else:
-            object.__delattr__(pipe, "prepare_latents")
-
-
 def _step_end(
     progress: Progress | None, on_latents: LatentsHook | None
-) -> Callable[[StableDiffusionDepth2ImgPipeline, int, Any, dict[str, Any]], dict[str, Any]]:
+) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
     """The pipeline's per-step callback: replace latents, report the step, stop if cancelled."""
 
-    def step_end(
-        pipeline: StableDiffusionDepth2ImgPipeline, index: int, _t: Any, kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
+    def step_end(pipeline: Any, index: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         done, total = index + 1, pipeline.num_timesteps
         latents = kwargs["latents"]
         if on_latents is not None:
@@ -160,77 +99,122 @@ def _step_end(
 
 
 def generate(
-    pipe: StableDiffusionDepth2ImgPipeline,
+    pipe: Any,
     depth: np.ndarray,
     settings: GenerationSettings,
     *,
     init_image: np.ndarray | None = None,
     progress: Progress | None = None,
     on_latents: LatentsHook | None = None,
+    kept: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Generate one (H, W, 3) float32 sRGB image in [0, 1] (row 0 = top) following ``depth``.
 
     Args:
-        pipe: a loaded pipeline (:func:`~.cache.load_pipeline`).
+        pipe: a loaded pipeline (:func:`~.cache.load_model`) of any registered backend.
         depth: (H, W) float32 in [0, 1], near = bright, H and W multiples of 8.
-        settings: prompt, seed, steps, guidance, scheduler and (with an init image) strength.
-        init_image: (H, W, 3) in [0, 1]: img2img at ``settings.strength``; without it the run
-            starts from pure noise.
+        settings: prompt, seed, steps, guidance, scheduler, the ControlNet's scale and span
+            (where the backend has one) and (with an init image) strength.
+        init_image: (H, W, 3) in [0, 1]: img2img at ``settings.strength`` (backends with
+            ``image_to_image``); without it the run starts from pure noise.
         progress: after every step ``progress.update(done / total, "Step done/total")``, then
             ``progress.check()``, which raises ``CancelledError`` once cancelled.
-        on_latents: ``on_latents(steps_done, latents)`` may return replacement latents of the
-            same shape after every step (see :func:`~.kept_regions.keep_regions_hook`).
+        on_latents: ``on_latents(steps_done, latents) -> latents`` after every step, in the
+            pipeline's own latent layout and generation size.
+        kept: ``(known, keep)``: hold ``known`` (H, W, 3) where ``keep`` (H, W) is 1 (what
+            earlier views painted; :func:`~.kept_regions.keep_regions_hook`), at whatever size
+            the backend generates.
     """
     # 1. Check every input before the model runs.
+    backend = backend_of(pipe)
     validate_settings(settings, has_init_image=init_image is not None)
+    backend.check_settings(settings)
     depth = validate_depth(depth)
     height, width = depth.shape
+    multiple = backend.size_multiple(pipe)
+    if height % multiple or width % multiple:
+        raise TextureError(
+            f"Depth map size {width}x{height} must be a multiple of {multiple} for {backend.label}"
+        )
+    size = backend.generation_size(pipe, height, width)
+    image_tensor = None
     if init_image is not None:
         image = _validate_init_image(init_image, (height, width))
-        image_tensor = torch.from_numpy(image.transpose(2, 0, 1)[None].copy())
-        strength = float(settings.strength)
-    else:
-        image_tensor = _placeholder_image(height, width)
-        strength = 1.0
+        image_tensor = resize(torch.from_numpy(image.transpose(2, 0, 1)[None].copy()), *size)
+    if on_latents is not None and kept is not None:
+        raise TextureError("Give generate() either on_latents or kept, not both")
+    if kept is not None:
+        from .kept_regions import keep_regions_hook
+
+        known, keep = (_as_size(array, size) for array in kept)
+        on_latents = keep_regions_hook(pipe, known, keep, int(settings.seed))
     if progress is not None:
         progress.check("before the first step")
 
     # 2. Scheduler, seed and the pipeline's arguments.
-    pipe.scheduler = make_scheduler(pipe, settings.scheduler)
+    if backend.own_scheduler is None:  # a family with one scheduler of its own keeps it
+        pipe.scheduler = make_scheduler(pipe, settings.scheduler)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
     call = {
         "prompt": settings.prompt,
-        "negative_prompt": settings.negative_prompt or None,
-        "image": image_tensor,
-        "depth_map": torch.from_numpy(depth[None].copy()),
-        "strength": strength,
         "num_inference_steps": int(settings.steps),
         "guidance_scale": float(settings.guidance),
         "generator": generator,
         "output_type": "np",
         "callback_on_step_end": _step_end(progress, on_latents),
         "callback_on_step_end_tensor_inputs": ["latents"],
+        **(
+            {"negative_prompt": settings.negative_prompt or None}
+            if backend.takes_negative_prompt
+            else {}
+        ),
+        **backend.conditioning(pipe, _as_size(depth, size), settings),
+        **backend.start(pipe, *size, image_tensor, float(settings.strength)),
     }
 
     # 3. Denoise.
     started = time.perf_counter()
-    with out_of_memory(f"generating a {width}x{height} image"):
+    with out_of_memory(f"generating a {size[1]}x{size[0]} image"):
         if init_image is None:
-            with _pure_noise_start(pipe):
+            with backend.pure_noise(pipe):
                 images = pipe(**call).images
         else:
             images = pipe(**call).images
 
     # 4. Refuse a broken picture rather than baking it.
-    result = checked_picture(images)
+    result = np.asarray(images)[0]
+    if result.shape[:2] != (height, width):
+        result = _as_size(result, (height, width))
+    result = np.ascontiguousarray(result, dtype=np.float32)
+    if not np.isfinite(result).all():
+        raise TextureError(
+            "The model produced an invalid image (NaN values): try fp32 precision or another "
+            "model; the weights may be broken"
+        )
+    if float(result.max()) < _MIN_MAX_VALUE:
+        raise TextureError(
+            "The model produced an invalid image (all black): try fp32 precision or another model"
+        )
     logger.info(
-        "Generated %dx%d in %.1f s (%d steps, %s, seed %d)",
-        width,
-        height,
+        "Generated %dx%d with %s in %.1f s (%d steps, %s, seed %d)",
+        size[1],
+        size[0],
+        backend.name,
         time.perf_counter() - started,
         settings.steps,
-        settings.scheduler,
+        backend.own_scheduler or settings.scheduler,
         settings.seed,
     )
     return result
+
+
+def _as_size(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (H, W) or (H, W, C) float array resized to ``size`` (unchanged when it fits)."""
+    if array.shape[:2] == tuple(size):
+        return array
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    grid = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
+    out = resize(grid, *size)[0]
+    out = out[0] if tensor.ndim == 2 else out.permute(1, 2, 0)
+    return np.ascontiguousarray(out.clamp(0.0, 1.0).numpy())

@@ -34,8 +34,12 @@ logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 #: Components whose weights are loaded (depth_estimator / feature_extractor are never needed).
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
-#: FLUX's components (its repositories also hold single-file checkpoints at the top, unused).
-FLUX_WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2")
+#: Every component folder a supported family may have weights in (SD, SDXL's second text
+#: encoder, FLUX's transformer); a repository's own listing says which it has.
+ANY_WEIGHT_COMPONENTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
+#: The index file of a whole pipeline, and of a single model (a ControlNet).
+PIPELINE_INDEX = "model_index.json"
+MODEL_INDEX = "config.json"
 #: Never downloaded: pickles, and the depth estimator a given depth map makes unnecessary.
 IGNORED_FILES = [f"*{suffix}" for suffix in PICKLE_SUFFIXES] + [
     "depth_estimator/*",
@@ -68,40 +72,54 @@ def download_cache(cache_dir: str | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir else standard_cache()
 
 
-def cached_snapshot(repo_id: str, revision: str | None, cache: Path) -> Path | None:
+def cached_snapshot(
+    repo_id: str, revision: str | None, cache: Path, index: str = PIPELINE_INDEX
+) -> Path | None:
     """The snapshot folder of ``repo_id`` at ``revision`` in ``cache``, if one was cached.
 
-    Found by its ``model_index.json``; whether the rest is complete is for the caller to check.
+    Found by its ``index`` (``model_index.json``; a ControlNet's ``config.json``); whether the
+    rest is complete is for the caller to check.
     """
-    found = try_to_load_from_cache(repo_id, "model_index.json", cache_dir=cache, revision=revision)
+    found = try_to_load_from_cache(repo_id, index, cache_dir=cache, revision=revision)
     return Path(found).parent if isinstance(found, str) else None
 
 
-def download_patterns(repo_files: list[str], want_fp16: bool) -> list[str]:
-    """Only the files the pipeline needs: configs, tokenizer, one safetensors set per model."""
-    patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
-    components = WEIGHT_COMPONENTS
-    if any(name.startswith("transformer/") for name in repo_files):
-        components = FLUX_WEIGHT_COMPONENTS
-        patterns.append("tokenizer_2/*")
-    for component in components:
-        prefix = f"{component}/"
-        names = [f for f in repo_files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
-        weights = [f for f in names if f.endswith((".safetensors", ".json")) and "config" not in f]
-        fp16 = [f for f in weights if FP16_NAME.search(f)]
-        full = [f for f in weights if not FP16_NAME.search(f)]
-        chosen = fp16 if fp16 and (want_fp16 or not full) else full
-        if not any(f.endswith(".safetensors") for f in chosen):
-            pickles = [f for f in names if f.lower().endswith(PICKLE_SUFFIXES)]
-            if pickles:
-                raise TextureError(
-                    f"Refusing to load {Path(pickles[0]).name}: pickle weights "
-                    f"({', '.join(PICKLE_SUFFIXES)}) can run arbitrary code when opened; use "
-                    ".safetensors weights instead"
-                )
-            raise TextureError(f"The Hub model has no safetensors weights for '{component}'")
-        patterns += [f"{prefix}config.json", *chosen]
+def download_patterns(
+    repo_files: list[str], want_fp16: bool, index: str = PIPELINE_INDEX
+) -> list[str]:
+    """Only the files the pipeline needs: configs, tokenizers, one safetensors set per model
+    (a single model such as a ControlNet: its ``config.json`` and weights at the top)."""
+    if index == MODEL_INDEX:
+        return [index, *_one_weight_set(repo_files, "", want_fp16, "the ControlNet")]
+    patterns = [index, "scheduler/*.json", "tokenizer/*", "tokenizer_2/*"]
+    present = {name.split("/", 1)[0] for name in repo_files if "/" in name}
+    for component in ANY_WEIGHT_COMPONENTS:
+        if component not in present and component in WEIGHT_COMPONENTS[1:]:
+            raise TextureError(f"The Hub model has no '{component}' folder")
+        if component not in present:
+            continue
+        patterns += [f"{component}/config.json"]
+        patterns += _one_weight_set(repo_files, f"{component}/", want_fp16, f"'{component}'")
     return patterns
+
+
+def _one_weight_set(repo_files: list[str], prefix: str, want_fp16: bool, what: str) -> list[str]:
+    """The safetensors files (and their shard index) of one model: fp16 or full, never pickles."""
+    names = [f for f in repo_files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
+    weights = [f for f in names if f.endswith((".safetensors", ".json")) and "config" not in f]
+    fp16 = [f for f in weights if FP16_NAME.search(f)]
+    full = [f for f in weights if not FP16_NAME.search(f)]
+    chosen = fp16 if fp16 and (want_fp16 or not full) else full
+    if not any(f.endswith(".safetensors") for f in chosen):
+        pickles = [f for f in names if f.lower().endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise TextureError(
+                f"Refusing to load {Path(pickles[0]).name}: pickle weights "
+                f"({', '.join(PICKLE_SUFFIXES)}) can run arbitrary code when opened; use "
+                ".safetensors weights instead"
+            )
+        raise TextureError(f"The Hub model has no safetensors weights for {what}")
+    return chosen
 
 
 def download_snapshot(
@@ -111,6 +129,7 @@ def download_snapshot(
     *,
     want_fp16: bool,
     progress: Progress | None = None,
+    index: str = PIPELINE_INDEX,
 ) -> Path:
     """Download what the pipeline needs of ``repo_id`` into ``cache``; the snapshot folder.
 
@@ -133,7 +152,7 @@ def download_snapshot(
         wanted = set(
             filter_repo_objects(
                 names,
-                allow_patterns=download_patterns(names, want_fp16),
+                allow_patterns=download_patterns(names, want_fp16, index),
                 ignore_patterns=IGNORED_FILES,
             )
         )
@@ -171,9 +190,9 @@ def download_snapshot(
             raise
         logger.debug("Downloading %s failed", repo_id, exc_info=True)
         raise TextureError(f"Could not download {repo_id}: {first_line(error)}") from error
-    folder = cached_snapshot(repo_id, branch, cache)
+    folder = cached_snapshot(repo_id, branch, cache, index)
     if folder is None:
-        raise TextureError(f"Downloading {repo_id} gave no model_index.json")
+        raise TextureError(f"Downloading {repo_id} gave no {index}")
     return folder
 
 

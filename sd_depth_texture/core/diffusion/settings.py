@@ -10,8 +10,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...defaults import GUIDANCE, MODEL_ID, SCHEDULER, SEED, STEPS, STRENGTH
-from ..errors import TextureError
+from ...defaults import (
+    CONDITIONING_SCALE,
+    CONTROL_END,
+    CONTROL_START,
+    GUIDANCE,
+    MODEL_ID,
+    SCHEDULER,
+    SEED,
+    STEPS,
+    STRENGTH,
+)
+from ..errors import SettingError, TextureError
 from ..validation import check_prompt, check_settings, check_text
 
 
@@ -26,6 +36,7 @@ class ModelSpec:
 
     source: str = MODEL_ID
     config: str | None = None
+    controlnet: str | None = None  # a depth ControlNet: Hub id, folder or .safetensors file
     device: str = "auto"
     precision: str = "auto"
     cache_dir: str | None = None
@@ -43,8 +54,9 @@ class ModelSpec:
         return {
             "source": self.source,
             "config": self.config,
-            "precision": self.precision,
+            "controlnet": self.controlnet,
             "depth_lora": self.depth_lora,
+            "precision": self.precision,
         }
 
 
@@ -59,6 +71,9 @@ class GenerationSettings:
     guidance: float = GUIDANCE.default
     scheduler: str = SCHEDULER
     strength: float = STRENGTH.default
+    conditioning_scale: float = CONDITIONING_SCALE.default  # ControlNet backends only
+    control_start: float = CONTROL_START.default
+    control_end: float = CONTROL_END.default
 
 
 def validate_settings(
@@ -77,8 +92,17 @@ def validate_settings(
             "seed": settings.seed,
             "strength": settings.strength,
             "scheduler": settings.scheduler,
+            "conditioning_scale": settings.conditioning_scale,
+            "control_start": settings.control_start,
+            "control_end": settings.control_end,
         }
     )
+    if settings.control_start >= settings.control_end:
+        raise SettingError(
+            "control_start", settings.control_start, "below the ControlNet's end",
+            f"{{name}} ({settings.control_start:g}) must be below the ControlNet's end "
+            f"({settings.control_end:g}): the ControlNet would never act",
+        )  # fmt: skip
     if has_init_image and int(settings.steps * settings.strength) < 1:
         raise TextureError(
             f"{settings.steps} steps at strength {settings.strength} leave no step to run: "

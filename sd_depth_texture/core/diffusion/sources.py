@@ -9,7 +9,9 @@ Model sources (:attr:`ModelSpec.source`):
   to :data:`~sd_depth_texture.defaults.MODEL_REVISION`): looked up in the caches first and
   downloaded only when ``allow_online`` is set (:mod:`.hub`);
 * a local diffusers folder (``model_index.json`` plus ``unet``/``vae``/``text_encoder``/
-  ``tokenizer``/``scheduler``) with ``.safetensors`` weights;
+  ``tokenizer``/``scheduler``, and ``text_encoder_2``/``tokenizer_2`` for SDXL) with
+  ``.safetensors`` weights. Its ``model_index.json`` ``_class_name`` (and the UNet's and the
+  ControlNet's configs) decide the backend (:func:`.backends.choose`) before any weights load;
 * a single ``.safetensors`` file in the original Stability AI (LDM) layout of
   ``512-depth-ema``, together with :attr:`ModelSpec.config`, a diffusers-layout folder that holds
   the component configs (``unet/config.json``, ``vae/config.json``, ``text_encoder/config.json``,
@@ -22,6 +24,10 @@ Model sources (:attr:`ModelSpec.source`):
   ``num_hidden_layers`` is allowed and dropped. Everything else (``depth_model.*``, schedule
   buffers, ``text_projection``) is ignored. Conversion uses diffusers' own converters and every
   component is loaded strictly: any missing, unexpected or mis-shaped tensor is an error;
+* with :attr:`ModelSpec.controlnet`, a depth ControlNet from a Hub id, a folder or a
+  ``.safetensors`` file beside its ``config.json`` (:mod:`.controlnets`);
+* with :attr:`ModelSpec.depth_lora`, FLUX.1-dev's depth control LoRA (:mod:`.depth_loras`),
+  which only that base takes (:meth:`.backends.base.Backend.check_depth_lora`);
 * ``random``: a tiny random-weight pipeline (:func:`~.tiny.build_tiny_pipeline`) for testing;
   its textures are noise.
 
@@ -31,7 +37,6 @@ unpickled: loading one can run arbitrary code.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -47,7 +52,21 @@ from ..errors import ModelUnavailableError, TextureError
 from ..progress import Progress
 from ..record import ModelRecord, sha256_of_file
 from . import hub
+from .backends import Backend, choose
+from .backends.sd2_depth import SD2_DEPTH
+from .controlnets import FoundControlNet, find_controlnet, load_controlnet
+from .depth_loras import FoundDepthLora, find_depth_lora
 from .device import first_line, out_of_memory
+from .safe_files import (
+    IncompleteModelError,
+    load_strict,
+    model_licence,
+    pickle_refusal,
+    read_json,
+)
+from .safe_files import check_safetensors as _check_safetensors
+from .safe_files import refuse_special_files as _refuse_special_files
+from .safe_files import require_regular_files as _require_regular_files
 from .schedulers import scheduler_from_config_folder
 from .settings import ModelSpec
 from .tiny import build_tiny_pipeline
@@ -69,47 +88,51 @@ CONFIG_FILES = (
     "tokenizer/tokenizer_config.json",
 )
 
-BACKEND = "sd2-depth"
-_CARD_HEAD_BYTES = 16 << 10
-_LICENCE_LINE = re.compile(r"^license:\s*(.+)$", re.MULTILINE)
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _FP16_NAME = hub.FP16_NAME
 
 
-class IncompleteModelError(TextureError):
-    """A model folder lacks files or holds damaged ones (downloading again would fix it)."""
-
-
-def load_source(
-    spec: ModelSpec, dtype: torch.dtype, progress: Progress
-) -> tuple[StableDiffusionDepth2ImgPipeline, ModelRecord]:
+def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tuple[Any, ModelRecord]:
     """Dispatch on the kind of source; every path ends in a strict, safetensors-only load.
 
-    Returns the pipeline and the record of what was loaded: the Hub revision that was resolved,
-    or the sha256 of a single weights file, and the licence its model card names."""
+    Returns the pipeline and the record of what was loaded: its backend, the Hub revision that
+    was resolved or the sha256 of a single weights file, the licence its model card names, and
+    the ControlNet. The backend is decided from the configs alone, so a wrong combination of
+    model and ControlNet is refused before any weights load."""
     source = (spec.source or "").strip()
     if not source:
         raise TextureError("No model given: set a Hub id, a model folder, a file or 'random'")
+    controlnet = find_controlnet(spec, dtype, progress) if spec.controlnet else None
+    depth_lora = find_depth_lora(spec, progress) if spec.depth_lora else None
     if source == RANDOM_MODEL:
+        choose(_SD2_INDEX, None, controlnet.config if controlnet else None, "'random'")
+        SD2_DEPTH.check_depth_lora(Path(source), depth_lora)
         logger.warning("Using random weights: generated textures will be noise")
-        return build_tiny_pipeline(), _record(source, "random")
+        return build_tiny_pipeline(), _record(source, "random", SD2_DEPTH)
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         raise pickle_refusal(path)
     if suffix == ".safetensors":
+        choose(_SD2_INDEX, None, controlnet.config if controlnet else None, path.name)
+        SD2_DEPTH.check_depth_lora(path, depth_lora)
         pipe = load_single_file(path, spec.config)
         config = Path(spec.config) if spec.config else path.parent
-        record = _record(source, "file", config, weights_sha256=sha256_of_file(str(path)))
+        record = _record(
+            source, "file", SD2_DEPTH, config, weights_sha256=sha256_of_file(str(path))
+        )
     elif path.is_dir():
-        pipe, record = load_folder(path, dtype), _record(source, "folder", path)
+        pipe, backend = load_folder(path, dtype, controlnet, depth_lora)
+        record = _record(source, "folder", backend, path)
     elif path.exists():
         raise TextureError(f"{path} is neither a diffusers model folder nor a .safetensors file")
     elif path.is_absolute() or source.startswith((".", "~")) or "\\" in source:
         raise TextureError(f"Model folder not found: {path}")
-    elif HUB_ID.fullmatch(source):
-        pipe, folder = _load_hub_model(spec, source, dtype, progress)
-        record = _record(source, "hub", folder, revision=folder.name)
+    elif _HUB_ID.fullmatch(source):
+        pipe, backend, folder = _load_hub_model(
+            spec, source, dtype, progress, controlnet, depth_lora
+        )
+        record = _record(source, "hub", backend, folder, revision=folder.name)
         if source == MODEL_ID and record.licence is None:
             record.licence = MODEL_LICENCE
     else:
@@ -118,41 +141,27 @@ def load_source(
             "(owner/name)"
         )
     _check_token_length(pipe, source)
+    if controlnet is not None:
+        record.controlnet = controlnet.record
+    if depth_lora is not None:
+        record.loras.append(dict(depth_lora.record))
     return pipe, record
 
 
-def _record(source: str, kind: str, folder: Path | None = None, **known: Any) -> ModelRecord:
+#: What the built-in test model and a single SD2 checkpoint are, for :func:`.backends.choose`.
+_SD2_INDEX = {"_class_name": "StableDiffusionDepth2ImgPipeline"}
+
+
+def _record(
+    source: str, kind: str, backend: Backend, folder: Path | None = None, **known: Any
+) -> ModelRecord:
     return ModelRecord(
-        backend=BACKEND,
-        pipeline=StableDiffusionDepth2ImgPipeline.__name__,
+        backend=backend.name,
+        pipeline=backend.pipeline_class.__name__,
         source=source,
         kind=kind,
-        licence=model_licence(folder) if folder is not None else None,
+        licence=backend.record_licence(model_licence(folder) if folder is not None else None),
         **known,
-    )
-
-
-def model_licence(folder: Path) -> str | None:
-    """The ``license`` a model card (``README.md``'s front matter) names, if it names one."""
-    card = folder / "README.md"
-    if not card.is_file():
-        return None
-    try:
-        with open(card, encoding="utf-8", errors="replace") as stream:
-            head = stream.read(_CARD_HEAD_BYTES)
-    except OSError:
-        return None
-    if not head.startswith("---"):
-        return None
-    front = head[3:].split("\n---", 1)[0]
-    found = _LICENCE_LINE.search(front)
-    return found.group(1).strip().strip("'\"") if found else None
-
-
-def pickle_refusal(path: Path) -> TextureError:
-    return TextureError(
-        f"Refusing to load {path.name}: pickle weights ({', '.join(PICKLE_SUFFIXES)}) can run "
-        "arbitrary code when opened; use .safetensors weights instead"
     )
 
 
@@ -160,10 +169,16 @@ def pickle_refusal(path: Path) -> TextureError:
 
 
 def _load_hub_model(
-    spec: ModelSpec, repo_id: str, dtype: torch.dtype, progress: Progress
-) -> tuple[StableDiffusionDepth2ImgPipeline, Path]:
+    spec: ModelSpec,
+    repo_id: str,
+    dtype: torch.dtype,
+    progress: Progress,
+    controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
+) -> tuple[Any, Backend, Path]:
     """The first complete cached copy, else a download (when allowed) into the download cache;
-    returns the pipeline and the snapshot folder it came from (named by its revision)."""
+    returns the pipeline, its backend and the snapshot folder it came from (named by its
+    revision)."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -179,13 +194,14 @@ def _load_hub_model(
         if folder is None:
             continue
         try:
-            variant = check_model_folder(folder, dtype)
+            backend, variant = check_model_folder(folder, dtype, controlnet, depth_lora)
         except IncompleteModelError as error:
             logger.info("The copy of %s in %s is unusable: %s", repo_id, cache, error)
             unusable.append(error)
             continue
         logger.info("Using the cached copy of %s in %s", repo_id, folder)
-        return _from_pretrained(folder, dtype, variant), folder
+        pipe = _from_pretrained(folder, dtype, variant, backend, controlnet, depth_lora)
+        return pipe, backend, folder
     if not spec.allow_online:
         if unusable:
             raise ModelUnavailableError(
@@ -205,92 +221,72 @@ def _load_hub_model(
             progress=progress,
         )
     progress.update(0.95, f"Loading {repo_id}")
-    return load_folder(folder, dtype), folder
+    pipe, backend = load_folder(folder, dtype, controlnet, depth_lora)
+    return pipe, backend, folder
 
 
 # ---- Local diffusers folder ------------------------------------------------------------------
 
 
-def load_folder(folder: Path, dtype: torch.dtype) -> StableDiffusionDepth2ImgPipeline:
-    """Load a diffusers-layout folder from disk only, after checking it is safe and complete."""
-    return _from_pretrained(folder, dtype, check_model_folder(folder, dtype))
+def load_folder(
+    folder: Path,
+    dtype: torch.dtype,
+    controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
+) -> tuple[Any, Backend]:
+    """Load a diffusers-layout folder from disk only, after checking it is safe, complete and
+    of a family that fits ``controlnet`` and ``depth_lora``; returns the pipeline and its
+    backend."""
+    backend, variant = check_model_folder(folder, dtype, controlnet, depth_lora)
+    return _from_pretrained(folder, dtype, variant, backend, controlnet, depth_lora), backend
 
 
-def check_model_folder(folder: Path, dtype: torch.dtype) -> str | None:
-    """Check a diffusers folder without loading weights; returns the weight variant to load.
+def check_model_folder(
+    folder: Path,
+    dtype: torch.dtype,
+    controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
+) -> tuple[Backend, str | None]:
+    """Check a diffusers folder without loading weights; returns its backend (decided from the
+    configs and the ControlNet's) and the weight variant to load.
 
     Reading a pipe (FIFO) or a device blocks forever, and a tokenizer without its config pads
     prompts to ~1e30 tokens: both are refused here, before diffusers opens anything.
     """
-    index = folder / "model_index.json"
-    if not os.path.lexists(index):
+    index_path = folder / "model_index.json"
+    if not os.path.lexists(index_path):
         raise IncompleteModelError(
             f"{folder} is not a diffusers model folder (no model_index.json)"
         )
     _require_regular_files(folder, ["model_index.json"])
-    _refuse_special_files(folder, COMPONENTS)
-    _require_regular_files(folder, [name for name in CONFIG_FILES if "tokenizer" not in name])
-    unet_config = read_json(folder / "unet" / "config.json")
-    if unet_config.get("in_channels") != 5:
-        raise TextureError(
-            f"{folder} is not a Stable Diffusion 2 depth model (its UNet takes "
-            f"{unet_config.get('in_channels')} input channels, the depth model takes 5)"
-        )
-    check_tokenizer(folder, read_json(folder / "text_encoder" / "config.json"))
-    weights = {name: _component_weights(folder, name) for name in WEIGHT_COMPONENTS}
+    index = read_json(index_path)
+    unet_config = None
+    if os.path.lexists(folder / "unet" / "config.json"):
+        _require_regular_files(folder, ["unet/config.json"])
+        unet_config = read_json(folder / "unet" / "config.json")
+    backend = choose(index, unet_config, controlnet.config if controlnet else None, str(folder))
+    components = (*backend.weight_components, *backend.tokenizers, "scheduler")
+    _refuse_special_files(folder, components)
+    configs = [f"{name}/config.json" for name in backend.weight_components]
+    _require_regular_files(folder, [*configs, "scheduler/scheduler_config.json"])
+    backend.check_base(folder, unet_config or {})
+    backend.check_depth_lora(folder, depth_lora)
+    for number, tokenizer in enumerate(backend.tokenizers):
+        encoder = "text_encoder" if number == 0 else f"text_encoder_{number + 1}"
+        check_tokenizer(folder, read_json(folder / encoder / "config.json"), tokenizer)
+    weights = {name: _component_weights(folder, name) for name in backend.weight_components}
     for files in weights.values():
         for path in files:
             _check_safetensors(path)
-    return _choose_variant(weights, dtype)
+    return backend, _choose_variant(weights, dtype)
 
 
-def _refuse_special_files(folder: Path, components: tuple[str, ...]) -> None:
-    """Only regular files and folders: a pipe, socket or device would hang or break the load."""
-    for component in components:
-        directory = folder / component
-        if not directory.is_dir():
-            continue
-        for root, dirs, files in os.walk(directory):
-            for name in [*dirs, *files]:
-                path = Path(root) / name
-                if not (path.is_file() or path.is_dir()):
-                    _raise_not_regular(folder, path)
-
-
-def _require_regular_files(folder: Path, names: list[str]) -> None:
-    for name in names:
-        path = folder / name
-        if not path.is_file():
-            _raise_not_regular(folder, path)
-
-
-def _raise_not_regular(folder: Path, path: Path) -> None:
-    name = path.relative_to(folder).as_posix()
-    if not os.path.lexists(path):
-        raise IncompleteModelError(f"Model folder {folder} has no {name}")
-    if not path.exists():
-        raise IncompleteModelError(f"{name} in {folder} is a broken link (an unfinished copy?)")
-    raise IncompleteModelError(
-        f"{name} in {folder} is not a regular file (a pipe, socket or device): replace it with "
-        "the real file"
-    )
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A config file as a dict; only called on paths checked to be regular files."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise IncompleteModelError(f"{path} is unreadable ({first_line(error)})") from error
-    if not isinstance(config, dict):
-        raise IncompleteModelError(f"{path} is not a JSON object")
-    return config
-
-
-def check_tokenizer(folder: Path, text_encoder_config: dict[str, Any]) -> None:
+def check_tokenizer(
+    folder: Path, text_encoder_config: dict[str, Any], name: str = "tokenizer"
+) -> None:
     """The tokenizer files exist and their context fits the text encoder's positions."""
-    tokenizer = folder / "tokenizer"
-    what = "tokenizer/ with tokenizer_config.json and tokenizer.json, or vocab.json and merges.txt"
+    tokenizer = folder / name
+    what = f"{name}/ with tokenizer_config.json and tokenizer.json, or vocab.json and merges.txt"
     if not tokenizer.is_dir():
         raise IncompleteModelError(f"Model folder {folder} has no tokenizer ({what})")
     has_fast = (tokenizer / "tokenizer.json").is_file()
@@ -299,7 +295,9 @@ def check_tokenizer(folder: Path, text_encoder_config: dict[str, Any]) -> None:
     if not config_path.is_file() or not (has_fast or has_slow):
         raise IncompleteModelError(f"The tokenizer in {folder} is incomplete (needs {what})")
     length = read_json(config_path).get("model_max_length")
-    positions = text_encoder_config.get("max_position_embeddings", 77)
+    # T5 (FLUX's second encoder) has relative positions: no fixed context to exceed.
+    relative = text_encoder_config.get("model_type") == "t5"
+    positions = text_encoder_config.get("max_position_embeddings", 10**9 if relative else 77)
     if not isinstance(length, int) or not 0 < length <= positions:
         raise IncompleteModelError(
             f"The tokenizer in {folder} has model_max_length {length!r} in "
@@ -307,29 +305,21 @@ def check_tokenizer(folder: Path, text_encoder_config: dict[str, Any]) -> None:
         )
 
 
-def _check_token_length(pipe: StableDiffusionDepth2ImgPipeline, source: str) -> None:
-    """Whatever the source, a prompt must pad to what the text encoder can take."""
-    length = pipe.tokenizer.model_max_length
-    positions = pipe.text_encoder.config.max_position_embeddings
-    if length > positions:
-        raise TextureError(
-            f"The tokenizer of {source} pads prompts to {length} tokens, the text encoder takes "
-            f"{positions}: its tokenizer_config.json lacks model_max_length"
-        )
-
-
-def _check_safetensors(path: Path) -> None:
-    """Read only the header: catches truncated or corrupt files before a multi-GB load."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            handle.keys()
-    except Exception as error:
-        raise IncompleteModelError(
-            f"Weights file {path} is corrupt or truncated ({first_line(error)}); "
-            "delete it and download or copy it again"
-        ) from error
+def _check_token_length(pipe: Any, source: str) -> None:
+    """Whatever the source, a prompt must pad to what each text encoder can take."""
+    pairs = (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))
+    for tokenizer_name, encoder_name in pairs:
+        tokenizer = getattr(pipe, tokenizer_name, None)
+        encoder = getattr(pipe, encoder_name, None)
+        if tokenizer is None or encoder is None:
+            continue
+        length = tokenizer.model_max_length
+        positions = getattr(encoder.config, "max_position_embeddings", None)
+        if positions is not None and length > positions:
+            raise TextureError(
+                f"The {tokenizer_name} of {source} pads prompts to {length} tokens, the text "
+                f"encoder takes {positions}: its tokenizer_config.json lacks model_max_length"
+            )
 
 
 def _component_weights(folder: Path, component: str) -> list[Path]:
@@ -357,20 +347,22 @@ def _choose_variant(weights: dict[str, list[Path]], dtype: torch.dtype) -> str |
 
 
 def _from_pretrained(
-    folder: Path, dtype: torch.dtype, variant: str | None
-) -> StableDiffusionDepth2ImgPipeline:
-    logger.info("Loading %s (variant %s, %s)", folder, variant or "full", dtype)
+    folder: Path,
+    dtype: torch.dtype,
+    variant: str | None,
+    backend: Backend,
+    controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
+) -> Any:
+    logger.info("Loading %s as %s (variant %s, %s)", folder, backend.name, variant or "full", dtype)
     try:
         with out_of_memory("loading the model"):
-            return StableDiffusionDepth2ImgPipeline.from_pretrained(
-                str(folder),
-                depth_estimator=None,
-                feature_extractor=None,
-                use_safetensors=True,
-                local_files_only=True,
-                dtype=dtype,
-                variant=variant,
-            )
+            parts = {}
+            if controlnet is not None:
+                parts["controlnet"] = load_controlnet(controlnet, dtype)
+            if depth_lora is not None:
+                parts["depth_lora"] = depth_lora
+            return backend.from_pretrained(folder, dtype, variant, **parts)
     except TextureError:
         raise
     except Exception as error:
@@ -415,28 +407,6 @@ def _drop_penultimate_extra(checkpoint: dict[str, torch.Tensor], layers: int) ->
             k for k in checkpoint if (m := _RESBLOCK.match(k)) and int(m.group(1)) == layers
         ]:
             del checkpoint[key]
-
-
-def load_strict(module: torch.nn.Module, state: dict[str, Any], what: str, source: Path) -> None:
-    """Load every tensor exactly: a partial match would silently generate garbage."""
-    state = {k: v for k, v in state.items() if v is not None}
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise TextureError(
-            f"The {what} weights in {source.name} do not match the config: "
-            f"{len(missing)} missing (e.g. {', '.join(missing[:2]) or '-'}), "
-            f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2]) or '-'})"
-        )
-    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if wrong:
-        key = wrong[0]
-        raise TextureError(
-            f"The {what} weights in {source.name} do not match the config: {key} has shape "
-            f"{tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
-        )
-    module.load_state_dict(state, strict=True)
 
 
 def _check_config_folder(path: Path, config_dir: Path) -> None:
