@@ -23,28 +23,37 @@ def preferences(context=None):
     return addon.preferences if addon is not None else None
 
 
-def _user_path(path: str) -> str:
-    """A blend-relative (``//``) or home-relative (``~``) path made absolute; Hub ids unchanged."""
-    return bpy.path.abspath(path) if path.startswith("//") else os.path.expanduser(path)
-
-
-def model_spec(source: str | None = None, context=None, depth_lora: str | None = None) -> ModelSpec:
-    """The model to use: ``source``, else the add-on preferences, else the default; the FLUX
-    depth LoRA: ``depth_lora``, else the preferences' (with the preferences' model only)."""
+def model_spec(
+    source: str | None = None,
+    context=None,
+    controlnet: str | None = None,
+    depth_lora: str | None = None,
+) -> ModelSpec:
+    """The model to use: ``source``, else the add-on preferences, else the default; the depth
+    ControlNet likewise (``controlnet``, else the preferences', else none); the FLUX depth
+    LoRA: ``depth_lora``, else the preferences' (with the preferences' model only: it belongs to
+    that model)."""
     prefs = preferences(context)
     if not depth_lora and not source and prefs is not None:
         depth_lora = prefs.model_depth_lora
     source = source or (prefs.model_source if prefs else "") or MODEL_ID
+    controlnet = (controlnet or (prefs.controlnet_source if prefs else "")).strip()
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
     return ModelSpec(
-        source=_user_path(source),
-        depth_lora=_user_path(depth_lora) if depth_lora else None,
+        source=_path_or_id(source),
+        controlnet=_path_or_id(controlnet) if controlnet else None,
+        depth_lora=_path_or_id(depth_lora) if depth_lora else None,
         config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
         device=prefs.device if prefs else "auto",
         precision=prefs.precision if prefs else "auto",
         cache_dir=cache_dir,
         allow_online=bool(bpy.app.online_access),
     )
+
+
+def _path_or_id(source: str) -> str:
+    """A blend-relative (``//``) or ``~`` path made absolute; a Hub id stays as it is."""
+    return bpy.path.abspath(source) if source.startswith("//") else os.path.expanduser(source)
 
 
 def provenance_settings(values: Mapping[str, Any], context=None) -> dict[str, Any]:

@@ -84,6 +84,12 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         help="Hugging Face id, local diffusers folder, single .safetensors file, or "
         f"'{defaults.RANDOM_MODEL}' (default: {defaults.MODEL_ID})",
     )
+    parser.add_argument(
+        "--controlnet",
+        metavar="SRC",
+        help="depth ControlNet for an SD 1.5 or SDXL --model: Hugging Face id, folder, or "
+        ".safetensors beside its config.json (default: the add-on preferences, else none)",
+    )
     parser.add_argument("--config", help="diffusers config folder for a single .safetensors file")
     parser.add_argument(
         "--depth-lora",
@@ -123,9 +129,13 @@ def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:
-    """The add-on's model choice with this run's --model/--config/--depth-lora/--device/--online
-    on top."""
-    spec = preferences.model_spec(values.get("model"), depth_lora=values.get("depth_lora"))
+    """The add-on's model choice with this run's --model/--controlnet/--depth-lora/--config/
+    --device/--online on top."""
+    spec = preferences.model_spec(
+        values.get("model"),
+        controlnet=values.get("controlnet"),
+        depth_lora=values.get("depth_lora"),
+    )
     overrides = {
         "config": values.get("config"),
         "device": values.get("device"),

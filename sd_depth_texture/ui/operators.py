@@ -158,6 +158,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         "empty: the add-on preferences",
         options=_SKIP,
     )
+    controlnet: StringProperty(
+        name="ControlNet",
+        description="Depth ControlNet for this run (Hub id, folder, .safetensors) with an SD 1.5 "
+        "or SDXL model; empty: the add-on preferences",
+        options=_SKIP,
+    )
     depth_lora: StringProperty(
         name="FLUX Depth LoRA",
         description="With the FLUX.1-dev base as the model: its depth control LoRA "
@@ -222,7 +228,10 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             values,
             targets=selected_targets(context),
             model=preferences.model_spec(
-                self.model or None, context, depth_lora=self.depth_lora or None
+                self.model or None,
+                context,
+                self.controlnet or None,
+                depth_lora=self.depth_lora or None,
             ),
             viewport=self.viewport_for(context, values),
         )

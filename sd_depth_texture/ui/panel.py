@@ -9,8 +9,15 @@ import sys
 
 import bpy
 
+from ..blender import preferences
 from ..blender.images import depth_image
 from .runner import ModalRunner
+
+
+def _controlnet_chosen(context) -> bool:
+    """Whether the preferences name a depth ControlNet (its settings show only then)."""
+    prefs = preferences.preferences(context)
+    return bool(prefs is not None and prefs.controlnet_source.strip())
 
 
 class SDT_PT_main(bpy.types.Panel):
@@ -32,6 +39,11 @@ class SDT_PT_main(bpy.types.Panel):
         column.prop(settings, "steps")
         column.prop(settings, "guidance")
         column.prop(settings, "scheduler", text="")
+        if _controlnet_chosen(context):
+            column = layout.column(align=True)
+            column.prop(settings, "conditioning_scale")
+            column.prop(settings, "control_start")
+            column.prop(settings, "control_end")
         column = layout.column(align=True)
         column.prop(settings, "resolution")
         column.prop(settings, "texture_size")

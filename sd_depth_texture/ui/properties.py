@@ -123,6 +123,14 @@ class SDT_Preferences(bpy.types.AddonPreferences):
             "or 'random' (tiny random weights to check an installation; textures are noise)"
         ),
     )
+    controlnet_source: StringProperty(
+        name="ControlNet",
+        subtype="FILE_PATH",
+        description=(
+            "A depth ControlNet for an SD 1.5 or SDXL model (Hugging Face id, folder, or "
+            ".safetensors beside its config.json); empty for SD2-depth"
+        ),
+    )
     model_config: StringProperty(
         name="Config Folder",
         subtype="DIR_PATH",
@@ -169,6 +177,7 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         layout = self.layout
         dependencies.draw(layout)
         layout.prop(self, "model_source")
+        layout.prop(self, "controlnet_source")
         layout.prop(self, "model_config")
         layout.prop(self, "model_depth_lora")
         if looks_like_flux(self.model_source, self.model_depth_lora):

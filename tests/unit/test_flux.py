@@ -85,15 +85,19 @@ def test_the_saved_folder_loads_through_the_loader_with_its_record(flux_dir, pip
     assert pipe.transformer.config.in_channels == 128
 
 
-def test_depth_becomes_a_near_white_rgb_control_image(pipe) -> None:
+def test_depth_becomes_the_packed_latents_of_a_near_white_rgb_image(pipe) -> None:
     depth = make_depth()
-    call = FLUX_DEPTH.conditioning(pipe, depth, SETTINGS)
-    control = call["control_image"]
-    assert tuple(control.shape) == (1, 3, *SIZE)
-    # RGB, near = white: [0, 1] as the VAE's [-1, 1], the same in every channel.
-    np.testing.assert_allclose(control[0, 0].numpy(), depth * 2 - 1, atol=1e-6)
-    np.testing.assert_array_equal(control[0, 2].numpy(), control[0, 0].numpy())
-    np.testing.assert_array_equal(control_image(depth)[0, 1].numpy(), depth)
+    rgb = control_image(depth)  # near = white, the same in every channel
+    assert tuple(rgb.shape) == (1, 3, *SIZE)
+    np.testing.assert_array_equal(rgb[0, 1].numpy(), depth)
+    control = FLUX_DEPTH.conditioning(pipe, depth, SETTINGS)["control_image"]
+    vae = pipe.vae
+    with torch.no_grad():
+        mean = vae.encode(rgb * 2 - 1).latent_dist.mean
+    grid = (mean - vae.config.shift_factor) * vae.config.scaling_factor
+    channels = vae.config.latent_channels
+    packed = pipe._pack_latents(grid, 1, channels, SIZE[0] // 8, SIZE[1] // 8)
+    torch.testing.assert_close(control, packed)  # (1, tokens, 64): beside the latents
 
 
 def test_the_depth_map_steers_the_picture_and_seeds_reproduce(pipe) -> None:
@@ -124,12 +128,13 @@ def test_the_start_is_pure_seeded_noise_and_the_scheduler_stays(pipe) -> None:
     assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
     channels = pipe.vae.config.latent_channels
     height, width = SIZE[0] // 8, SIZE[1] // 8
-    generator = torch.Generator().manual_seed(SETTINGS.seed)
-    shape = (1, channels, height, width)
-    randn_tensor(shape, generator=generator)  # the pipeline first samples the control latents
-    noise = randn_tensor(shape, generator=generator)
+    noise = randn_tensor(
+        (1, channels, height, width), generator=torch.Generator().manual_seed(SETTINGS.seed)
+    )
     packed = pipe._pack_latents(noise, 1, channels, height, width)
     torch.testing.assert_close(inputs[0][..., : channels * 4], packed)
+    control = FLUX_DEPTH.conditioning(pipe, make_depth(), SETTINGS)["control_image"]
+    torch.testing.assert_close(inputs[0][..., channels * 4 :], control)
     assert len(inputs) == SETTINGS.steps
 
 

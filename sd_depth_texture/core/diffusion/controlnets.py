@@ -118,7 +118,7 @@ def load_controlnet(found: FoundControlNet, dtype: torch.dtype) -> Any:
                 f"{first_line(error)}"
             ) from error
         load_strict(model, state, "ControlNet", found.weights[0])
-    return model.to(dtype=dtype).eval()
+    return (model if model.dtype == dtype else model.to(dtype=dtype)).eval()
 
 
 def _folder_weights(folder: Path, dtype: torch.dtype) -> list[Path]:

@@ -126,11 +126,16 @@ class FluxDepth(Backend):
 
     # ---- one call -------------------------------------------------------------------------
 
+    @torch.no_grad()
     def conditioning(self, pipe, depth: np.ndarray, settings: GenerationSettings) -> dict[str, Any]:
-        # The pipeline passes a tensor through unchanged, so normalise to the VAE's [-1, 1].
+        """The depth image's packed latents, encoded here (the VAE's mean) rather than by the
+        pipeline, which would sample them with the run's generator: so the start is the seed's
+        own Gaussian, as with every other family, and the depth adds no noise of its own."""
+        image = pipe.image_processor.normalize(control_image(depth))  # [0, 1] -> [-1, 1]
+        grid = self.encode(pipe, image)
         tokens = min(MAX_SEQUENCE_LENGTH, int(pipe.tokenizer_2.model_max_length))
         return {
-            "control_image": pipe.image_processor.normalize(control_image(depth)),
+            "control_image": self.pack(pipe, grid, *depth.shape),
             "max_sequence_length": tokens,
         }
 
