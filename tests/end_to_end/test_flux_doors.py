@@ -71,22 +71,25 @@ def test_whole_object_with_the_base_and_its_depth_lora(
     assert objects["views"][-1]["kept"] > 0  # the top view held what front and back painted
 
 
-def test_the_operator_paints_all_around(addon, tiny_flux_dir, tmp_path):
+@pytest.mark.parametrize("views", [1, 3])
+def test_the_operator_paints_one_view_or_all_around(views, addon, tiny_flux_dir, tmp_path):
     sample.build_sample_scene()
     bpy.ops.object.select_all(action="DESELECT")
     bpy.data.objects["Suzanne"].select_set(True)
     report = tmp_path / "report.json"
     result = bpy.ops.sd_depth_texture.generate(
-        prompt="glazed ceramic", model=str(tiny_flux_dir), steps=2, views=3, resolution=128,
+        prompt="glazed ceramic", model=str(tiny_flux_dir), steps=2, views=views, resolution=128,
         texture_size=64, guidance=10.0, report_path=str(report),
     )  # fmt: skip
     assert result == {"FINISHED"}
-    assert len(flux_record(report)["views"]) == 3
+    assert len(flux_record(report)["views"]) == views
     texture = images.image_to_array(bpy.data.images[texture_name("Suzanne")])
     assert np.all(texture[..., 3] == 1.0)
+    assert (~unpainted(texture)).any()
 
 
-def test_the_batch_textures_an_asset_with_flux(addon, tiny_flux_dir, tmp_path):
+@pytest.mark.parametrize("views", [1, 3])
+def test_the_batch_textures_an_asset_with_flux(views, addon, tiny_flux_dir, tmp_path):
     bpy.ops.wm.read_homefile(use_empty=True)
     bpy.ops.mesh.primitive_cube_add()
     cube = bpy.context.active_object
@@ -99,12 +102,13 @@ def test_the_batch_textures_an_asset_with_flux(addon, tiny_flux_dir, tmp_path):
     argv = [
         "batch", str(library), "--out", str(out), "--model", str(tiny_flux_dir),
         "--prompt", "a wooden crate", "--steps", "2", "--resolution", "64",
-        "--texture-size", "64", "--preview-size", "64",
+        "--texture-size", "64", "--preview-size", "64", "--views", str(views),
     ]  # fmt: skip
     assert cli.main(argv) == 0
     [entry] = records.Manifest(str(out / records.MANIFEST_NAME)).read().values()
     assert entry["status"] == "done"
     assert entry["record"]["model"]["backend"] == FLUX_DEPTH.name
+    assert len(entry["record"]["views"]) == views
 
 
 @pytest.mark.parametrize(
