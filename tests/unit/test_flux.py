@@ -13,17 +13,28 @@ import torch
 from diffusers import FluxControlPipeline
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import save_file
+from support.fake_hub import FakeHub, hub_environment
 
 from sd_depth_texture.core.diffusion.backends import backend_of, choose
 from sd_depth_texture.core.diffusion.backends.base import control_image
 from sd_depth_texture.core.diffusion.backends.flux import FLUX_DEPTH
 from sd_depth_texture.core.diffusion.generate import generate
 from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
-from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec
+from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec, looks_like_flux
 from sd_depth_texture.core.diffusion.sources import check_model_folder, load_source
-from sd_depth_texture.core.errors import CancelledError, SettingError, TextureError
+from sd_depth_texture.core.errors import (
+    CancelledError,
+    ModelUnavailableError,
+    SettingError,
+    TextureError,
+)
 from sd_depth_texture.core.progress import Progress
-from sd_depth_texture.defaults import FLUX_LICENCE
+from sd_depth_texture.defaults import (
+    FLUX_DEPTH_LORA_ID,
+    FLUX_DEPTH_MODEL_ID,
+    FLUX_LICENCE,
+    MODEL_ID,
+)
 
 SETTINGS = GenerationSettings(prompt="weathered bronze", steps=3, seed=7, guidance=10.0)
 SIZE = (64, 96)
@@ -251,3 +262,36 @@ def test_other_variants_controlnets_and_pickled_folders_are_refused(flux_dir, tm
         weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(TextureError, match="pickle weights"):
         check_model_folder(pickled, torch.float32)
+
+
+def test_flux_from_the_hub_downloads_its_components_then_loads_offline(
+    flux_dir: Path, tmp_path: Path
+) -> None:
+    """A Hub imitation on 127.0.0.1 serves the tiny FLUX as FLUX.1-Depth-dev, with the
+    single-file checkpoint the real repository also holds at its top (never fetched)."""
+    commit = "f" * 40
+    card = b"---\nlicense: other\nlicense_name: flux-1-dev-non-commercial-license\n---\n"
+    extras = {"flux1-depth-dev.safetensors": b"never downloaded", "README.md": card}
+    server = FakeHub.from_folder(FLUX_DEPTH_MODEL_ID, commit, flux_dir, **extras)
+    online = ModelSpec(source=FLUX_DEPTH_MODEL_ID, cache_dir=str(tmp_path), allow_online=True)
+    with server, hub_environment(HF_HOME=str(tmp_path / "home"), HF_ENDPOINT=server.endpoint):
+        pipe, record = load(online)
+    downloaded = server.downloaded()
+    assert isinstance(pipe, FluxControlPipeline)
+    assert (record.kind, record.revision, record.licence) == ("hub", commit, FLUX_LICENCE)
+    assert any(name.startswith("text_encoder_2/") for name in downloaded)
+    assert any(name.startswith("tokenizer_2/") for name in downloaded)
+    assert "flux1-depth-dev.safetensors" not in downloaded
+    offline = ModelSpec(source=FLUX_DEPTH_MODEL_ID, cache_dir=str(tmp_path))
+    with hub_environment(HF_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1"):
+        _pipe, again = load(offline)
+        assert again.revision == commit
+        lora = ModelSpec(source=FLUX_DEPTH_MODEL_ID, depth_lora=FLUX_DEPTH_LORA_ID)
+        with pytest.raises(ModelUnavailableError, match="not cached and online access is off"):
+            load(lora)
+
+
+def test_the_doors_can_tell_a_flux_choice_without_torch(flux_dir, tiny_model_dir) -> None:
+    assert looks_like_flux(str(flux_dir)) and looks_like_flux(FLUX_DEPTH_MODEL_ID)
+    assert looks_like_flux("/any/model", depth_lora="lora.safetensors")
+    assert not looks_like_flux(str(tiny_model_dir)) and not looks_like_flux(MODEL_ID)
