@@ -177,6 +177,7 @@ NAMES: dict[str, tuple[str, str]] = {
     "camera_collection": ("--camera-collection", "Camera Collection"),
     "uv_map": ("--uv-map", "UV Map"),
     "view_prompts": ("--no-view-prompts", "View Prompts"),
+    "match_colors": ("--match-colors", "Match Colours"),
     "objects": ("--object", "the selection"),
     "model": ("--model", "Model"),
     "controlnet": ("--controlnet", "ControlNet"),

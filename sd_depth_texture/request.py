@@ -119,9 +119,17 @@ class TextureRequest:
     generation: GenerationSettings | None = None
     model: ModelSpec | None = None
     view_prompts: bool = True  # append "front view", "back view" to automatic views' prompts
+    # Fit each view's colours to what the views before it painted; None: generated runs do,
+    # runs that project given images do not (see :attr:`colours_matched`).
+    match_colors: bool | None = None
     pictures: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
     picture_sources: tuple[str, ...] = ()
     output: OutputOptions = OutputOptions()
+
+    @property
+    def colours_matched(self) -> bool:
+        """Whether each view's colours are fitted to the views before it (core.bake.color_match)."""
+        return self.generation is not None if self.match_colors is None else self.match_colors
 
     def check(self, *, prompt_required: bool = True) -> TextureRequest:
         """Refuse any bad number or choice with a structured error the door words. Reads and
@@ -197,6 +205,7 @@ class TextureRequest:
             "margin": self.output.margin,
             "uv_map": self.output.uv_map,
             "view_prompts": self.view_prompts,
+            "match_colors": self.colours_matched,
             "projected_images": len(self.pictures),
             "provenance": self.output.provenance,
         }
@@ -315,6 +324,7 @@ def build_request(
         generation=generation,
         model=model,
         view_prompts=bool(values.get("view_prompts", True)),
+        match_colors=None if values.get("match_colors") is None else bool(values["match_colors"]),
         pictures=tuple(pictures),
         picture_sources=tuple(picture_sources),
         output=output,

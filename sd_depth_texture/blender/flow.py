@@ -46,7 +46,8 @@ from .files import FileSet, writing
 
 log = logging.getLogger(__name__)
 
-REPORT_SCHEMA = 3  # 2: the run record (core/record.py) added; 3: c2pa, settings as recorded
+REPORT_SCHEMA = 4  # 2: the run record (core/record.py) added; 3: c2pa, settings as recorded;
+# 4: seam figures per object, colour corrections per view, settings.match_colors
 LOAD_SHARE = 0.05  # of the progress bar, for loading the model (downloading counts here too)
 
 
@@ -211,6 +212,7 @@ class Run:
                     group.targets, group.views, self.geometry, make,
                     fill=request.views.several, margin=request.output.margin,
                     captures=group.captures, progress=progress,
+                    match_colors=request.colours_matched,
                 )  # fmt: skip
             done += len(group.views)
             painted.update(result)

@@ -51,6 +51,13 @@ def add_texture_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--uv-map", metavar="NAME", help="the UV map to texture (default: each object's active one)"
     )
+    parser.add_argument(
+        "--match-colors",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit each view's colours (gain and offset per channel) to what the views before it "
+        "painted where they overlap (default: on for generated views, off for projected images)",
+    )
     add_provenance_options(parser)
 
 

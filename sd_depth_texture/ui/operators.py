@@ -176,6 +176,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         description="Append the view's direction to the prompt ('..., back view')",
         options=_SKIP,
     )
+    match_colors: BoolProperty(
+        name="Match Colours",
+        default=True,
+        description="Fit each view's colours to what the views before it painted",
+        options=_SKIP,
+    )
     camera_collection: StringProperty(
         name="Camera Collection",
         description="Paint from every camera in this collection instead of automatic views",
@@ -216,7 +222,9 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
 
     def build_request(self, context) -> TextureRequest:
         """The request the operator's and the panel's settings make (reads no scene data)."""
-        values = self.settings(context, "prompt", "negative_prompt", "scheduler", "view_prompts")
+        values = self.settings(
+            context, "prompt", "negative_prompt", "scheduler", "view_prompts", "match_colors"
+        )
         views = check_setting("views", values["views"])
         values["camera_collection"] = self.collection_name(context, views)
         values["report"] = (
@@ -295,6 +303,12 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
     bl_options = {"UNDO"}
 
     filepath: StringProperty(name="Image", subtype="FILE_PATH", options=_SKIP)
+    match_colors: BoolProperty(
+        name="Match Colours",
+        default=False,
+        description="Fit the image's colours to what earlier views of the run painted",
+        options=_SKIP,
+    )
 
     @classmethod
     def poll(cls, context) -> bool:
@@ -305,6 +319,7 @@ class SDT_OT_project_image(_ViewOperator, bpy.types.Operator):
         try:
             values = check_settings(self.settings(context))  # before the image is read
             values["keep_previous_files"] = True
+            values["match_colors"] = self.match_colors  # the operator's own: off unless asked
             values.update(preferences.provenance_settings({}, context))
             viewport = self.viewport_for(context, values)
             names = selected_targets(context)

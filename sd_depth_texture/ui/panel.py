@@ -61,6 +61,7 @@ class SDT_PT_main(bpy.types.Panel):
         box.prop(settings, "views", text="Views (1 = this view only)")
         if settings.views > 1:
             box.prop(settings, "view_prompts")
+            box.prop(settings, "match_colors")
             box.prop(settings, "camera_collection")
 
         if state.running:

@@ -73,6 +73,12 @@ class SDT_SceneSettings(bpy.types.PropertyGroup):
     view_prompts: BoolProperty(
         name="View Prompts", default=True, description="Append 'front view', 'back view', ..."
     )
+    match_colors: BoolProperty(
+        name="Match Colours",
+        default=True,
+        description="Fit each view's colours (gain and offset per channel) to what the views "
+        "before it painted, so views meet without a jump in exposure or white balance",
+    )
     camera_collection: PointerProperty(
         name="Cameras",
         type=bpy.types.Collection,

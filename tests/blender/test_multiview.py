@@ -12,11 +12,16 @@ from support.fingerprints import scene_fingerprint
 
 from sd_depth_texture.blender import flow, images, preferences, sample, scene
 from sd_depth_texture.blender.targets import object_front, texture_name
-from sd_depth_texture.core.bake.blending import TextureState, integrate
+from sd_depth_texture.core.bake.blending import (
+    TextureState,
+    edge_falloff,
+    falloff_pixels,
+    integrate,
+)
 from sd_depth_texture.core.bake.color import UNFILLED_GREY
 from sd_depth_texture.core.bake.fill import fill_unpainted
 from sd_depth_texture.core.bake.surface import texel_surface
-from sd_depth_texture.core.bake.visibility import SeenTexels, reliable_texels
+from sd_depth_texture.core.bake.visibility import SeenTexels, depth_edges, reliable_texels
 from sd_depth_texture.core.diffusion.cache import load_pipeline
 from sd_depth_texture.core.diffusion.generate import generate
 from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
@@ -109,7 +114,7 @@ def picture(value) -> np.ndarray:
     return np.full((1, 1, 3), value, dtype=np.float32)
 
 
-def test_a_worse_view_never_overwrites_and_a_better_one_blends_in():
+def test_every_view_blends_in_by_cos_k_and_the_keep_decision_is_recorded_apart():
     state = TextureState.empty(3)
     first = integrate(state, seen([0, 1], [0.9, 0.5]), picture(1.0), FlatCapture)
     assert (first.new, first.refined, first.kept) == (1.0, 0.0, 0.0)
@@ -117,11 +122,10 @@ def test_a_worse_view_never_overwrites_and_a_better_one_blends_in():
 
     second = integrate(state, seen([0, 1, 2], [0.6, 0.95, 0.8]), picture(0.0), FlatCapture)
     assert second.new == pytest.approx(1 / 3)  # texel 2
-    assert second.refined == pytest.approx(1 / 3)  # texel 1: seen more squarely now
-    assert second.kept == pytest.approx(1 / 3)  # texel 0: this view is worse
-    assert np.allclose(state.color[0], 1.0)  # untouched by the worse view
-    w_old, w_new = 0.5**4, 0.95**4
-    assert np.allclose(state.color[1], w_old / (w_old + w_new))  # cos^k blend
+    assert second.refined == pytest.approx(1 / 3)  # texel 1: seen much more squarely now
+    assert second.kept == pytest.approx(1 / 3)  # texel 0: kept while this view is denoised
+    for texel, (w_old, w_new) in enumerate([(0.9**4, 0.6**4), (0.5**4, 0.95**4)]):
+        assert np.allclose(state.color[texel], w_old / (w_old + w_new))  # cos^k mean
     assert np.allclose(state.color[2], 0.0)
     assert state.best_facing[1] == pytest.approx(0.95)
     assert second.overlap_difference == pytest.approx(1.0)
@@ -221,7 +225,11 @@ def test_whole_object_run_fills_every_texel_and_keeps_what_it_kept(
     assert 0.8 < report["coverage_before_fill"] < 1.0
     assert set(report["psnr_per_view"]) == set(labels)
     assert report["colour_spread"] is not None
-    assert {"views", "picture", "projection"} <= set(report["views"][0]["seconds"])
+    assert {"views", "picture", "projection", "blend"} <= set(report["views"][0]["seconds"])
+    # Generated views are colour-matched by default, once enough is painted to fit against.
+    assert not report["views"][0]["color_match"]["applied"]
+    assert any(view["color_match"]["applied"] for view in report["views"][1:])
+    assert report["seams"]["view_border"]["pairs"] > 0 and report["seams"]["uv_seam"]["pairs"] > 0
 
     texture = images.image_to_array(bpy.data.images[texture_name("Suzanne")])
     depsgraph = bpy.context.evaluated_depsgraph_get()
@@ -232,22 +240,27 @@ def test_whole_object_run_fills_every_texel_and_keeps_what_it_kept(
     assert grey.mean() < 0.01
 
 
-def test_later_views_leave_kept_texels_unchanged(lone_suzanne):
-    """Fold views one by one: texels a view keeps are bit-for-bit what they were."""
+def test_folding_views_in_any_order_gives_the_same_colours(lone_suzanne):
+    """Fold Suzanne's orbit views one by one, forwards and backwards: the same texture."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
     mesh = scene.mesh_arrays(lone_suzanne, depsgraph)
     surface = texel_surface(mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, 128)
-    state = TextureState.empty(surface.texel.size)
     rng = np.random.default_rng(0)
     center, radius = object_bounds(mesh.vertices)
+    folds = []
     for named in orbit_views(center, radius, 6, size=128):
         capture = capture_depth(named.view, mesh.vertices, mesh.triangles)
-        texels = reliable_texels(surface, capture)
-        before = state.color.copy()
-        was_best = state.best_facing.copy()
-        integrate(state, texels, rng.random((128, 128, 3)).astype(np.float32), capture)
-        kept = texels.index[texels.facing <= was_best[texels.index]]
-        np.testing.assert_array_equal(state.color[kept], before[kept])
+        edges = depth_edges(capture)
+        falloff = edge_falloff(edges, falloff_pixels(128, 128))
+        texels = reliable_texels(surface, capture, edges)
+        folds.append((texels, rng.random((128, 128, 3)).astype(np.float32), capture, falloff))
+    states = [TextureState.empty(surface.texel.size) for _ in range(2)]
+    for state, order in zip(states, (folds, folds[::-1]), strict=True):
+        for texels, colours, capture, falloff in order:
+            integrate(state, texels, colours, capture, falloff=falloff)
+    assert states[0].painted.mean() > 0.6
+    np.testing.assert_array_equal(states[0].painted, states[1].painted)
+    np.testing.assert_allclose(states[0].color, states[1].color, atol=2e-6)
 
 
 def test_cancelling_a_whole_object_run_changes_nothing(lone_suzanne, tiny_model_dir):

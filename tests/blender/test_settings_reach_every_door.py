@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import bpy
+import numpy as np
 import pytest
 
 from sd_depth_texture import defaults
@@ -71,3 +72,26 @@ def test_a_new_number_needs_only_its_table_row_and_the_field_that_uses_it(monkey
     )
     request = build_request(vars(args), model=ModelSpec())
     assert request.generation.strength == 0.5
+
+
+def test_colour_matching_is_offered_at_every_door_on_for_generated_views_off_for_projected(addon):
+    for command in ("texture", "project", "batch"):
+        assert {"--match-colors", "--no-match-colors"} <= flags(command), command
+    for operator in ("generate", "project_image"):
+        assert "match_colors" in operator_properties(operator), operator
+    scene_settings = bpy.types.Scene.bl_rna.properties["sd_depth_texture"].fixed_type
+    assert scene_settings.properties["match_colors"].default is True
+
+    def request(command: list[str], **extra):
+        args = cli.build_parser().parse_args(command)
+        if command[0] == "project":
+            return build_request(vars(args), pictures=(np.zeros((8, 8, 3), np.float32),))
+        return build_request(vars(args), model=ModelSpec(), **extra)
+
+    generating = ["texture", "x.blend", "--prompt", "p"]
+    projecting = ["project", "x.blend", "--image", "a.png"]
+    assert request(generating).colours_matched is True
+    assert request([*generating, "--no-match-colors"]).colours_matched is False
+    assert request(projecting).colours_matched is False
+    matched = request([*projecting, "--match-colors"])
+    assert matched.colours_matched is True and matched.settings_record()["match_colors"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import bpy
@@ -171,10 +172,22 @@ def test_project_with_several_cameras_textures_what_they_see(tmp_path, addon):
     green.save()
     output = tmp_path / "out.blend"
 
+    report = tmp_path / "report.json"
     code = cli.main(["project", str(source), "--image", str(picture), "--camera", "Camera",
                      "--image", str(picture), "--camera", "Left", "--texture-size", "64",
-                     "--output", str(output)])  # fmt: skip
+                     "--output", str(output), "--match-colors",
+                     "--report", str(report)])  # fmt: skip
 
     assert code == 0
+    run = json.loads(report.read_text())
+    assert run["settings"]["match_colors"] is True
+    for target in run["objects"]:  # every target: its seam figures and each view's correction
+        assert set(target["seams"]) == {"uv_seam", "view_border"}
+        assert {"seam", "reference", "ratio", "pairs"} <= set(target["seams"]["uv_seam"])
+        assert "seams" in target["seconds"]
+        assert all(view["color_match"]["overlap_texels"] >= 0 for view in target["views"])
+    suzanne = next(target for target in run["objects"] if target["name"] == "Suzanne")
+    assert suzanne["seams"]["uv_seam"]["pairs"] > 0
+    assert suzanne["seams"]["view_border"]["pairs"] > 0  # both cameras see her
     textures = sorted(p.name for p in (tmp_path / "textures" / "out").iterdir())
     assert textures == ["Cube_SD_Texture.png", "Floor_SD_Texture.png", "Suzanne_SD_Texture.png"]

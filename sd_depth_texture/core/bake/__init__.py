@@ -1,2 +1,2 @@
-"""Baking pictures into UV textures: texel surfaces, visibility, sampling, blending, fill, margin,
-and the painting of a run (no bpy)."""
+"""Baking pictures into UV textures: texel surfaces, visibility, sampling, blending, colour
+matching, fill, margin, seam figures and the painting of a run (no bpy)."""

@@ -24,7 +24,7 @@ def fill_unpainted(
 ) -> tuple[np.ndarray, int]:
     """Colours for every texel of the surface: painted ones as they are, the rest filled.
 
-    Returns the (N, 3) colours and how many propagation rings it took. Sums run in the same
+    Returns the (N, C) colours and how many propagation rings it took. Sums run in the same
     order whatever the shortcuts below, so the colours do not depend on them: each painted
     texel's corners are weighed by broadcasting (no copy of its colour per corner), edges
     whose far vertex has a colour are dropped once, not tested again every ring, and a ring
@@ -43,14 +43,15 @@ def fill_unpainted(
     corner_vertex = np.take(triangles, np.take(surface.triangle, where), axis=0).ravel()
     corner_weight = np.take(surface.barycentric, where, axis=0).astype(np.float64)  # (P, 3)
     painted_color = np.take(state.color, where, axis=0).astype(np.float64)
-    total = np.empty((vertex_count, 3))
-    for c in range(3):
+    channels = color.shape[1]
+    total = np.empty((vertex_count, channels))
+    for c in range(channels):
         weighed = corner_weight * painted_color[:, c : c + 1]  # corner by corner, as raveled
         total[:, c] = np.bincount(corner_vertex, weights=weighed.ravel(), minlength=vertex_count)
     weight = np.bincount(corner_vertex, weights=corner_weight.ravel(), minlength=vertex_count)
     del corner_vertex, corner_weight, painted_color, weighed
     known = weight > 0
-    vertex_color = np.zeros((vertex_count, 3))
+    vertex_color = np.zeros((vertex_count, channels))
     vertex_color[known] = total[known] / weight[known, None]
 
     source = np.concatenate([triangles[:, 0], triangles[:, 1], triangles[:, 2]] * 2)
@@ -70,7 +71,7 @@ def fill_unpainted(
         reached, slot = np.unique(target[live], return_inverse=True)
         carried = np.take(vertex_color, source[live], axis=0)
         count = np.bincount(slot, minlength=reached.size).astype(np.float64)
-        for c in range(3):
+        for c in range(channels):
             total = np.bincount(slot, weights=carried[:, c], minlength=reached.size)
             vertex_color[reached, c] = total / count
         known[reached] = True
@@ -80,7 +81,7 @@ def fill_unpainted(
 
     missing = np.flatnonzero(~painted)
     missing_corners = np.take(triangles, np.take(surface.triangle, missing), axis=0)
-    corners = np.take(vertex_color, missing_corners, axis=0)  # (M, 3, 3)
+    corners = np.take(vertex_color, missing_corners, axis=0)  # (M, 3, C)
     # float64 weights: what einsum would cast them to anyway, without its slow mixed-type path.
     weights = np.take(surface.barycentric, missing, axis=0).astype(np.float64)
     color[missing] = np.einsum("mk,mkc->mc", weights, corners)

@@ -7,7 +7,8 @@ each such target is a group of its own.
 
 Per view: capture the scene's depth, render what earlier views painted to decide what is kept,
 ask the picture maker for a picture, fold it into each target's texel record
-(:mod:`.blending`). After the last view, texels seen only on depth edges take their best edge
+(:mod:`.blending`), its colours first matched to what earlier views painted when asked
+(:mod:`.color_match`). After the last view, texels seen only on depth edges take their best edge
 colour, a run of several views fills what no view saw (:mod:`.fill`), and the islands are
 padded (:mod:`.margin`). The final texture is rendered from every view again to measure how
 faithfully it reproduces each picture (PSNR).
@@ -28,12 +29,14 @@ from ..geometry.mesh import MeshArrays, SceneGeometry
 from ..geometry.orbit import NamedView
 from ..geometry.views import View
 from ..progress import Progress
-from .blending import TextureState, integrate, keep_mask
+from .blending import TextureState, edge_falloff, falloff_pixels, fold, keep_mask, view_weights
 from .color import UNFILLED_GREY
+from .color_match import match_view
 from .fill import fill_unpainted
 from .margin import dilate_margin
 from .render import psnr, render_texture, texture_at_pixels
 from .sampling import sample_bilinear, sample_seen
+from .seams import uv_seam_figure, view_border_figure
 from .surface import TexelSurface, shared_texel_fraction
 from .visibility import GRAZING_ANGLE_DEG, depth_edges, pixel_facing, seen_texels
 
@@ -90,6 +93,8 @@ class TargetReport:
     fill_rings: int = 0
     psnr_per_view: dict[str, float] = field(default_factory=dict)
     colour_spread: float | None = None
+    # UV-seam and view-border discontinuity on the texels the run painted (.seams).
+    seams: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -98,9 +103,10 @@ class TargetReport:
 class Painted:
     """One target's result: its texture and what the run knows about it."""
 
-    texture: np.ndarray  # (S, S, 3) float32 sRGB, row 0 at the top
+    texture: np.ndarray  # (S, S, C) float32 sRGB, row 0 at the top
     painted: np.ndarray  # (S, S) bool, texels this run's views painted (before any fill)
     report: TargetReport
+    dominant: np.ndarray | None = None  # (S, S) int16 the view weighing most per texel, or -1
 
     @property
     def coverage(self) -> float:
@@ -148,7 +154,7 @@ class _Progressing:
 
     @property
     def current(self) -> np.ndarray:
-        """(S, S, 3) the texture as painted so far (kept up to date once made)."""
+        """(S, S, C) the texture as painted so far (kept up to date once made)."""
         if self._current is None:
             self._current = _texture(self.target.surface, self.state.color)
         return self._current
@@ -157,7 +163,7 @@ class _Progressing:
         """Bring :attr:`current` up to date where the state's colours ``index`` changed."""
         if self._current is not None:
             texel = self.target.surface.texel[index]
-            self._current.reshape(-1, 3)[texel] = self.state.color[index]
+            self._current.reshape(-1, self.state.channels)[texel] = self.state.color[index]
 
     def pixels(self, capture: DepthCapture) -> np.ndarray:
         """(H, W) bool: the view's pixels that show this target."""
@@ -166,10 +172,10 @@ class _Progressing:
 
 
 def _texture(surface: TexelSurface, colors: np.ndarray) -> np.ndarray:
-    """(S, S, 3) float32: ``colors`` on the surface's texels, the unfilled grey elsewhere."""
-    size = surface.size
-    texture = np.full((size, size, 3), UNFILLED_GREY, dtype=np.float32)
-    texture.reshape(-1, 3)[surface.texel] = colors
+    """(S, S, C) float32: ``colors`` on the surface's texels, the unfilled grey elsewhere."""
+    size, channels = surface.size, colors.shape[1]
+    texture = np.full((size, size, channels), UNFILLED_GREY, dtype=np.float32)
+    texture.reshape(-1, channels)[surface.texel] = colors
     return texture
 
 
@@ -183,13 +189,18 @@ def paint_group(
     margin: int,
     captures: dict[int, DepthCapture] | None = None,
     progress: Progress | None = None,
+    match_colors: bool = False,
+    falloff: bool = True,
 ) -> tuple[dict[str, Painted], np.ndarray | None]:
     """Paint ``targets`` from ``views`` in order; returns each target's result and the depth
     map of the last view that was painted (what the model, or the projection, last saw).
 
     ``captures``: depth captures of some views already made (by view index). ``fill``: texels
     no view saw are filled over the mesh (runs of several views); otherwise they keep the
-    colour the run started from. Raises :class:`TextureError` when no view sees any target.
+    colour the run started from. ``match_colors``: each view's colours are fitted to what the
+    views before it painted (:func:`.color_match.match_view`) before they are folded in.
+    ``falloff=False``: plain cos^k weights without the edge fall-off (for comparisons).
+    Raises :class:`TextureError` when no view sees any target.
     """
     progress = progress or Progress()
     states = [_Progressing.begin(target) for target in targets]
@@ -200,7 +211,16 @@ def paint_group(
         with progress.span(number / len(views), (number + 1) / len(views),
                            f"View {number + 1}/{len(views)} ({named.label})"):  # fmt: skip
             depth = _paint_view(
-                number, named, states, geometry, make_picture, captures, progress, top_pixels
+                number,
+                named,
+                states,
+                geometry,
+                make_picture,
+                captures,
+                progress,
+                top_pixels,
+                match_colors,
+                falloff,
             )
         if depth is None:
             continue
@@ -222,6 +242,8 @@ def _paint_view(
     captures: dict[int, DepthCapture] | None,
     progress: Progress,
     top_pixels: int | None,
+    match_colors: bool = False,
+    use_falloff: bool = True,
 ) -> tuple[np.ndarray, int] | None:
     """One view of a group; returns its depth map and how many target pixels it saw, or None
     when it was skipped."""
@@ -262,7 +284,7 @@ def _paint_view(
                 capture, target.mesh.vertices, target.mesh.triangles, target.mesh.uv,
                 target.mesh.uv_triangles, target.first_triangle, progressing.current,
             )  # fmt: skip
-            known[mask] = rendered[mask]
+            known[mask] = rendered[mask][:, :3]
             keep = np.maximum(
                 keep, keep_mask(progressing.state, progressing.surface_index, pixel_texel, facing)
             )
@@ -277,23 +299,44 @@ def _paint_view(
         )
     seconds["picture"] = time.perf_counter() - start
 
+    start = time.perf_counter()
+    falloff = edge_falloff(edges, falloff_pixels(height, width)) if use_falloff else None
+    seconds["falloff"] = time.perf_counter() - start
     for progressing in visible:
         start = time.perf_counter()
         target, state = progressing.target, progressing.state
         seen = seen_texels(target.surface, capture)
         col = np.clip(seen.xy[:, 0].astype(np.int64), 0, capture.view.width - 1)
         row = np.clip(seen.xy[:, 1].astype(np.int64), 0, capture.view.height - 1)
-        on_edge = np.take(edges.ravel(), row * capture.view.width + col)
+        pixel = row * capture.view.width + col
+        on_edge = np.take(edges.ravel(), pixel)
         reliable, edge_only = seen.subset(~on_edge), seen.subset(on_edge)
-        record = integrate(state, reliable, picture, capture)
+        color = sample_seen(picture[..., : state.channels], reliable, capture)
+        blend_start = time.perf_counter()
+        view_picture, correction = picture, None
+        if match_colors:
+            overlap = np.flatnonzero(state.painted[reliable.index])
+            correction = match_view(color[overlap], state.color[reliable.index[overlap]])
+            if correction.applied:
+                color = correction.apply(color)
+                view_picture = correction.apply(picture)
+        weight = view_weights(reliable, falloff, None if falloff is None else pixel[~on_edge])
+        record = fold(state, reliable, color, weight, number)
+        record.color_match = correction.as_record() if correction is not None else None
+        blend_seconds = time.perf_counter() - blend_start
         if edge_only.index.size:
-            state.note_edges(edge_only, sample_seen(picture[..., :3], edge_only, capture))
+            edge_color = sample_seen(view_picture[..., : state.channels], edge_only, capture)
+            state.note_edges(edge_only, edge_color)
         progressing.painted_over(reliable.index)
         record.label = named.label
         record.coverage = reliable.index.size / max(target.surface.texel.size, 1)
-        record.seconds = {**seconds, "projection": time.perf_counter() - start}
+        record.seconds = {
+            **seconds,
+            "projection": time.perf_counter() - start,
+            "blend": blend_seconds,
+        }
         progressing.report.views.append(asdict(record))
-        progressing.done.append((named.label, capture, picture, accepted[target.name]))
+        progressing.done.append((named.label, capture, view_picture, accepted[target.name]))
     return depth, seen_pixels
 
 
@@ -325,6 +368,12 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
     spreads = [v["overlap_difference"] for v in report.views if v["overlap_difference"] is not None]
     report.colour_spread = float(np.mean(spreads)) if spreads else None
     report.seconds["report"] = time.perf_counter() - start
+    start = time.perf_counter()
+    dominant = np.full(size * size, -1, dtype=np.int16)
+    dominant[surface.texel] = state.dominant
+    dominant = dominant.reshape(size, size)
+    report.seams = _seam_figures(target, texture, dominant, mask.reshape(size, size))
+    report.seconds["seams"] = time.perf_counter() - start
     report.shared_texels = shared_texel_fraction(surface, target.mesh.uv, target.mesh.uv_triangles)
     if report.shared_texels > SHARED_NOTE:
         report.notes.append(
@@ -336,7 +385,22 @@ def _finish(progressing: _Progressing, fill: bool, margin: int) -> Painted:
             f"only {report.coverage_before_fill:.2%} of '{target.name}' was painted: the views "
             "see it edge-on or very small"
         )
-    return Painted(texture=texture, painted=mask.reshape(size, size), report=report)
+    return Painted(
+        texture=texture, painted=mask.reshape(size, size), report=report, dominant=dominant
+    )
+
+
+def _seam_figures(
+    target: PaintTarget, texture: np.ndarray, dominant: np.ndarray, painted: np.ndarray
+) -> dict[str, dict]:
+    """The run's UV-seam and view-border figures on the texels it painted (see .seams)."""
+    mesh = target.mesh
+    return {
+        "uv_seam": uv_seam_figure(
+            texture, mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, painted
+        ).as_record(),
+        "view_border": view_border_figure(texture, dominant, painted).as_record(),
+    }
 
 
 def not_painted_message(name: str, report: TargetReport) -> str:
@@ -378,4 +442,4 @@ def _rerender_psnr(
     )
     scale = np.array([picture.shape[1] / accepted.shape[1], picture.shape[0] / accepted.shape[0]])
     centres = np.stack([cols + 0.5, rows + 0.5], axis=1) * scale  # the picture may be any size
-    return psnr(rendered, sample_bilinear(picture[..., :3], centres))
+    return psnr(rendered[:, :3], sample_bilinear(picture[..., :3], centres))
