@@ -176,3 +176,32 @@ def test_sdxl_generates_a_small_view_at_its_native_size(models) -> None:
     assert picture.shape == (32, 48, 3)
     assert seen[0][-2:] == (8, 12)  # 64 x 96 pixels: the native short side
     assert backend.generation_size(pipe, 128, 192) == (128, 192)  # larger views stay as they are
+
+
+def test_a_single_checkpoint_file_of_a_controlnet_family_is_refused_unread(
+    models, tmp_path
+) -> None:
+    spec = models["sd15-controlnet"]
+    checkpoint = tmp_path / "sd15.safetensors"
+    checkpoint.write_bytes(b"never read")
+    for config in (None, spec.source):
+        error = refused(replace(spec, source=str(checkpoint), config=config))
+        assert "single checkpoint files load for SD2-depth only" in str(error)
+
+
+def test_a_hub_controlnet_is_found_in_the_cache_and_recorded_at_its_revision(
+    models, tmp_path
+) -> None:
+    """The Hugging Face cache layout every tool shares; nothing is downloaded (offline)."""
+    spec = models["sd15-controlnet"]
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    storage = tmp_path / "cache" / "models--someone--depth-controlnet"
+    shutil.copytree(spec.controlnet, storage / "snapshots" / revision)
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text(revision)
+    hub_spec = replace(
+        spec, controlnet="someone/depth-controlnet", cache_dir=str(tmp_path / "cache")
+    )
+    record = load_model(hub_spec).record.controlnet
+    assert record["kind"] == "hub" and record["revision"] == revision
+    assert record["source"] == "someone/depth-controlnet"

@@ -114,7 +114,7 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     if suffix in PICKLE_SUFFIXES:
         raise pickle_refusal(path)
     if suffix == ".safetensors":
-        choose(_SD2_INDEX, None, controlnet.config if controlnet else None, path.name)
+        _check_single_file_family(path, spec.config, controlnet)
         SD2_DEPTH.check_depth_lora(path, depth_lora)
         pipe = load_single_file(path, spec.config)
         config = Path(spec.config) if spec.config else path.parent
@@ -150,6 +150,29 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
 
 #: What the built-in test model and a single SD2 checkpoint are, for :func:`.backends.choose`.
 _SD2_INDEX = {"_class_name": "StableDiffusionDepth2ImgPipeline"}
+
+
+def _check_single_file_family(
+    path: Path, config: str | None, controlnet: FoundControlNet | None
+) -> None:
+    """A single checkpoint file loads for SD2-depth only: say so, before anything is read, for
+    a file whose config folder (or ControlNet) says it is of another family."""
+    index_path = Path(config).expanduser() / "model_index.json" if config else None
+    index = _SD2_INDEX
+    if index_path is not None and index_path.is_file():
+        index = read_json(index_path)
+    elif controlnet is not None:
+        index = {}
+    backend = None
+    if index:
+        backend = choose(index, None, controlnet.config if controlnet else None, path.name)
+    if backend is not SD2_DEPTH:
+        family = backend.label if backend is not None else "a ControlNet model"
+        raise TextureError(
+            f"{path.name}: single checkpoint files load for SD2-depth only; give {family} as a "
+            "diffusers folder or a Hub id (diffusers' from_single_file(...).save_pretrained("
+            "folder) converts one)"
+        )
 
 
 def _record(
