@@ -35,6 +35,7 @@ from sd_depth_texture.defaults import (
     FLUX_LICENCE,
     MODEL_ID,
 )
+from sd_depth_texture.messages import CLI, UI, word
 
 SETTINGS = GenerationSettings(prompt="weathered bronze", steps=3, seed=7, guidance=10.0)
 SIZE = (64, 96)
@@ -211,8 +212,10 @@ def test_what_flux_cannot_take_is_refused_before_it_runs(pipe) -> None:
 
 
 def test_the_base_runs_with_its_depth_lora_and_records_it(base_dir, depth_lora, flux_dir) -> None:
-    with pytest.raises(SettingError, match="without depth control: give the depth LoRA"):
+    with pytest.raises(SettingError, match="without depth control: give the depth LoRA") as raised:
         load(ModelSpec(source=str(base_dir)))
+    assert "with --depth-lora" in word(raised.value, CLI)  # each door names its own field
+    assert "with 'FLUX Depth LoRA'" in word(raised.value, UI)
     base, record = load(ModelSpec(source=str(base_dir), depth_lora=str(depth_lora)))
     assert base.transformer.config.in_channels == 128  # the LoRA widened the input
     [lora] = record.loras
