@@ -117,11 +117,10 @@ def looks_like_flux(source: str, depth_lora: str | None = None) -> bool:
         return True
     source = (source or "").strip()
     index = Path(source).expanduser() / "model_index.json"
-    if index.is_file():
-        try:
-            return str(
-                json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
-            ).startswith("Flux")
-        except (OSError, ValueError, AttributeError):
-            return False
-    return "flux" in source.lower()
+    if not index.is_file():
+        return "flux" in source.lower()
+    try:
+        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return str(class_name).startswith("Flux")
