@@ -206,3 +206,20 @@ def test_a_hub_controlnet_is_found_in_the_cache_and_recorded_at_its_revision(
     record = load_model(hub_spec).record.controlnet
     assert record["kind"] == "hub" and record["revision"] == revision
     assert record["source"] == "someone/depth-controlnet"
+
+
+def test_a_wrong_combination_on_the_hub_downloads_no_weights(models, tmp_path) -> None:
+    """Only the model's two small configs are fetched before the combination is refused."""
+    from support.fake_hub import FakeHub, hub_environment
+
+    from sd_depth_texture.defaults import MODEL_ID, MODEL_REVISION
+
+    with FakeHub.from_folder(MODEL_ID, MODEL_REVISION, Path(models["sd2-depth"].source)) as hub:
+        with hub_environment(HF_HOME=str(tmp_path / "home"), HF_ENDPOINT=hub.endpoint):
+            spec = ModelSpec(
+                controlnet=models["sd15-controlnet"].controlnet, device="cpu", allow_online=True
+            )
+            error = refused(spec)
+        downloaded = hub.downloaded()
+    assert "takes the depth map itself" in str(error)
+    assert downloaded and not any(path.endswith(".safetensors") for path in downloaded)

@@ -122,6 +122,44 @@ def _one_weight_set(repo_files: list[str], prefix: str, want_fp16: bool, what: s
     return chosen
 
 
+def download_configs(
+    repo_id: str, revision: str | None, names: tuple[str, ...], caches: list[Path]
+) -> dict[str, str]:
+    """The text of these small config files of ``repo_id`` (those it has): from ``caches`` where
+    an earlier copy holds them, else fetched into a temporary folder that is removed again.
+    Enough to tell the model's family before gigabytes of weights are downloaded, and nothing
+    is kept if the download is then refused or fails."""
+    import tempfile
+
+    from huggingface_hub.errors import EntryNotFoundError
+
+    found: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="sd_depth_texture_configs_") as scratch:
+        for name in names:
+            cached = [
+                try_to_load_from_cache(repo_id, name, cache_dir=cache, revision=revision)
+                for cache in caches
+            ]
+            local = next(
+                (Path(c) for c in cached if isinstance(c, str) and Path(c).is_file()), None
+            )
+            if local is not None:
+                found[name] = local.read_text(encoding="utf-8", errors="replace")
+                continue
+            try:
+                path = hf_hub_download(
+                    repo_id, name, revision=revision or constants.DEFAULT_REVISION,
+                    cache_dir=scratch,
+                )  # fmt: skip
+                found[name] = Path(path).read_text(encoding="utf-8", errors="replace")
+            except EntryNotFoundError:
+                continue
+            except Exception as error:
+                logger.debug("Reading %s of %s failed", name, repo_id, exc_info=True)
+                raise TextureError(f"Could not download {repo_id}: {first_line(error)}") from error
+    return found
+
+
 def download_snapshot(
     repo_id: str,
     revision: str | None,

@@ -37,6 +37,7 @@ unpickled: loading one can run arbitrary code.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -235,6 +236,7 @@ def _load_hub_model(
         raise ModelUnavailableError(
             f"Model {repo_id} is not cached in {where} and online access is off."
         )
+    _check_hub_family(repo_id, revision, caches, controlnet)
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(
             repo_id,
@@ -246,6 +248,30 @@ def _load_hub_model(
     progress.update(0.95, f"Loading {repo_id}")
     pipe, backend = load_folder(folder, dtype, controlnet, depth_lora)
     return pipe, backend, folder
+
+
+def _check_hub_family(
+    repo_id: str, revision: str | None, caches: list[Path], controlnet: FoundControlNet | None
+) -> None:
+    """Before a download: the family from the repository's model_index.json and UNet config
+    alone, so a wrong combination downloads no weights."""
+    names = ("model_index.json", "unet/config.json")
+    texts = hub.download_configs(repo_id, revision, names, caches)
+    configs: dict[str, dict[str, Any]] = {}
+    for name, text in texts.items():
+        try:
+            configs[name] = json.loads(text)
+        except ValueError as error:
+            raise TextureError(f"{name} of {repo_id} is not JSON ({first_line(error)})") from error
+    if not isinstance(configs.get("model_index.json"), dict):
+        raise TextureError(f"{repo_id} is not a diffusers model (no model_index.json)")
+    unet = configs.get("unet/config.json")
+    choose(
+        configs["model_index.json"],
+        unet if isinstance(unet, dict) else None,
+        controlnet.config if controlnet else None,
+        repo_id,
+    )
 
 
 # ---- Local diffusers folder ------------------------------------------------------------------
