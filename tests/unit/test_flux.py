@@ -298,3 +298,18 @@ def test_the_doors_can_tell_a_flux_choice_without_torch(flux_dir, tiny_model_dir
     assert looks_like_flux(str(flux_dir)) and looks_like_flux(FLUX_DEPTH_MODEL_ID)
     assert looks_like_flux("/any/model", depth_lora="lora.safetensors")
     assert not looks_like_flux(str(tiny_model_dir)) and not looks_like_flux(MODEL_ID)
+
+
+def test_the_hub_base_without_its_depth_lora_downloads_no_weights(
+    base_dir: Path, tmp_path: Path
+) -> None:
+    server = FakeHub.from_folder("black-forest-labs/FLUX.1-dev", "e" * 40, base_dir)
+    spec = ModelSpec(
+        source="black-forest-labs/FLUX.1-dev", cache_dir=str(tmp_path), allow_online=True
+    )
+    home = hub_environment(HF_HOME=str(tmp_path / "home"), HF_ENDPOINT=server.endpoint)
+    with server, home, pytest.raises(SettingError, match="without depth control"):
+        load(spec)
+    fetched = server.downloaded()
+    assert "transformer/config.json" in fetched
+    assert not any(name.endswith(".safetensors") for name in fetched)

@@ -107,7 +107,7 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     depth_lora = find_depth_lora(spec, progress) if spec.depth_lora else None
     if source == RANDOM_MODEL:
         choose(_SD2_INDEX, None, controlnet.config if controlnet else None, "'random'")
-        SD2_DEPTH.check_depth_lora(Path(source), depth_lora)
+        SD2_DEPTH.check_depth_lora(f"'{source}'", {}, depth_lora)
         logger.warning("Using random weights: generated textures will be noise")
         return build_tiny_pipeline(), _record(source, "random", SD2_DEPTH)
     path = Path(source).expanduser()
@@ -116,7 +116,7 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
         raise pickle_refusal(path)
     if suffix == ".safetensors":
         _check_single_file_family(path, spec.config, controlnet)
-        SD2_DEPTH.check_depth_lora(path, depth_lora)
+        SD2_DEPTH.check_depth_lora(path.name, {}, depth_lora)
         pipe = load_single_file(path, spec.config)
         config = Path(spec.config) if spec.config else path.parent
         record = _record(
@@ -236,7 +236,7 @@ def _load_hub_model(
         raise ModelUnavailableError(
             f"Model {repo_id} is not cached in {where} and online access is off."
         )
-    _check_hub_family(repo_id, revision, caches, controlnet)
+    _check_hub_family(repo_id, revision, caches, controlnet, depth_lora)
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(
             repo_id,
@@ -251,27 +251,44 @@ def _load_hub_model(
 
 
 def _check_hub_family(
-    repo_id: str, revision: str | None, caches: list[Path], controlnet: FoundControlNet | None
+    repo_id: str,
+    revision: str | None,
+    caches: list[Path],
+    controlnet: FoundControlNet | None,
+    depth_lora: FoundDepthLora | None = None,
 ) -> None:
     """Before a download: the family from the repository's model_index.json and UNet config
-    alone, so a wrong combination downloads no weights."""
-    names = ("model_index.json", "unet/config.json")
-    texts = hub.download_configs(repo_id, revision, names, caches)
-    configs: dict[str, dict[str, Any]] = {}
-    for name, text in texts.items():
-        try:
-            configs[name] = json.loads(text)
-        except ValueError as error:
-            raise TextureError(f"{name} of {repo_id} is not JSON ({first_line(error)})") from error
+    alone, and whether the depth LoRA fits it (FLUX's transformer and VAE configs), so a wrong
+    combination downloads no weights."""
+    configs = _hub_configs(repo_id, revision, ("model_index.json", "unet/config.json"), caches)
     if not isinstance(configs.get("model_index.json"), dict):
         raise TextureError(f"{repo_id} is not a diffusers model (no model_index.json)")
     unet = configs.get("unet/config.json")
-    choose(
+    backend = choose(
         configs["model_index.json"],
         unet if isinstance(unet, dict) else None,
         controlnet.config if controlnet else None,
         repo_id,
     )
+    names = backend.depth_lora_configs
+    found = _hub_configs(repo_id, revision, names, caches) if names else {}
+    missing = [name for name in names if not isinstance(found.get(name), dict)]
+    if missing:
+        raise TextureError(f"{repo_id} has no {missing[0]}: not a complete diffusers model")
+    backend.check_depth_lora(repo_id, found, depth_lora)
+
+
+def _hub_configs(
+    repo_id: str, revision: str | None, names: tuple[str, ...], caches: list[Path]
+) -> dict[str, Any]:
+    """Those of ``names`` the repository has, parsed (:func:`.hub.download_configs`)."""
+    configs: dict[str, Any] = {}
+    for name, text in hub.download_configs(repo_id, revision, names, caches).items():
+        try:
+            configs[name] = json.loads(text)
+        except ValueError as error:
+            raise TextureError(f"{name} of {repo_id} is not JSON ({first_line(error)})") from error
+    return configs
 
 
 # ---- Local diffusers folder ------------------------------------------------------------------
@@ -319,7 +336,10 @@ def check_model_folder(
     configs = [f"{name}/config.json" for name in backend.weight_components]
     _require_regular_files(folder, [*configs, "scheduler/scheduler_config.json"])
     backend.check_base(folder, unet_config or {})
-    backend.check_depth_lora(folder, depth_lora)
+    names = backend.depth_lora_configs
+    _require_regular_files(folder, list(names))
+    configs = {name: read_json(folder / name) for name in names}
+    backend.check_depth_lora(str(folder), configs, depth_lora)
     for number, tokenizer in enumerate(backend.tokenizers):
         encoder = "text_encoder" if number == 0 else f"text_encoder_{number + 1}"
         check_tokenizer(folder, read_json(folder / encoder / "config.json"), tokenizer)

@@ -72,12 +72,20 @@ class Backend:
                 "leave {name} empty",
             )  # fmt: skip
 
-    def check_depth_lora(self, folder: Path, depth_lora: Any | None) -> None:
-        """A depth control LoRA (:mod:`..depth_loras`) fits only FLUX.1-dev: refuse it here."""
+    #: Config files (beside ``model_index.json``) :meth:`check_depth_lora` reads.
+    depth_lora_configs: ClassVar[tuple[str, ...]] = ()
+
+    def check_depth_lora(
+        self, where: str, configs: dict[str, dict[str, Any]], depth_lora: Any | None
+    ) -> None:
+        """A depth control LoRA (:mod:`..depth_loras`) fits only FLUX.1-dev: refuse it here.
+
+        ``configs``: the model's :attr:`depth_lora_configs` by name (from a folder, or fetched
+        from the Hub before any weights download)."""
         if depth_lora is not None:
             raise SettingError(
                 "depth_lora", str(depth_lora.path), "empty",
-                f"{folder} is a {self.label} model: a depth LoRA goes with the FLUX.1-dev base "
+                f"{where} is a {self.label} model: a depth LoRA goes with the FLUX.1-dev base "
                 "only; leave {name} empty",
             )  # fmt: skip
 

@@ -50,12 +50,20 @@ MAX_SEQUENCE_LENGTH = 512
 _LICENCE_ON_CARD = "other"  # the cards say "other" and name the licence in license_name
 
 
-def transformer_layout(folder: Path) -> str:
+_VAE_CONFIG = "vae/config.json"
+_TRANSFORMER_CONFIG = "transformer/config.json"
+
+
+def transformer_layout(configs: dict[str, dict[str, Any]]) -> str:
     """``"depth"`` (the transformer takes latents and depth image), ``"base"`` (latents only:
     FLUX.1-dev) or ``"other"`` (wider: Fill, an inpainting model), from the configs alone."""
-    packed = int(read_json(folder / "vae" / "config.json").get("latent_channels", 16)) * 4
-    inputs = read_json(folder / "transformer" / "config.json").get("in_channels")
+    packed = int(configs.get(_VAE_CONFIG, {}).get("latent_channels", 16)) * 4
+    inputs = configs.get(_TRANSFORMER_CONFIG, {}).get("in_channels")
     return {2 * packed: "depth", packed: "base"}.get(inputs, "other")
+
+
+def _configs(folder: Path) -> dict[str, dict[str, Any]]:
+    return {name: read_json(folder / name) for name in (_VAE_CONFIG, _TRANSFORMER_CONFIG)}
 
 
 class FluxDepth(Backend):
@@ -70,33 +78,37 @@ class FluxDepth(Backend):
     tokenizers = ("tokenizer", "tokenizer_2")
     own_scheduler = FLUX_SCHEDULER
     takes_negative_prompt = False
+    depth_lora_configs = (_VAE_CONFIG, _TRANSFORMER_CONFIG)
 
     # ---- loading --------------------------------------------------------------------------
 
     def check_base(self, folder: Path, unet_config: dict[str, Any]) -> None:
-        if transformer_layout(folder) == "other":
-            inputs = read_json(folder / "transformer" / "config.json").get("in_channels")
+        configs = _configs(folder)
+        if transformer_layout(configs) == "other":
+            inputs = configs[_TRANSFORMER_CONFIG].get("in_channels")
             raise TextureError(
                 f"{folder} is a FLUX model whose transformer takes {inputs} input channels: an "
                 "inpainting (Fill) or other variant, not FLUX.1 Depth"
             )
 
-    def check_depth_lora(self, folder: Path, depth_lora: Any | None) -> None:
-        layout = transformer_layout(folder)
+    def check_depth_lora(
+        self, where: str, configs: dict[str, dict[str, Any]], depth_lora: Any | None
+    ) -> None:
+        layout = transformer_layout(configs)
         if layout == "depth" and depth_lora is not None:
             raise SettingError(
                 "depth_lora", str(depth_lora.path), "empty",
-                f"{folder} is already a FLUX depth model: it takes no depth LoRA (give the LoRA "
+                f"{where} is already a FLUX depth model: it takes no depth LoRA (give the LoRA "
                 "with the FLUX.1-dev base, or leave {name} empty)",
             )  # fmt: skip
         if layout == "base" and depth_lora is None:
             raise SettingError(
                 "depth_lora", None, "a depth LoRA",
-                f"{folder} is the FLUX.1-dev base without depth control: give the depth LoRA "
+                f"{where} is the FLUX.1-dev base without depth control: give the depth LoRA "
                 f"({FLUX_DEPTH_LORA_ID}) with {{name}}, or use {FLUX_DEPTH_MODEL_ID}",
             )  # fmt: skip
-        if depth_lora is not None:
-            base_inputs = read_json(folder / "transformer" / "config.json")["in_channels"]
+        if depth_lora is not None and layout == "base":
+            base_inputs = configs[_TRANSFORMER_CONFIG]["in_channels"]
             if depth_lora.input_width != 2 * int(base_inputs):
                 raise TextureError(
                     f"{depth_lora.path.name} is not a FLUX depth control LoRA for this base: "
