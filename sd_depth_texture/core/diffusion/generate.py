@@ -22,7 +22,6 @@ from ..progress import Progress
 from .backends import backend_of
 from .backends.base import resize
 from .device import out_of_memory
-from .schedulers import make_scheduler
 from .settings import GenerationSettings, validate_settings
 
 logger = logging.getLogger(__name__)
@@ -152,23 +151,16 @@ def generate(
         progress.check("before the first step")
 
     # 2. Scheduler, seed and the pipeline's arguments.
-    if backend.own_scheduler is None:  # a family with one scheduler of its own keeps it
-        pipe.scheduler = make_scheduler(pipe, settings.scheduler)
+    pipe.scheduler = backend.scheduler(pipe, settings.scheduler)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
     call = {
-        "prompt": settings.prompt,
+        **backend.text_arguments(pipe, settings),
         "num_inference_steps": int(settings.steps),
-        "guidance_scale": float(settings.guidance),
         "generator": generator,
         "output_type": "np",
         "callback_on_step_end": _step_end(progress, on_latents),
         "callback_on_step_end_tensor_inputs": ["latents"],
-        **(
-            {"negative_prompt": settings.negative_prompt or None}
-            if backend.takes_negative_prompt
-            else {}
-        ),
         **backend.conditioning(pipe, _as_size(depth, size), settings),
         **backend.start(pipe, *size, image_tensor, float(settings.strength)),
     }

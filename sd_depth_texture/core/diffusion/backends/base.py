@@ -141,6 +141,22 @@ class Backend:
 
     # ---- one call -------------------------------------------------------------------------
 
+    def scheduler(self, pipe, name: str):
+        """The sampler ``name`` (:data:`...defaults.SCHEDULERS`) built from the model's own noise
+        schedule; a family with :attr:`own_scheduler` keeps the pipeline's."""
+        if self.own_scheduler is not None:
+            return pipe.scheduler
+        from ..schedulers import make_scheduler
+
+        return make_scheduler(pipe, name)
+
+    def text_arguments(self, pipe, settings: GenerationSettings) -> dict[str, Any]:
+        """The prompt and guidance keyword arguments (FLUX has no negative prompt)."""
+        call = {"prompt": settings.prompt, "guidance_scale": float(settings.guidance)}
+        if self.takes_negative_prompt:
+            call["negative_prompt"] = settings.negative_prompt or None
+        return call
+
     def conditioning(self, pipe, depth: np.ndarray, settings: GenerationSettings) -> dict[str, Any]:
         """The pipeline's keyword arguments that carry ``depth`` ((H, W) in [0, 1], near = 1)."""
         raise NotImplementedError
