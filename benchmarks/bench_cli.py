@@ -19,8 +19,11 @@ framing her), saves it as a .blend with a picture to project, then times, in one
   the picture into a texture of the same size (Blender's own way to write every texel of a UV
   texture), each with its scene sync and BVH build, as Cycles redoes them every time.
 
-Warm runs reuse the cached UV layout, as re-runs in one Blender session do; ``--cold-surface``
-forgets it before each (a changed mesh). ``--keep DIR`` builds the scene there and keeps it.
+Warm runs reuse what is cached by content, as re-runs in one Blender session do: the UV layout
+(``core.bake.surface``), the view's Z-buffer (``core.geometry.depth.cached_capture``, which
+``project`` also reuses from the ``depth`` command before it) and the mesh's loop-triangle
+corners (``blender.scene``); ``--cold-surface`` forgets all three before each warm run (a
+changed mesh). ``--keep DIR`` builds the scene there and keeps it.
 
 Each stage is timed by wrapping the function that does it (exclusive time: a stage's figure
 leaves out the stages it calls), so the breakdown adds up to the whole. Timings are printed,
@@ -64,7 +67,9 @@ _package_import = time.perf_counter() - _package_start
 from bench_depth_projection import fresh_scene, subdivided_suzanne, triangle_count  # noqa: E402
 from support import cycles_render  # noqa: E402
 
+from sd_depth_texture.blender import scene as blender_scene  # noqa: E402
 from sd_depth_texture.core.bake import surface  # noqa: E402
+from sd_depth_texture.core.geometry import depth as depth_module  # noqa: E402
 from sd_depth_texture.defaults import MARGIN  # noqa: E402
 
 # (stage, module, function): every place a stage's function is called from. Functions the code
@@ -79,6 +84,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("output plan", "sd_depth_texture.blender.outputs", "plan_run"),
     ("output plan", "sd_depth_texture.blender.outputs", "plan_depth"),
     ("depth capture", "sd_depth_texture.blender.flow", "capture_depth"),
+    ("depth capture", "sd_depth_texture.blender.flow", "cached_capture"),
     ("depth capture", "sd_depth_texture.core.bake.paint", "capture_depth"),
     ("depth map", "sd_depth_texture.blender.flow", "depth_for_model"),
     ("depth map", "sd_depth_texture.core.bake.paint", "depth_for_model"),
@@ -410,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cold-surface",
         action="store_true",
-        help="forget the cached UV layout before each warm run (as for a changed mesh)",
+        help="forget the cached UV layout, Z-buffers and triangulation before each warm run "
+        "(as for a changed mesh)",
     )
     parser.add_argument("--keep", metavar="DIR", help="build the scene here and keep it")
     parser.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)
@@ -432,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat):
                 if args.cold_surface:
                     surface._SURFACE_CACHE.clear()
+                    depth_module._CAPTURE_CACHE.clear()
+                    blender_scene._CORNERS_CACHE.clear()
                 warm.append(run_commands(timer, commands))
         finally:
             timer.uninstall()

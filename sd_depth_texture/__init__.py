@@ -17,12 +17,13 @@ def register() -> None:
     import bpy
 
     from .cli.main import main as cli_main
-    from .ui import dependencies, operators, panel, properties
+    from .ui import dependencies, loras, operators, panel, properties
 
     global _cli_handle
     properties.register()
     dependencies.register()
     operators.register()
+    loras.register()
     panel.register()
     if hasattr(bpy.utils, "register_cli_command"):
         _cli_handle = bpy.utils.register_cli_command("sd_depth_texture", cli_main)
@@ -31,13 +32,14 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from .ui import dependencies, operators, panel, properties
+    from .ui import dependencies, loras, operators, panel, properties
 
     global _cli_handle
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None
     panel.unregister()
+    loras.unregister()
     operators.unregister()
     dependencies.unregister()
     properties.unregister()

@@ -46,6 +46,16 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 #: AI marking: ``minimal`` drops the prompts only, and the first is the default.
 PROVENANCE = ("full", "minimal")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+#: accelerate's CPU offload hooks: ``model`` moves one whole model (UNet, VAE, text encoder) to
+#: the GPU at a time, ``sequential`` one layer at a time (least memory, slowest). GPUs only.
+OFFLOADS = ("none", "model", "sequential")
+#: VAE tiling (``pipe.vae.enable_tiling()``): ``auto`` tiles where GPU memory is scarce (a GPU
+#: under :data:`VAE_TILING_BELOW_BYTES`, or offloading); diffusers then tiles only pictures
+#: larger than the VAE's tile (512 px for SD2).
+VAE_TILINGS = ("auto", "on", "off")
+VAE_TILING_BELOW_BYTES = 12 * 10**9
+#: The file type a LoRA must have: safetensors holds only tensors, never code.
+LORA_SUFFIX = ".safetensors"
 
 #: Views of an automatic orbit when the user asks for "all around" without a count.
 ORBIT_VIEWS = 10  # TEXTure's 8 around plus top and bottom
@@ -160,6 +170,14 @@ RAY_WORKERS = Limit(
     "Ray workers (0: one per GPU, else one per CPU share)", BATCH,
 )  # fmt: skip
 
+# A LoRA's weight (``--lora FILE:SCALE``). Not in LIMITS: it belongs to each LoRA of a list,
+# not to the run; the builder checks it with this limit's own rule and wording.
+LORA_SCALE = Limit(
+    "lora_scale", "--lora", "LoRA Weight", 1.0, -8.0, 8.0,
+    "how strongly the LoRA applies (1: as trained; negative: away from it)", NOWHERE,
+    integer=False,
+)  # fmt: skip
+
 _ALL = (
     RESOLUTION, TEXTURE_SIZE, MARGIN, STEPS, GUIDANCE, STRENGTH, SEED, VIEWS,
     CONDITIONING_SCALE, CONTROL_START, CONTROL_END, PREVIEW_SIZE, CPU_THREADS, RAY_WORKERS,
@@ -184,6 +202,9 @@ NAMES: dict[str, tuple[str, str]] = {
     "depth_lora": ("--depth-lora", "FLUX Depth LoRA"),
     "device": ("--device", "Device"),
     "precision": ("--precision", "Precision"),
+    "offload": ("--offload", "CPU Offload"),
+    "vae_tiling": ("--vae-tiling", "VAE Tiling"),
+    "loras": ("--lora", "LoRAs"),
     "provenance": ("--provenance", "Provenance"),
     "c2pa_cert": ("--c2pa-cert", "C2PA Certificate"),
     "c2pa_key": ("--c2pa-key", "C2PA Key"),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import defaults
-from .core.diffusion.settings import GenerationSettings, ModelSpec, validate_settings
+from .core.diffusion.settings import GenerationSettings, ModelSpec, lora_specs, validate_settings
 from .core.errors import SettingError, TextureError
 from .core.geometry.orbit import NamedView
 from .core.geometry.views import View
@@ -219,6 +219,9 @@ class TextureRequest:
                 "depth_lora": self.model.depth_lora,
                 "device": self.model.device,
                 "precision": self.model.precision,
+                "offload": self.model.offload,
+                "vae_tiling": self.model.vae_tiling,
+                "loras": [dataclasses.asdict(lora) for lora in self.model.loras],
             }
         return record
 
@@ -273,7 +276,8 @@ def build_request(
     :class:`GenerationSettings` or :class:`OutputOptions` (or the view source), so a new
     :class:`.defaults.Limit` needs no code here.
 
-    ``model`` set: a generating request; ``pictures``: a projecting one, seen from
+    ``model`` set: a generating request, with ``settings["loras"]`` (``FILE[:SCALE]`` texts
+    or ``(path, scale)`` pairs) applied on top of it; ``pictures``: a projecting one, seen from
     ``settings["cameras"]`` (one camera name per picture). ``viewport``: the view a panel run
     sees. ``frame_each_target``: with no camera, collection or orbit asked for, one view framed
     on each target (the batch's default) instead of the scene camera.
@@ -312,6 +316,8 @@ def build_request(
     )
     generation = None
     if model is not None:
+        if values.get("loras") is not None:
+            model = dataclasses.replace(model, loras=lora_specs(values["loras"]))
         generation = GenerationSettings(
             prompt=values.get("prompt", ""),
             negative_prompt=values.get("negative_prompt", ""),

@@ -17,7 +17,7 @@ import bpy
 
 from ..core.disk import partial_path, reason, refuse_not_a_file
 from ..core.errors import TextureError
-from .blend_check import check_blend
+from .blend_check import check_blend, remember_sound
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,7 @@ def save_blend_copy(path: str) -> None:
         )
         fsync(partial)
         os.replace(partial, path)
+        remember_sound(path)  # Blender wrote it: a later command need not walk it again
     except BaseException as error:
         for leftover in stale:
             _remove(leftover)

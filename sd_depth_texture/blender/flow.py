@@ -32,7 +32,7 @@ from ..core.bake.surface import MAX_OUTSIDE_FACES, cached_texel_surface, outside
 from ..core.budget import check_fits
 from ..core.disk import reason
 from ..core.errors import TextureError
-from ..core.geometry.depth import DepthCapture, capture_depth, depth_for_model
+from ..core.geometry.depth import DepthCapture, cached_capture, depth_for_model
 from ..core.geometry.mesh import MeshArrays, SceneGeometry, require_uv, scene_geometry
 from ..core.geometry.orbit import NamedView, object_bounds, orbit_views
 from ..core.pictures import check_aspect, diffusion_pictures, given_pictures
@@ -62,14 +62,19 @@ class ViewCapture:
     seen: list[str]  # the meshes with at least one pixel in view, in scene order
 
 
-def read_scene(extra: list[bpy.types.Object] = ()) -> tuple[list[MeshArrays], SceneGeometry]:
+def read_scene(
+    extra: list[bpy.types.Object] = (), with_uv: bool = True
+) -> tuple[list[MeshArrays], SceneGeometry]:
     """Everything visible that renders as triangles (meshes, curves, text, instances), plus
-    ``extra`` objects even if hidden, as arrays and one soup."""
+    ``extra`` objects even if hidden, as arrays and one soup; ``with_uv`` False leaves the
+    meshes' UVs unread (``uv`` None), for what needs only the surfaces."""
     context = bpy.context
     depsgraph = context.evaluated_depsgraph_get()
-    meshes = scene.visible_geometry(depsgraph, context.view_layer)
+    meshes = scene.visible_geometry(depsgraph, context.view_layer, with_uv)
     read = {mesh.name for mesh in meshes}
-    meshes += [scene.mesh_arrays(obj, depsgraph) for obj in extra if obj.name not in read]
+    meshes += [
+        scene.mesh_arrays(obj, depsgraph, with_uv=with_uv) for obj in extra if obj.name not in read
+    ]
     return meshes, scene_geometry(meshes)
 
 
@@ -82,12 +87,13 @@ def seen_names(
 
 
 def read_view(view) -> ViewCapture:
-    """Read the visible meshes and capture ``view``'s depth; reads only, checks no targets.
+    """Read the visible meshes (without their UVs: a depth map needs none) and capture
+    ``view``'s depth; reads only, checks no targets.
 
     Raises :class:`TextureError` for a view that sees nothing.
     """
-    meshes, geometry = read_scene()
-    capture = capture_depth(view, geometry.vertices, geometry.triangles)
+    meshes, geometry = read_scene(with_uv=False)
+    capture = cached_capture(view, geometry)
     depth = depth_for_model(capture)
     return ViewCapture(
         meshes={mesh.name: mesh for mesh in meshes},
@@ -390,7 +396,7 @@ def prepare(request: TextureRequest) -> Run:
         captures: dict[int, DepthCapture] = {}
         if shared is not None:
             for number, view in enumerate(shared):
-                captures[number] = capture_depth(view.view, geometry.vertices, geometry.triangles)
+                captures[number] = cached_capture(view.view, geometry)
         if named is None:
             named = _seen_targets(request, meshes, geometry, captures, context)
             new_uv = [
@@ -486,7 +492,7 @@ def _seen_targets(
                 context.scene, context.scene.camera, context.evaluated_depsgraph_get(),
                 request.views.resolution,
             )  # fmt: skip
-            capture = capture_depth(view, geometry.vertices, geometry.triangles)
+            capture = cached_capture(view, geometry)
             names = seen_names(geometry, capture, meshes)
     else:
         seen = set()
@@ -539,9 +545,11 @@ def _groups(
                 "(UDIM tiles or unpacked UVs), and one texture holds only that square: pack the "
                 "islands into it (UV > Pack Islands)."
             )
+        known = mesh.digest is not None and mesh.uv_digest is not None
         surface = cached_texel_surface(
-            mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size
-        )
+            mesh.vertices, mesh.triangles, mesh.uv, mesh.uv_triangles, size,
+            mesh.digest + mesh.uv_digest if known else None,
+        )  # fmt: skip
         start = None if request.views.several else _start_colours(obj.name, surface)
         if start is not None:
             under = images.image_record(bpy.data.images[targets.texture_name(obj.name)])

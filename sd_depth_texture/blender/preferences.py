@@ -46,6 +46,8 @@ def model_spec(
         config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
         device=prefs.device if prefs else "auto",
         precision=prefs.precision if prefs else "auto",
+        offload=prefs.offload if prefs else "none",
+        vae_tiling=prefs.vae_tiling if prefs else "auto",
         cache_dir=cache_dir,
         allow_online=bool(bpy.app.online_access),
     )

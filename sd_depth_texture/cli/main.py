@@ -24,6 +24,7 @@ from ..blender import flow, images, outputs, provenance
 from ..blender.files import copy_whole, open_blend, save_blend_copy, write_whole, writing
 from ..blender.pictures import load_picture
 from ..core.errors import CancelledError, TextureError
+from ..core.memory import keeping_freed_memory, without_huge_pages
 from ..core.text import shown
 from ..core.validation import check_settings
 from ..defaults import RESOLUTION
@@ -230,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (
             _interruptible(),
             in_place_locks([args.blend] if getattr(args, "in_place", False) else []),
+            without_huge_pages(),  # a command's arrays are mostly fresh memory: see core.memory
+            keeping_freed_memory(),
         ):
             print(shown(_run(args, terminal)))
     except CancelledError:

@@ -106,6 +106,33 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
     )
     parser.add_argument("--device", default=None, help=", ".join(defaults.DEVICES))
     parser.add_argument(
+        "--precision",
+        default=None,
+        help=f"{', '.join(defaults.PRECISIONS)} (default: the add-on preferences, else auto: "
+        "fp16 on a GPU, fp32 on the CPU)",
+    )
+    parser.add_argument(
+        "--offload",
+        default=None,
+        help=f"{', '.join(defaults.OFFLOADS)}: keep the model in host memory and move one model "
+        "(model) or one layer (sequential, least memory, slowest) to the GPU as it runs; GPUs "
+        "only (default: the add-on preferences, else none)",
+    )
+    parser.add_argument(
+        "--vae-tiling",
+        default=None,
+        help=f"{', '.join(defaults.VAE_TILINGS)}: decode large pictures in tiles (auto: where GPU "
+        "memory is scarce; default: the add-on preferences, else auto)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        dest="loras",
+        metavar=f"FILE{defaults.LORA_SUFFIX}[:WEIGHT]",
+        help="a LoRA to apply on top of the model, with its weight (default 1; "
+        f"{defaults.LORA_SCALE.allowed()}); repeatable; safetensors only",
+    )
+    parser.add_argument(
         "--online",
         action="store_true",
         help="allow downloading the model for this run (as Blender's --online-mode does)",
@@ -137,7 +164,8 @@ def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:
     """The add-on's model choice with this run's --model/--controlnet/--depth-lora/--config/
-    --device/--online on top."""
+    --device/--precision/--offload/--vae-tiling/--online on top (the builder adds the --lora
+    files)."""
     spec = preferences.model_spec(
         values.get("model"),
         controlnet=values.get("controlnet"),
@@ -146,6 +174,9 @@ def model_spec(values: Mapping[str, Any]) -> ModelSpec:
     overrides = {
         "config": values.get("config"),
         "device": values.get("device"),
+        "precision": values.get("precision"),
+        "offload": values.get("offload"),
+        "vae_tiling": values.get("vae_tiling"),
         "allow_online": values.get("online"),
     }
     return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})

@@ -46,9 +46,11 @@ class ModelRecord:
     licence: str | None = None  # the licence named by the model card, where known
     # source, kind (hub/folder/file), revision or weights_sha256, model class, family, licence
     controlnet: dict[str, Any] | None = None
-    loras: list[dict[str, Any]] = field(default_factory=list)  # path, scale, sha256
+    loras: list[dict[str, Any]] = field(default_factory=list)  # name, sha256, scale
     device: str = ""
     precision: str = ""
+    offload: str = "none"  # "none", "model" or "sequential" (accelerate's CPU offload)
+    vae_tiling: bool = False  # the VAE decoded in tiles (pictures above its tile size)
     loaded: bool = False  # this run loaded it (False: it was already in memory)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..defaults import DEVICES, LIMITS, PRECISIONS, PROVENANCE, SCHEDULERS
+from ..defaults import DEVICES, LIMITS, OFFLOADS, PRECISIONS, PROVENANCE, SCHEDULERS, VAE_TILINGS
 from .errors import SettingError
 from .text import prompt_problem, shown
 
@@ -20,6 +20,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "scheduler": tuple(SCHEDULERS),
     "device": DEVICES,
     "precision": PRECISIONS,
+    "offload": OFFLOADS,
+    "vae_tiling": VAE_TILINGS,
     "provenance": PROVENANCE,
 }
 #: Settings that are free text for the model.

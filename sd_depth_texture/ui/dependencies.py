@@ -107,7 +107,7 @@ def draw(layout) -> None:
         text = f"{name} {found} (optional)" if found else f"{name}: not installed (optional)"
         column.label(text=text, icon="CHECKMARK" if found else "INFO")
         if not found:
-            column.label(text=f"It adds {adds}; without it, runs skip that")
+            column.label(text=f"It adds {adds}")
     if current.optional_missing:
         box.label(text="Optional, into this Blender's own Python:")
         box.label(text=current.optional_command)

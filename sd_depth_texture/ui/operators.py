@@ -19,7 +19,7 @@ import logging
 
 import bpy
 from bpy.app.handlers import persistent
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 
 from .. import defaults
 from ..blender import flow, images, outputs, preferences, scene
@@ -31,7 +31,7 @@ from ..core.validation import check_setting, check_settings
 from ..messages import UI, word
 from ..request import SCENE_CAMERA, TextureRequest, build_request
 from . import dependencies
-from .properties import SCHEDULER_ITEMS, numbers
+from .properties import SCHEDULER_ITEMS, SDT_Lora, lora_pairs, numbers
 from .runner import CANCELLED, FINISHED, RUNNING, STOPPED_MESSAGE, ModalRunner
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         description="Write a JSON report of the run here",
         options=_SKIP,
     )
+    loras: CollectionProperty(
+        type=SDT_Lora,
+        name="LoRAs",
+        description="LoRAs for this run (path, scale); not given: the panel's list",
+        options=_SKIP,
+    )
     provenance: StringProperty(
         name="Provenance",
         description="'full' or 'minimal' (no prompts in the textures' records); empty: the "
@@ -231,6 +237,7 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
             outputs.user_path(self.report_path, "the report") if self.report_path else None
         )
         values["keep_previous_files"] = True
+        values["loras"] = lora_pairs(self.setting(context, "loras"))
         values.update(preferences.provenance_settings({"provenance": self.provenance}, context))
         return build_request(
             values,

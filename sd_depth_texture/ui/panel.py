@@ -11,6 +11,7 @@ import bpy
 
 from ..blender import preferences
 from ..blender.images import depth_image
+from . import loras
 from .runner import ModalRunner
 
 
@@ -63,6 +64,8 @@ class SDT_PT_main(bpy.types.Panel):
             box.prop(settings, "view_prompts")
             box.prop(settings, "match_colors")
             box.prop(settings, "camera_collection")
+
+        loras.draw(layout, settings)
 
         if state.running:
             layout.progress(factor=state.progress, text=state.status or "Working")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import (
     BoolProperty,
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -59,6 +60,29 @@ def numbers(*groups: str, **extra) -> dict:
     return {limit.key: number(limit, **extra) for limit in defaults.limits_of(*groups)}
 
 
+class SDT_Lora(bpy.types.PropertyGroup):
+    """One LoRA of a list: its file, its weight, and whether this run uses it."""
+
+    path: StringProperty(
+        name="LoRA",
+        subtype="FILE_PATH",
+        description="A LoRA trained for the model in the preferences (.safetensors only)",
+    )
+    scale: FloatProperty(
+        name=defaults.LORA_SCALE.label,
+        default=defaults.LORA_SCALE.default,
+        soft_min=defaults.LORA_SCALE.low,
+        soft_max=defaults.LORA_SCALE.high,
+        description=defaults.LORA_SCALE.help[:1].upper() + defaults.LORA_SCALE.help[1:],
+    )
+    enabled: BoolProperty(name="Use", default=True, description="Apply this LoRA in the run")
+
+
+def lora_pairs(items) -> list[tuple[str, float]]:
+    """The used LoRAs of a list as (absolute path, weight) pairs for the request builder."""
+    return [(bpy.path.abspath(item.path), item.scale) for item in items if item.enabled]
+
+
 class SDT_SceneSettings(bpy.types.PropertyGroup):
     """What to generate, kept with the scene so a .blend remembers its prompt."""
 
@@ -85,6 +109,8 @@ class SDT_SceneSettings(bpy.types.PropertyGroup):
         description="Paint from every camera in this collection instead of automatic views",
     )
     camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_is_camera)
+    loras: CollectionProperty(type=SDT_Lora, name="LoRAs")
+    lora_index: IntProperty(name="Active LoRA", default=0, min=0)
 
 
 class SDT_RunState(bpy.types.PropertyGroup):
@@ -106,11 +132,21 @@ PROVENANCE_ITEMS = [  # the names of defaults.PROVENANCE
     ("full", "Full", "The whole run record, prompts included"),
     ("minimal", "Minimal", "No prompts: the AI marking, the model and its licence stay"),
 ]
-PRECISION_ITEMS = [
+PRECISION_ITEMS = [  # the names of defaults.PRECISIONS
     ("auto", "Automatic", "fp16 on a GPU, fp32 on the CPU"),
-    ("fp16", "Half (fp16)", ""),
-    ("bf16", "BFloat16", ""),
-    ("fp32", "Full (fp32)", ""),
+    ("fp16", "Half (fp16)", "Half the memory of fp32; the usual choice on NVIDIA GPUs"),
+    ("bf16", "BFloat16", "Half the memory, fp32's range: for FLUX and recent GPUs; works on CPUs"),
+    ("fp32", "Full (fp32)", "The most memory; the choice on the CPU"),
+]
+OFFLOAD_ITEMS = [  # the names of defaults.OFFLOADS
+    ("none", "None", "The whole model on the device: the fastest"),
+    ("model", "Model", "One model (UNet, VAE, text encoder) on the GPU at a time: a little slower"),
+    ("sequential", "Sequential", "One layer on the GPU at a time: the least memory, much slower"),
+]
+VAE_TILING_ITEMS = [  # the names of defaults.VAE_TILINGS
+    ("auto", "Automatic", "Tile the VAE where GPU memory is scarce (under 12 GB, or offloading)"),
+    ("on", "On", "Decode pictures larger than the VAE's tile in tiles: less memory"),
+    ("off", "Off", "Always decode whole: no tile seams, the most memory"),
 ]
 
 
@@ -150,6 +186,19 @@ class SDT_Preferences(bpy.types.AddonPreferences):
     )
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="auto")
+    offload: EnumProperty(
+        name="CPU Offload",
+        items=OFFLOAD_ITEMS,
+        default="none",
+        description="Keep the model in host memory and move it to the GPU as it runs (GPUs "
+        "with little memory)",
+    )
+    vae_tiling: EnumProperty(
+        name="VAE Tiling",
+        items=VAE_TILING_ITEMS,
+        default="auto",
+        description="Decode large pictures in tiles to save GPU memory",
+    )
     provenance: EnumProperty(
         name="Provenance",
         items=PROVENANCE_ITEMS,
@@ -191,6 +240,9 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "precision")
+        row = layout.row()
+        row.prop(self, "offload")
+        row.prop(self, "vae_tiling")
         layout.prop(self, "cache_dir")
         box = layout.box()
         box.label(text="Content credentials (every texture is marked)")
@@ -204,7 +256,7 @@ class SDT_Preferences(bpy.types.AddonPreferences):
             )
 
 
-classes = (SDT_SceneSettings, SDT_RunState, SDT_Preferences)
+classes = (SDT_Lora, SDT_SceneSettings, SDT_RunState, SDT_Preferences)
 
 
 def register() -> None:

@@ -56,6 +56,7 @@ def test_c2pa_shows_as_optional_and_its_absence_never_disables_generate(addon, m
     shown = _Recorder()
     dependencies.draw(shown)
     assert "c2pa-python 0.38.1 (optional)" in shown.labels
+    assert "peft 0.21.2 (optional)" in shown.labels  # LoRAs need it, generating does not
     monkeypatch.setattr(dependencies, "missing_optional", lambda: ["c2pa-python"])
     monkeypatch.setattr(dependencies, "optional_versions", lambda: {"c2pa-python": None})
     try:

@@ -128,6 +128,9 @@ def test_the_panel_hides_the_camera_collection_with_one_view(sample_scene):
             def template_icon(self, **_options):
                 calls.append(("icon", ""))
 
+            def template_list(self, list_type, _list_id, _data, name, *_active, **_options):
+                calls.append(("list", f"{list_type}.{name}"))
+
             def row(self, **_options):
                 return self
 
@@ -142,6 +145,8 @@ def test_the_panel_hides_the_camera_collection_with_one_view(sample_scene):
     panel().views = 4
     assert ("prop", "camera_collection") in drawn()
     assert ("operator", "sd_depth_texture.generate") in drawn()
+    assert ("list", "SDT_UL_loras.loras") in drawn()  # the LoRA list, with Add and Remove
+    assert ("operator", "sd_depth_texture.lora_add") in drawn()
     bpy.context.window_manager.sd_depth_texture.running = True
     try:
         shown = drawn()

@@ -222,3 +222,38 @@ def test_geometry_nodes_that_drop_the_uv_map_are_refused_clearly(replaced_cube) 
         )  # fmt: skip
     assert set(bpy.data.images.keys()) == images
     assert [layer.name for layer in replaced_cube.data.uv_layers] == ["UVMap"]
+
+
+def _blender_triangles(obj: bpy.types.Object) -> np.ndarray:
+    """The evaluated mesh's loop triangles as Blender gives them, item by item."""
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    try:
+        mesh.calc_loop_triangles()
+        return np.array([tuple(triangle.vertices) for triangle in mesh.loop_triangles])
+    finally:
+        evaluated.to_mesh_clear()
+
+
+def test_triangles_read_again_follow_a_changed_triangulation() -> None:
+    """Corners reused for an unchanged mesh (the second read) are never reused for a changed
+    one: a quad made concave is split along its other diagonal, and the read follows it."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.mesh.primitive_plane_add(size=2.0)
+    plane = bpy.context.active_object
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    first = scene.mesh_arrays(plane, depsgraph)
+    again = scene.mesh_arrays(plane, depsgraph)
+    np.testing.assert_array_equal(again.triangles, first.triangles)
+    np.testing.assert_array_equal(first.triangles, _blender_triangles(plane))
+
+    split = {frozenset(map(int, triangle)) for triangle in first.triangles}
+    diagonal = frozenset.intersection(*split)  # the two corners both triangles hold
+    # Pull a corner off that diagonal past it: the quad turns concave at that corner, and
+    # Blender splits it along the other diagonal, the one through the concave corner.
+    corner = min(set(range(4)) - diagonal)
+    plane.data.vertices[corner].co *= -0.2
+    plane.data.update()
+    changed = scene.mesh_arrays(plane, bpy.context.evaluated_depsgraph_get())
+    np.testing.assert_array_equal(changed.triangles, _blender_triangles(plane))
+    assert {frozenset(map(int, triangle)) for triangle in changed.triangles} != split

@@ -33,6 +33,8 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
         prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
         prefs.model_source = {str(tiny_model_dir)!r}
         prefs.provenance = "minimal"  # the studio keeps its prompts to itself
+        prefs.precision = "bf16"  # the memory settings live in the preferences too
+        prefs.vae_tiling = "on"
 
         sample.build_sample_scene()
         result = bpy.ops.sd_depth_texture.generate(
@@ -53,6 +55,9 @@ def test_installed_extension_textures_through_operator_preferences_and_cli(
         import stat
         record = json.loads(texture["sd_depth_texture_record"])
         assert record["provenance"] == "minimal" and "prompt" not in record["views"][0], record
+        model = record["model"]
+        assert (model["precision"], model["vae_tiling"], model["offload"]) == (
+            "bfloat16", True, "none"), model
         folder = bpy.utils.extension_path_user(ADDON_MODULE, path="c2pa")
         assert folder.startswith(USER_DIR), folder
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700

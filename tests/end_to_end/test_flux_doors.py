@@ -63,7 +63,8 @@ def test_whole_object_with_the_base_and_its_depth_lora(
     assert cli.main(argv) == 0
     record = flux_record(report)
     [lora] = record["model"]["loras"]
-    assert lora["role"] == "depth control" and lora["path"] == str(tiny_flux_depth_lora)
+    assert lora["role"] == "depth control" and lora["name"] == tiny_flux_depth_lora.name
+    assert str(tiny_flux_depth_lora.parent) not in json.dumps(record["model"])  # no folders
     assert record["settings"]["model"]["depth_lora"] == str(tiny_flux_depth_lora)
     # A ring of two, then top; the floor hides the bottom view.
     assert [view["label"] for view in record["views"]] == ["front", "back", "top"]

@@ -151,13 +151,15 @@ def test_settings_and_dependencies_import_in_a_python_without_torch() -> None:
 def test_c2pa_is_optional_pinned_as_requirements_txt_and_found_apart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """c2pa-python never counts as missing for generating; it has its own state and command."""
+    """c2pa-python and peft never count as missing for generating; they have their own state
+    and command."""
     pins = requirement_pins()
     for name, (_, version, _) in dependencies.OPTIONAL_PACKAGES.items():
         assert pins.get(name.replace("-", "_")) == version
         assert name not in dependencies.PINNED_VERSIONS
     assert dependencies.missing_optional() == []
     assert dependencies.optional_versions()["c2pa-python"] == "0.38.1"
+    assert dependencies.optional_versions()["peft"] == "0.21.2"
     monkeypatch.setitem(
         dependencies.OPTIONAL_PACKAGES, "c2pa-python", ("no_such_c2pa_module", "0.38.1", "")
     )
@@ -165,5 +167,5 @@ def test_c2pa_is_optional_pinned_as_requirements_txt_and_found_apart(
     assert dependencies.optional_versions()["c2pa-python"] is None
     assert missing_packages() == []  # generating is still ready
     assert dependencies.optional_install_command("/usr/bin/python3.11", "linux") == (
-        "/usr/bin/python3.11 -m pip install c2pa-python==0.38.1"
+        "/usr/bin/python3.11 -m pip install c2pa-python==0.38.1 peft==0.21.2"
     )

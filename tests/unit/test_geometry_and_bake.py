@@ -13,7 +13,12 @@ from sd_depth_texture.core.bake.sampling import sample_bilinear, sample_seen
 from sd_depth_texture.core.bake.surface import cached_texel_surface, texel_surface
 from sd_depth_texture.core.errors import TextureError
 from sd_depth_texture.core.geometry import orbit, raster, views
-from sd_depth_texture.core.geometry.depth import FAR_FOREGROUND, capture_depth, depth_for_model
+from sd_depth_texture.core.geometry.depth import (
+    FAR_FOREGROUND,
+    cached_capture,
+    capture_depth,
+    depth_for_model,
+)
 from sd_depth_texture.core.geometry.mesh import MeshArrays, scene_geometry
 from sd_depth_texture.core.geometry.orbit import NamedView
 from sd_depth_texture.core.geometry.raster import NO_TRIANGLE, rasterize
@@ -593,3 +598,26 @@ def test_rendering_a_clipped_texture_samples_the_surface_point_of_each_pixel():
     x = ((cols + 0.5) / 48 * 2 - 1) / view.projection[0, 0] * depth
     np.testing.assert_allclose(picture[mask][:, 0], (x / half + 1) / 2, atol=2e-3)
     np.testing.assert_allclose(picture[mask][:, 1], (depth / half + 1) / 2, atol=2e-3)
+
+
+def test_captures_are_reused_only_for_the_same_view_of_a_scene_that_reads_the_same():
+    """A scene whose meshes carry the digest of what they were read from is captured once per
+    view; another view, another scene digest, or no digest at all captures again, and a
+    capture that is shared cannot be written to."""
+    view = View(eye_at(5.0), perspective(40, 1.0), 32, 32)
+    read = MeshArrays("Quad", QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, digest=b"quad")
+    first = cached_capture(view, scene_geometry([read]))
+    assert cached_capture(view, scene_geometry([read])) is first
+    assert not first.view_depth.flags.writeable and not first.raster.pixel.flags.writeable
+    np.testing.assert_array_equal(
+        first.view_depth, capture_depth(view, QUAD, QUAD_TRIANGLES).view_depth
+    )
+    moved = View(eye_at(6.0), perspective(40, 1.0), 32, 32)
+    assert cached_capture(moved, scene_geometry([read])) is not first
+    smaller = View(eye_at(5.0), perspective(40, 1.0), 16, 16)
+    assert cached_capture(smaller, scene_geometry([read])) is not first
+    changed = MeshArrays("Quad", QUAD * 0.5, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES, digest=b"x")
+    assert cached_capture(view, scene_geometry([changed])) is not first
+    unknown = MeshArrays("Quad", QUAD, QUAD_TRIANGLES, QUAD_UV, QUAD_TRIANGLES)
+    assert scene_geometry([unknown]).digest is None
+    assert cached_capture(view, scene_geometry([unknown])) is not first

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from ..geometry.mesh import digest_arrays
 from ..geometry.raster import barycentric_columns, coverage_counts, rasterize
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ class TexelSurface:
     weights: tuple[np.ndarray, np.ndarray]  # (N,) float32 barycentrics b0, b1 in that triangle
     triangle_normal: np.ndarray  # (F, 3) float64 unit normal of every mesh triangle
     triangle_offset: np.ndarray  # (F,) float64 normal . point for every point of the triangle
+    # :func:`shared_texel_fraction` of the layout, once found (a surface is one layout's).
+    shared_fraction: float | None = None
 
     @cached_property
     def barycentric(self) -> np.ndarray:
@@ -151,17 +153,19 @@ def cached_texel_surface(
     uv: np.ndarray,
     uv_triangles: np.ndarray,
     size: int,
+    digest: bytes | None = None,
 ) -> TexelSurface:
     """:func:`texel_surface`, reused while the mesh, its UVs and the size are unchanged.
 
     Keyed by the arrays' content (hashing is ~10x cheaper than rasterising the layout), so
-    running again on the same object skips the UV rasterisation. The arrays are hashed on two
-    threads (hashlib releases the GIL): 1M triangles, 92 MB, 50 ms on one, 28 ms on two.
+    running again on the same object skips the UV rasterisation. ``digest``: the content's
+    digest where the caller has it (a mesh's ``digest`` and ``uv_digest`` joined, made as the
+    mesh was read); otherwise the arrays are hashed on two threads (hashlib releases the GIL):
+    1M triangles, 92 MB, 50 ms on one, 28 ms on two.
     """
-    arrays = (vertices, triangles, uv, uv_triangles)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = list(pool.map(_content_digest, arrays))
-    key = hashlib.sha1(str(size).encode() + b"".join(digests)).hexdigest()
+    if digest is None:
+        digest = digest_arrays((vertices, triangles, uv, uv_triangles))
+    key = hashlib.sha1(str(size).encode() + digest).hexdigest()
     if key in _SURFACE_CACHE:
         _SURFACE_CACHE.move_to_end(key)
         return _SURFACE_CACHE[key]
@@ -170,13 +174,6 @@ def cached_texel_surface(
     while len(_SURFACE_CACHE) > _SURFACE_CACHE_SIZE:
         _SURFACE_CACHE.popitem(last=False)
     return surface
-
-
-def _content_digest(array: np.ndarray) -> bytes:
-    contiguous = np.ascontiguousarray(array)
-    digest = hashlib.sha1(str((contiguous.dtype, contiguous.shape)).encode())
-    digest.update(contiguous.view(np.uint8))
-    return digest.digest()
 
 
 def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -204,8 +201,17 @@ def shared_texel_fraction(surface: TexelSurface, uv: np.ndarray, uv_triangles: n
     the faces on each texel: the area's excess counts a texel three copies share twice, so it is
     no share (an Array modifier's three copies would read 200 %). A shared texel keeps one
     surface point (the face the UV raster drew last), so it shows the colour painted for that
-    face.
+    face. Found once per surface (a surface is the raster of one layout): a surface reused by
+    :func:`cached_texel_surface` keeps it.
     """
+    if surface.shared_fraction is None:
+        surface.shared_fraction = _shared_texel_fraction(surface, uv, uv_triangles)
+    return surface.shared_fraction
+
+
+def _shared_texel_fraction(
+    surface: TexelSurface, uv: np.ndarray, uv_triangles: np.ndarray
+) -> float:
     uv = np.asarray(uv)
     corners = [np.ascontiguousarray(uv_triangles[:, k]) for k in range(3)]
     u = [np.take(uv[:, 0].astype(np.float32), c) for c in corners]

@@ -1,9 +1,11 @@
 """The one loaded pipeline: load it once, reuse it for equal specs, free it on request.
 
 No bpy. Models take GBs of GPU memory, so only one pipeline is kept and a different spec
-releases the old one before loading. A load can take minutes (a download) while a panel keeps
-asking what is loaded, so :func:`pipeline_status` and :func:`loading` read a small snapshot
-under their own short lock and never wait for a load.
+releases the old one before loading. The cache is keyed on the spec without its LoRAs and its
+VAE tiling (:attr:`.settings.ModelSpec.base`): both are applied to the cached base on every
+call (:mod:`.lora`), so a run with other LoRAs never reloads the base. A load can take
+minutes (a download) while a panel keeps asking what is loaded, so :func:`pipeline_status`
+and :func:`loading` read a small snapshot under their own short lock and never wait for a load.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from ...defaults import RANDOM_MODEL
 from ..progress import Progress
 from ..record import ModelRecord
 from .backends import Backend, backend_named
-from .device import empty_device_caches, out_of_memory, resolve_device, resolve_dtype
+from .device import (
+    check_offload,
+    empty_device_caches,
+    out_of_memory,
+    place_pipeline,
+    resolve_device,
+    resolve_dtype,
+    set_vae_tiling,
+    vae_tiling_wanted,
+)
+from .lora import AppliedLora, apply_loras, base_adapters_of, check_lora_files
 from .settings import ModelSpec
 from .sources import load_source
 
@@ -36,6 +48,8 @@ class _Loaded:
     device: torch.device
     dtype: torch.dtype
     record: ModelRecord
+    loras: tuple[AppliedLora, ...] = ()  # the run's LoRAs the pipeline carries now
+    base_adapters: tuple[str, ...] = ()  # LoRAs that are part of the model (FLUX depth LoRA)
 
 
 @dataclass(frozen=True)
@@ -72,33 +86,72 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     """
     global _loaded
     progress = progress or Progress()
+    loras = check_lora_files(spec.loras)  # before anything loads
+    base = _cache_key(spec)
     with _load_lock:
-        if _loaded is not None and _loaded.spec == spec:
-            return LoadedModel(_loaded.pipe, replace(_loaded.record, loaded=False))
-        device = resolve_device(spec.device)
-        dtype = resolve_dtype(spec.precision, device)
-        free_pipeline()
-        started = time.perf_counter()
-        _set_status(NOT_LOADED, loading_source=spec.source)
+        loaded_now = _loaded is None or _loaded.spec != base
+        if loaded_now:
+            _load_base(base, progress)
+        assert _loaded is not None
         try:
-            progress.update(0.0, f"Loading {spec.source}")
-            with progress.span(0.0, 0.9):
-                pipe, record = load_source(spec, dtype, progress)
-            progress.update(0.95, f"Moving the model to {device}")
-            with out_of_memory(f"loading the model onto {device}"):
-                pipe = pipe.to(device=device)
-                if pipe.dtype != dtype:
-                    pipe = pipe.to(dtype=dtype)
-            pipe.set_progress_bar_config(disable=True)
-            record = replace(
-                record, device=str(device), precision=str(dtype).removeprefix("torch.")
-            )
-            _loaded = _Loaded(spec=spec, pipe=pipe, device=device, dtype=dtype, record=record)
-        finally:
-            _set_status(_describe(_loaded), loading_source=None)
-        logger.info("Loaded %s in %.1f s: %s", spec.source, time.perf_counter() - started, _status)
-        progress.update(1.0, "Model loaded")
-        return LoadedModel(pipe, replace(record, loaded=True))
+            _loaded.loras = apply_loras(_loaded.pipe, loras, _loaded.loras, _loaded.base_adapters)
+        except BaseException:
+            _loaded.loras = ()  # apply_loras took every LoRA off
+            raise
+        tiled = vae_tiling_wanted(spec.vae_tiling, _loaded.device, spec.offload)
+        set_vae_tiling(_loaded.pipe, tiled)
+        record = replace(
+            _loaded.record,
+            loaded=loaded_now,
+            loras=[*_loaded.record.loras, *(lora.file.record() for lora in _loaded.loras)],
+            vae_tiling=tiled,
+        )
+        if loaded_now:
+            progress.update(1.0, "Model loaded")
+        return LoadedModel(_loaded.pipe, record)
+
+
+def _cache_key(spec: ModelSpec) -> ModelSpec:
+    """What decides the loaded base: not the LoRAs, not the VAE tiling (both applied per run)."""
+    return replace(spec.base, vae_tiling="auto")
+
+
+def _load_base(spec: ModelSpec, progress: Progress) -> None:
+    """Load ``spec`` (a base: no LoRAs) as the one cached pipeline, releasing the old one."""
+    global _loaded
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.precision, device)
+    check_offload(spec.offload, device)  # before the old pipeline is released
+    free_pipeline()
+    started = time.perf_counter()
+    _set_status(NOT_LOADED, loading_source=spec.source)
+    try:
+        progress.update(0.0, f"Loading {spec.source}")
+        with progress.span(0.0, 0.9):
+            pipe, record = load_source(spec, dtype, progress)
+        progress.update(0.95, f"Moving the model to {device}")
+        with out_of_memory(f"converting the model to {dtype}"):
+            if pipe.dtype != dtype:
+                pipe = pipe.to(dtype=dtype)
+        pipe = place_pipeline(pipe, device, spec.offload)
+        pipe.set_progress_bar_config(disable=True)
+        record = replace(
+            record,
+            device=str(device),
+            precision=str(dtype).removeprefix("torch."),
+            offload=spec.offload,
+        )
+        _loaded = _Loaded(
+            spec=spec,
+            pipe=pipe,
+            device=device,
+            dtype=dtype,
+            record=record,
+            base_adapters=base_adapters_of(pipe),
+        )
+    finally:
+        _set_status(_describe(_loaded), loading_source=None)
+    logger.info("Loaded %s in %.1f s: %s", spec.source, time.perf_counter() - started, _status)
 
 
 def free_pipeline() -> bool:
@@ -141,7 +194,8 @@ def _describe(loaded: _Loaded | None) -> str:
     if loaded is None:
         return NOT_LOADED
     dtype = str(loaded.dtype).removeprefix("torch.")
-    where = f"on {loaded.device} ({dtype})"
+    offload = f", {loaded.spec.offload} offload" if loaded.spec.offload != "none" else ""
+    where = f"on {loaded.device} ({dtype}{offload})"
     if loaded.spec.source.strip() == RANDOM_MODEL:
         return f"random test weights {where}: textures are noise"
     with_controlnet = f" with {loaded.spec.controlnet}" if loaded.spec.controlnet else ""

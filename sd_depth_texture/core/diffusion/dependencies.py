@@ -27,10 +27,15 @@ PINNED_VERSIONS: dict[str, str] = {
     "safetensors": "0.8.0",
     "accelerate": "1.15.0",
 }
-#: Optional packages: name (as pip names it) -> (import name, pinned version, what it adds).
-#: Without them everything runs; what they add is skipped and the run says so.
+#: Optional packages: name (as pip names it) -> (import name, pinned version, what it adds and
+#: what happens without it). Without them every run without that feature works.
 OPTIONAL_PACKAGES: dict[str, tuple[str, str, str]] = {
-    "c2pa-python": ("c2pa", "0.38.1", "each texture's signed C2PA manifest"),
+    "c2pa-python": (
+        "c2pa",
+        "0.38.1",
+        "each texture's signed C2PA manifest; without it, runs skip that",
+    ),
+    "peft": ("peft", "0.21.2", "LoRAs; without it, a run given LoRAs stops and says so"),
 }
 #: torch wheels built against CUDA 12.8, for NVIDIA GPUs on Linux and Windows.
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128"

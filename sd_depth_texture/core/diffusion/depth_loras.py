@@ -53,13 +53,16 @@ def find_depth_lora(spec: ModelSpec, progress: Progress) -> FoundDepthLora:
     if path.suffix.lower() != ".safetensors":
         raise TextureError(f"The depth LoRA {path.name} must be a .safetensors file")
     width = _input_width(path)
+    # As the run's own LoRAs are recorded (the file's name, never its folder), plus its role.
     record = {
-        "path": source,
-        "scale": 1.0,
+        "name": path.name,
         "sha256": sha256_of_file(str(path)),
+        "scale": 1.0,
         "role": "depth control",
         "kind": kind,
     }
+    if kind == "hub":
+        record["source"] = source
     return FoundDepthLora(path, width, record)
 
 

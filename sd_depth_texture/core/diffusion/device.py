@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import TextureError
+from ...defaults import VAE_TILING_BELOW_BYTES
+from ..errors import SettingError, TextureError
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,57 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu" and precision == "fp16":
         logger.warning("fp16 on the CPU is slow and may be unsupported; consider fp32 or bf16")
     return _DTYPES[precision]
+
+
+def check_offload(offload: str, device: torch.device) -> None:
+    """CPU offload moves the model between the CPU and a GPU: refused in one line where the
+    model runs on the CPU (diffusers would raise a RuntimeError only once the model is loaded)."""
+    if offload != "none" and device.type == "cpu":
+        raise SettingError(
+            "offload", offload, "none on a machine without a GPU",
+            f"{{name}} {offload} moves the model between the CPU and a GPU, and this run has "
+            "no GPU (it runs on the CPU): set it to none.",
+        )  # fmt: skip
+
+
+def place_pipeline(pipe, device: torch.device, offload: str):
+    """The pipeline on ``device``: whole (``none``), or with accelerate's offload hooks that
+    keep it in host memory and move one model (``model``) or one layer (``sequential``) to the
+    GPU as it runs."""
+    with out_of_memory(f"loading the model onto {device}"):
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=device)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=device)
+        else:
+            pipe = pipe.to(device=device)
+    return pipe
+
+
+def vae_tiling_wanted(mode: str, device: torch.device, offload: str) -> bool:
+    """``on``/``off`` as given; ``auto``: tile where GPU memory is scarce (offloading, or a GPU
+    under :data:`~...defaults.VAE_TILING_BELOW_BYTES`), never on the CPU (host memory is large
+    and whole decoding leaves no tile seams)."""
+    if mode != "auto":
+        return mode == "on"
+    if offload != "none":
+        return True
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(index).total_memory < VAE_TILING_BELOW_BYTES
+    return False
+
+
+def set_vae_tiling(pipe, tiled: bool) -> None:
+    """Decode (and encode) in tiles, or whole; the pinned diffusers has this on the VAE only.
+    diffusers tiles only pictures larger than the VAE's tile (its ``sample_size``)."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if tiled:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
 
 
 def empty_device_caches() -> None:

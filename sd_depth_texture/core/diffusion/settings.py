@@ -7,14 +7,17 @@ in a Blender that has no torch or diffusers installed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePath
 
 from ...defaults import (
     CONDITIONING_SCALE,
     CONTROL_END,
     CONTROL_START,
     GUIDANCE,
+    LORA_SCALE,
     MODEL_ID,
     SCHEDULER,
     SEED,
@@ -23,6 +26,14 @@ from ...defaults import (
 )
 from ..errors import SettingError, TextureError
 from ..validation import check_prompt, check_settings, check_text
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA to apply on top of the model: a ``.safetensors`` file and its weight."""
+
+    path: str
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -41,13 +52,29 @@ class ModelSpec:
     precision: str = "auto"
     cache_dir: str | None = None
     allow_online: bool = False
+    # Applied on top of the loaded base, which is cached without them (:attr:`base`).
+    loras: tuple[LoraSpec, ...] = ()
+    offload: str = "none"  # defaults.OFFLOADS: accelerate's CPU offload hooks
+    vae_tiling: str = "auto"  # defaults.VAE_TILINGS
     #: FLUX.1-dev only: the depth control LoRA (a ``.safetensors`` file, or a Hub id such as
     #: ``black-forest-labs/FLUX.1-Depth-dev-lora``) that makes the base a depth model.
     depth_lora: str | None = None
 
     def check(self) -> ModelSpec:
-        check_settings({"device": self.device, "precision": self.precision})
+        check_settings(
+            {
+                "device": self.device,
+                "precision": self.precision,
+                "offload": self.offload,
+                "vae_tiling": self.vae_tiling,
+            }
+        )
         return self
+
+    @property
+    def base(self) -> ModelSpec:
+        """The spec without its LoRAs: runs that differ only in LoRAs share one loaded base."""
+        return replace(self, loras=())
 
     def pixel_record(self) -> dict:
         """What of the spec decides pixels (where the files are cached does not)."""
@@ -57,6 +84,8 @@ class ModelSpec:
             "controlnet": self.controlnet,
             "depth_lora": self.depth_lora,
             "precision": self.precision,
+            "vae_tiling": self.vae_tiling,
+            "loras": [{"path": lora.path, "scale": lora.scale} for lora in self.loras],
         }
 
 
@@ -108,6 +137,60 @@ def validate_settings(
             f"{settings.steps} steps at strength {settings.strength} leave no step to run: "
             "raise the steps or the strength"
         )
+
+
+def split_lora(text: str) -> tuple[str, str | None]:
+    """``FILE[:SCALE]`` as the command line gives it -> (file, scale text or None).
+
+    Only a colon after the file's suffix starts a weight, so ``C:\\loras\\wood.safetensors``
+    is a file alone."""
+    head, colon, tail = text.rpartition(":")
+    if colon and head and PurePath(head).suffix and not any(sep in tail for sep in "/\\"):
+        return head, tail
+    return text, None
+
+
+def lora_specs(given: Iterable[str | tuple[str, float] | LoraSpec]) -> tuple[LoraSpec, ...]:
+    """The LoRAs a door gives, checked: ``FILE[:SCALE]`` text (the command line) or
+    ``(path, scale)`` pairs (the panel's list). Each weight must be in
+    :data:`~...defaults.LORA_SCALE`'s range and each file named once; paths become absolute.
+    The files themselves are checked before anything loads (:mod:`.lora`), not here."""
+    specs: list[LoraSpec] = []
+    for item in given:
+        if isinstance(item, LoraSpec):
+            path, scale = item.path, item.scale
+        elif isinstance(item, str):
+            path, scale_text = split_lora(item)
+            scale = LORA_SCALE.default if scale_text is None else _scale(scale_text)
+        else:
+            path, scale = item
+        accepted = LORA_SCALE.accepted(scale)
+        if accepted is None:
+            raise SettingError(
+                "loras", scale, LORA_SCALE.allowed(),
+                f"The weight of the LoRA {path} in {{name}} must be {LORA_SCALE.allowed()}, "
+                f"got {scale!r}.",
+            )  # fmt: skip
+        if not isinstance(path, str) or not path.strip():
+            raise SettingError(
+                "loras", path, "a .safetensors file", "A LoRA in {name} names no file."
+            )
+        absolute = os.path.abspath(os.path.expanduser(path.strip()))
+        if any(spec.path == absolute for spec in specs):
+            raise SettingError(
+                "loras", path, "each file once",
+                f"The LoRA {path} is named twice in {{name}}: give each file once, with the "
+                "weight you want.",
+            )  # fmt: skip
+        specs.append(LoraSpec(absolute, accepted))
+    return tuple(specs)
+
+
+def _scale(scale_text: str) -> float | str:
+    try:
+        return float(scale_text)
+    except ValueError:
+        return scale_text  # refused with the weight's own wording
 
 
 def looks_like_flux(source: str, depth_lora: str | None = None) -> bool:

@@ -8,13 +8,16 @@ yields exactly that quantity for either kind of view, independent of clip distan
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import TextureError
 from .clip import Pieces, clip_triangles, inside_clip_volume
+from .mesh import SceneGeometry
 from .raster import NO_TRIANGLE, Raster, rasterize
 from .views import View
 
@@ -22,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # Where the farthest foreground point lands; the background alone is 0, so silhouettes stay crisp.
 FAR_FOREGROUND = 0.1
+
+# Captures by scene digest and view (see :func:`cached_capture`): 512^2 of 1M triangles ~60 MB.
+_CAPTURE_CACHE: OrderedDict[bytes, DepthCapture] = OrderedDict()
+_CAPTURE_CACHE_SIZE = 2
 
 
 @dataclass
@@ -215,6 +222,34 @@ def capture_depth(view: View, vertices: np.ndarray, triangles: np.ndarray) -> De
         drawn=drawn,
         drawn_raster=drawn_raster,
     )
+
+
+def cached_capture(view: View, geometry: SceneGeometry) -> DepthCapture:
+    """:func:`capture_depth` of the scene's triangle soup, reused for the same view of a scene
+    that reads the same (its :attr:`SceneGeometry.digest`): the ``depth`` command and the
+    ``project`` run after it, or the panel's Capture Depth and the run from the same view, see
+    the very same Z-buffer. A soup without a digest is captured every time.
+    """
+    if geometry.digest is None:
+        return capture_depth(view, geometry.vertices, geometry.triangles)
+    key = hashlib.sha1(geometry.digest)
+    for matrix in (view.world_to_view, view.projection):
+        key.update(np.ascontiguousarray(matrix, dtype=np.float64).tobytes())
+    key.update(f"{view.width}x{view.height}".encode())
+    digest = key.digest()
+    cached = _CAPTURE_CACHE.get(digest)
+    if cached is not None:
+        _CAPTURE_CACHE.move_to_end(digest)
+        return cached
+    capture = capture_depth(view, geometry.vertices, geometry.triangles)
+    raster = capture.raster
+    for shared in (capture.view_depth, capture.ndc_z, raster.pixel, raster.pixel_triangle,
+                   *raster.pixel_weights):  # fmt: skip
+        shared.flags.writeable = False  # every later run reads the same arrays
+    _CAPTURE_CACHE[digest] = capture
+    while len(_CAPTURE_CACHE) > _CAPTURE_CACHE_SIZE:
+        _CAPTURE_CACHE.popitem(last=False)
+    return capture
 
 
 def _drawn_triangles(

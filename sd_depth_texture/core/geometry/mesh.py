@@ -5,6 +5,9 @@ No bpy: the Blender side fills these from evaluated meshes (:mod:`..blender.scen
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +30,11 @@ class MeshArrays:
     uv: np.ndarray | None  # (L, 2) float64 per-corner UVs of the active UV map
     uv_triangles: np.ndarray  # (F, 3) int64 corner indices, same triangle order
     target: bool = True
+    # Digests of what the arrays were made from, so caches need not hash them again (None:
+    # unknown, hash the arrays): the mesh as read and its transform (vertices, triangles,
+    # corners), and its UVs as read.
+    digest: bytes | None = None
+    uv_digest: bytes | None = None
 
 
 def require_uv(mesh: MeshArrays) -> MeshArrays:
@@ -52,6 +60,7 @@ class SceneGeometry:
     triangles: np.ndarray
     owner: np.ndarray  # (F,) index into ``names``
     names: list[str]
+    digest: bytes | None = None  # of its meshes' digests, in order; None if one is unknown
 
 
 def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
@@ -59,6 +68,15 @@ def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
     if not meshes:
         empty = np.zeros((0, 3))
         return SceneGeometry(empty, empty.astype(np.int64), np.zeros(0, dtype=np.int32), [])
+    if len(meshes) == 1:  # the usual case: the mesh's own arrays, not a 36 MB copy of them
+        only = meshes[0]
+        return SceneGeometry(
+            vertices=only.vertices,
+            triangles=np.asarray(only.triangles, dtype=np.int64),
+            owner=np.zeros(only.triangles.shape[0], dtype=np.int32),
+            names=[only.name],
+            digest=_combined_digest(meshes),
+        )
     offsets = np.cumsum([0] + [m.vertices.shape[0] for m in meshes[:-1]])
     return SceneGeometry(
         vertices=np.concatenate([m.vertices for m in meshes]),
@@ -67,4 +85,30 @@ def scene_geometry(meshes: list[MeshArrays]) -> SceneGeometry:
             np.arange(len(meshes), dtype=np.int32), [m.triangles.shape[0] for m in meshes]
         ),
         names=[m.name for m in meshes],
+        digest=_combined_digest(meshes),
     )
+
+
+def digest_arrays(arrays: Sequence[np.ndarray]) -> bytes:
+    """One digest of the arrays' contents, dtypes and shapes, hashed on two threads (hashlib
+    releases the GIL): a 1M-triangle mesh's arrays in about half the time of one."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return b"".join(pool.map(_array_digest, arrays))
+
+
+def _array_digest(array: np.ndarray) -> bytes:
+    contiguous = np.ascontiguousarray(array)
+    digest = hashlib.sha1(str((contiguous.dtype, contiguous.shape)).encode())
+    digest.update(contiguous.view(np.uint8))
+    return digest.digest()
+
+
+def _combined_digest(meshes: list[MeshArrays]) -> bytes | None:
+    """The soup's digest from its meshes' own, in order (their vertex counts included)."""
+    if any(mesh.digest is None for mesh in meshes):
+        return None
+    combined = hashlib.sha1()
+    for mesh in meshes:
+        combined.update(mesh.digest)
+        combined.update(str(mesh.vertices.shape).encode())
+    return combined.digest()

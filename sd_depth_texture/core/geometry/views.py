@@ -61,18 +61,30 @@ class View:
         points = np.asarray(points)
         dtype = np.float32 if points.dtype == np.float32 else np.float64
         points = points.astype(dtype, copy=False)
-        matrix = (self.projection @ self.world_to_view).astype(dtype)
-        clip = points @ matrix[:3, :3].T + matrix[:3, 3]
-        w = points @ matrix[3, :3] + matrix[3, 3]
+        rows = np.empty((5, 4))
+        rows[:4] = self.projection @ self.world_to_view
+        rows[4] = self.world_to_view[2]
+        rows = rows.astype(dtype)
+        # One product gives clip x, y, z, w and view z, each a contiguous row (half the time of
+        # a product per quantity and column-wise arithmetic), then worked on in place.
+        rows_out = rows[:, :3] @ points.T
+        rows_out += rows[:, 3:]
+        x, y, ndc_z, w, view_z = rows_out
         in_front = w > _MIN_CLIP_W
-        inverse_w = 1.0 / np.where(in_front, w, 1.0)
+        inverse_w = np.where(in_front, w, dtype(1.0))
+        np.reciprocal(inverse_w, out=inverse_w)
+        x *= inverse_w
+        x += 1.0
+        x *= 0.5 * self.width
+        y *= inverse_w
+        np.subtract(1.0, y, out=y)
+        y *= 0.5 * self.height
         xy = np.empty((points.shape[0], 2), dtype=dtype)
-        xy[:, 0] = (clip[:, 0] * inverse_w + 1.0) * (0.5 * self.width)
-        xy[:, 1] = (1.0 - clip[:, 1] * inverse_w) * (0.5 * self.height)
-        ndc_z = clip[:, 2] * inverse_w
-        to_view = self.world_to_view.astype(dtype)
-        view_z = points @ to_view[2, :3] + to_view[2, 3]
-        return Projected(xy=xy, ndc_z=ndc_z, view_depth=-view_z, in_front=in_front)
+        xy[:, 0] = x
+        xy[:, 1] = y
+        ndc_z *= inverse_w
+        np.negative(view_z, out=view_z)
+        return Projected(xy=xy, ndc_z=ndc_z, view_depth=view_z, in_front=in_front)
 
 
 @dataclass(frozen=True)

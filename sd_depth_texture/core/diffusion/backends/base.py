@@ -185,7 +185,10 @@ class Backend:
         upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype == torch.float16
         dtype = torch.float32 if upcast else vae.dtype
         with _vae_as(vae, dtype):
-            latents = vae.encode(image.to(device=vae.device, dtype=dtype)).latent_dist.mean
+            # The pipeline's execution device, not the VAE's: with CPU offload the VAE waits in
+            # host memory (or on the meta device) until its hook moves it.
+            device = pipe._execution_device
+            latents = vae.encode(image.to(device=device, dtype=dtype)).latent_dist.mean
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return (latents - shift) * vae.config.scaling_factor
 
