@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,16 @@ from support.fake_hub import FakeHub, hub_environment
 from sd_depth_texture.core.diffusion.backends import backend_of, choose
 from sd_depth_texture.core.diffusion.backends.base import control_image
 from sd_depth_texture.core.diffusion.backends.flux import FLUX_DEPTH
+from sd_depth_texture.core.diffusion.cache import free_pipeline, load_model
+from sd_depth_texture.core.diffusion.flux_tiny import build_tiny_flux_pipeline
 from sd_depth_texture.core.diffusion.generate import generate
 from sd_depth_texture.core.diffusion.kept_regions import keep_regions_hook
-from sd_depth_texture.core.diffusion.settings import GenerationSettings, ModelSpec, looks_like_flux
+from sd_depth_texture.core.diffusion.settings import (
+    GenerationSettings,
+    LoraSpec,
+    ModelSpec,
+    looks_like_flux,
+)
 from sd_depth_texture.core.diffusion.sources import check_model_folder, load_source
 from sd_depth_texture.core.errors import (
     CancelledError,
@@ -313,3 +321,39 @@ def test_the_hub_base_without_its_depth_lora_downloads_no_weights(
     fetched = server.downloaded()
     assert "transformer/config.json" in fetched
     assert not any(name.endswith(".safetensors") for name in fetched)
+
+
+def test_a_style_lora_on_flux_dev_changes_the_picture_and_its_depth_lora_stays(
+    base_dir: Path, depth_lora: Path, tmp_path: Path
+) -> None:
+    """The run's LoRAs come and go on the loaded FLUX.1-dev; its depth LoRA is the model's."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    donor = build_tiny_flux_pipeline(seed=0).transformer
+    targets = ["to_q", "to_k", "to_v"]
+    donor.add_adapter(LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
+    FluxControlPipeline.save_lora_weights(
+        str(tmp_path),
+        transformer_lora_layers=get_peft_model_state_dict(donor),
+        weight_name="bronze.safetensors",
+    )
+    plain_spec = ModelSpec(source=str(base_dir), depth_lora=str(depth_lora), device="cpu")
+    styled_spec = replace(plain_spec, loras=(LoraSpec(str(tmp_path / "bronze.safetensors")),))
+    free_pipeline()
+    try:
+        plain = generate(load_model(plain_spec).pipe, make_depth(), SETTINGS)
+        styled_model = load_model(styled_spec)
+        assert styled_model.record.loaded is False  # the base was reused, not reloaded
+        roles = [lora.get("role") for lora in styled_model.record.loras]
+        assert roles == ["depth control", None]
+        styled = generate(styled_model.pipe, make_depth(), SETTINGS)
+        assert np.abs(styled - plain).max() > 1e-3
+        np.testing.assert_array_equal(
+            styled, generate(load_model(styled_spec).pipe, make_depth(), SETTINGS)
+        )
+        np.testing.assert_array_equal(
+            plain, generate(load_model(plain_spec).pipe, make_depth(), SETTINGS)
+        )
+    finally:
+        free_pipeline()
