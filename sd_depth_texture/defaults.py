@@ -21,6 +21,17 @@ MODEL_REVISION = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
 # The licence the default model is published under (its model card's ``license``).
 MODEL_LICENCE = "openrail++"
 RANDOM_MODEL = "random"
+# FLUX.1 Depth (core/diffusion/flux.py): the full model, or the FLUX.1-dev base with the depth
+# LoRA. Their licence covers the model, not what it makes; every door shows this where the
+# model is chosen.
+FLUX_DEPTH_MODEL_ID = "black-forest-labs/FLUX.1-Depth-dev"
+FLUX_BASE_MODEL_ID = "black-forest-labs/FLUX.1-dev"
+FLUX_DEPTH_LORA_ID = "black-forest-labs/FLUX.1-Depth-dev-lora"
+FLUX_LICENCE = "flux-1-dev-non-commercial-license"
+FLUX_LICENCE_NOTICE = (
+    "FLUX.1 [dev] Non-Commercial License: the model may be used for non-commercial purposes "
+    "only; the pictures it makes may be used commercially"
+)
 
 #: The texture maps a run can write. ``color`` is the picture as made, its lighting included,
 #: and is always painted; the others are estimated from each view's picture by the maps model
@@ -227,6 +238,7 @@ NAMES: dict[str, tuple[str, str]] = {
     "objects": ("--object", "the selection"),
     "model": ("--model", "Model"),
     "controlnet": ("--controlnet", "ControlNet"),
+    "depth_lora": ("--depth-lora", "FLUX Depth LoRA"),
     "device": ("--device", "Device"),
     "precision": ("--precision", "Precision"),
     "offload": ("--offload", "CPU Offload"),

@@ -242,6 +242,7 @@ class TextureRequest:
                 "source": self.model.source,
                 "config": self.model.config,
                 "controlnet": self.model.controlnet,
+                "depth_lora": self.model.depth_lora,
                 "device": self.model.device,
                 "precision": self.model.precision,
                 "offload": self.model.offload,

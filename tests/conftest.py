@@ -45,6 +45,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight FLUX.1 Depth (``FluxControlPipeline``) saved with save_pretrained."""
+    from sd_depth_texture.core.diffusion.flux_tiny import build_tiny_flux_pipeline
+
+    path = tmp_path_factory.mktemp("tiny_flux_depth")
+    build_tiny_flux_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_maps_dir(tmp_path_factory) -> Path:
     """A tiny random-weight Marigold intrinsics (maps) pipeline saved as a diffusers folder."""
     from sd_depth_texture.core.diffusion.tiny_auxiliary import build_tiny_marigold
@@ -52,6 +62,24 @@ def tiny_maps_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_marigold")
     build_tiny_marigold(seed=0).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_base_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight FLUX.1-dev base (``FluxPipeline``: no depth input of its own)."""
+    from sd_depth_texture.core.diffusion.flux_tiny import build_tiny_flux_pipeline
+
+    path = tmp_path_factory.mktemp("tiny_flux_dev")
+    build_tiny_flux_pipeline(seed=0, depth=False).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_depth_lora(tmp_path_factory) -> Path:
+    """The depth control LoRA that makes :func:`tiny_flux_base_dir` a depth model."""
+    from sd_depth_texture.core.diffusion.flux_tiny import save_tiny_depth_lora
+
+    return save_tiny_depth_lora(tmp_path_factory.mktemp("tiny_flux_lora"))
 
 
 @pytest.fixture(scope="session")

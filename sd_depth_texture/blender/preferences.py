@@ -23,16 +23,26 @@ def preferences(context=None):
     return addon.preferences if addon is not None else None
 
 
-def model_spec(source: str | None = None, context=None, controlnet: str | None = None) -> ModelSpec:
+def model_spec(
+    source: str | None = None,
+    context=None,
+    controlnet: str | None = None,
+    depth_lora: str | None = None,
+) -> ModelSpec:
     """The model to use: ``source``, else the add-on preferences, else the default; the depth
-    ControlNet likewise (``controlnet``, else the preferences', else none)."""
+    ControlNet likewise (``controlnet``, else the preferences', else none); the FLUX depth
+    LoRA: ``depth_lora``, else the preferences' (with the preferences' model only: it belongs to
+    that model)."""
     prefs = preferences(context)
+    if not depth_lora and not source and prefs is not None:
+        depth_lora = prefs.model_depth_lora
     source = source or (prefs.model_source if prefs else "") or MODEL_ID
     controlnet = (controlnet or (prefs.controlnet_source if prefs else "")).strip()
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs and prefs.cache_dir else None
     return ModelSpec(
         source=_path_or_id(source),
         controlnet=_path_or_id(controlnet) if controlnet else None,
+        depth_lora=_path_or_id(depth_lora) if depth_lora else None,
         config=(bpy.path.abspath(prefs.model_config) or None) if prefs else None,
         device=prefs.device if prefs else "auto",
         precision=prefs.precision if prefs else "auto",

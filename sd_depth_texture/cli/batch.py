@@ -95,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
         batch_options = BatchOptions.from_settings(settings)
         cli_options.require_model_packages()
         template = template_request(settings, cli_options.model_spec(settings))
+        cli_options.show_licence(template.model)
         # Signing is checked once here (and the installation's certificate made, before any
         # worker starts), so a bad certificate or key stops the batch before any work.
         provenance.marking_for(template.output.c2pa_cert, template.output.c2pa_key)

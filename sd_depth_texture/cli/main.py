@@ -175,6 +175,8 @@ def _run(args: argparse.Namespace, terminal: TerminalLine) -> str:
     if args.command == "project":
         pictures = tuple(load_picture(os.path.abspath(path)) for path in args.image)
     request = request_from_args(args, output, pictures)
+    if request.model is not None and request.generation is not None:
+        options.show_licence(request.model)
     # The certificate and key too, before the file is opened (prepare uses what is checked).
     provenance.marking_for(request.output.c2pa_cert, request.output.c2pa_key)
     open_blend(args.blend)

@@ -18,7 +18,7 @@ from typing import Any
 from .. import defaults
 from ..blender import preferences
 from ..core.diffusion.dependencies import missing_packages
-from ..core.diffusion.settings import ModelSpec
+from ..core.diffusion.settings import ModelSpec, looks_like_flux
 from ..core.errors import TextureError
 from ..defaults import Limit
 
@@ -119,6 +119,12 @@ def add_generation_options(parser: argparse.ArgumentParser, prompt_required: boo
         ".safetensors beside its config.json (default: the add-on preferences, else none)",
     )
     parser.add_argument("--config", help="diffusers config folder for a single .safetensors file")
+    parser.add_argument(
+        "--depth-lora",
+        metavar="SRC",
+        help="with the FLUX.1-dev base as --model: the depth control LoRA (.safetensors, or "
+        f"{defaults.FLUX_DEPTH_LORA_ID})",
+    )
     parser.add_argument("--device", default=None, help=", ".join(defaults.DEVICES))
     parser.add_argument(
         "--precision",
@@ -191,9 +197,14 @@ def with_provenance(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:
-    """The add-on's model choice with this run's --model/--controlnet/--config/--device/
-    --precision/--offload/--vae-tiling/--online on top (the builder adds the --lora files)."""
-    spec = preferences.model_spec(values.get("model"), controlnet=values.get("controlnet"))
+    """The add-on's model choice with this run's --model/--controlnet/--depth-lora/--config/
+    --device/--precision/--offload/--vae-tiling/--online on top (the builder adds the --lora
+    files)."""
+    spec = preferences.model_spec(
+        values.get("model"),
+        controlnet=values.get("controlnet"),
+        depth_lora=values.get("depth_lora"),
+    )
     overrides = {
         "config": values.get("config"),
         "device": values.get("device"),
@@ -203,6 +214,13 @@ def model_spec(values: Mapping[str, Any]) -> ModelSpec:
         "allow_online": values.get("online"),
     }
     return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v})
+
+
+def show_licence(spec: ModelSpec) -> None:
+    """Where the command line chooses a model with a licence that limits its use, say so (one
+    line on stderr, before the run)."""
+    if looks_like_flux(spec.source, spec.depth_lora):
+        print(f"note: {defaults.FLUX_LICENCE_NOTICE}.", file=sys.stderr)
 
 
 def require_model_packages() -> None:

@@ -106,7 +106,8 @@ def diffusion_pictures(
     from .diffusion.upscale import upscale_picture
 
     progress = progress or Progress()
-    controlled = backend_of(pipe).controlnet_kind is not None
+    backend = backend_of(pipe)
+    controlled = backend.controlnet_kind is not None
     recorded = _RECORDED + (_CONTROL_RECORDED if controlled else ())
     upscaling = upscaler is not None and settings.upscale > 1
 
@@ -119,6 +120,10 @@ def diffusion_pictures(
             with progress.span(0.5, 1.0, f"Upscaling x{sent.upscale}"):
                 picture = upscale_picture(upscaler, picture, sent.upscale, sent, progress=progress)
         fields = {name: getattr(sent, name) for name in recorded}
+        # What really ran: a family's own scheduler, and no negative prompt where it takes none.
+        fields["scheduler"] = backend.own_scheduler or sent.scheduler
+        if not backend.takes_negative_prompt:
+            fields["negative_prompt"] = None
         record.views.append(_view_record(request, GENERATED, **fields))
         return picture
 

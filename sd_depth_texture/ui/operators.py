@@ -184,6 +184,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         "or SDXL model; empty: the add-on preferences",
         options=_SKIP,
     )
+    depth_lora: StringProperty(
+        name="FLUX Depth LoRA",
+        description="With the FLUX.1-dev base as the model: its depth control LoRA "
+        "(.safetensors or Hub id); empty: the add-on preferences",
+        options=_SKIP,
+    )
     view_prompts: BoolProperty(
         name="View Prompts",
         default=True,
@@ -263,7 +269,12 @@ class SDT_OT_generate(_ViewOperator, bpy.types.Operator):
         return build_request(
             values,
             targets=selected_targets(context),
-            model=preferences.model_spec(self.model or None, context, self.controlnet or None),
+            model=preferences.model_spec(
+                self.model or None,
+                context,
+                self.controlnet or None,
+                depth_lora=self.depth_lora or None,
+            ),
             viewport=self.viewport_for(context, values),
         )
 

@@ -14,7 +14,8 @@ from bpy.props import (
 )
 
 from .. import defaults
-from ..defaults import Limit
+from ..core.diffusion.settings import looks_like_flux
+from ..defaults import FLUX_LICENCE_NOTICE, Limit
 
 SCHEDULER_ITEMS = [(name, label, text) for name, (label, text) in defaults.SCHEDULERS.items()]
 MAP_ITEMS = [(name, label, text) for name, (label, text) in defaults.MAPS.items()]
@@ -186,6 +187,12 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
         description="Diffusers config folder, needed with a single .safetensors checkpoint",
     )
+    model_depth_lora: StringProperty(
+        name="FLUX Depth LoRA",
+        subtype="FILE_PATH",
+        description="FLUX.1-dev only: the depth control LoRA (.safetensors, or the Hub id "
+        "black-forest-labs/FLUX.1-Depth-dev-lora) that makes the base a depth model",
+    )
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="auto")
     offload: EnumProperty(
@@ -251,6 +258,9 @@ class SDT_Preferences(bpy.types.AddonPreferences):
         layout.prop(self, "model_source")
         layout.prop(self, "controlnet_source")
         layout.prop(self, "model_config")
+        layout.prop(self, "model_depth_lora")
+        if looks_like_flux(self.model_source, self.model_depth_lora):
+            layout.label(text=FLUX_LICENCE_NOTICE, icon="INFO")
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "precision")

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from sd_depth_texture.core.diffusion.flux_tiny import build_tiny_flux_pipeline
 from sd_depth_texture.core.diffusion.settings import ModelSpec
 from sd_depth_texture.core.diffusion.tiny import build_tiny_pipeline, save_tiny_controlnet_model
 
 
 def _sd2_depth(folder: Path) -> ModelSpec:
     build_tiny_pipeline(seed=0).save_pretrained(str(folder), safe_serialization=True)
+    return ModelSpec(source=str(folder), device="cpu")
+
+
+def _flux_depth(folder: Path) -> ModelSpec:
+    build_tiny_flux_pipeline(seed=0).save_pretrained(str(folder), safe_serialization=True)
     return ModelSpec(source=str(folder), device="cpu")
 
 
@@ -33,6 +39,7 @@ TINY_MODELS: dict[str, Callable[[Path], ModelSpec]] = {
     "sd15-controlnet": _controlnet("sd15"),
     "sdxl-controlnet": _controlnet("sdxl"),
     "sdxl-union": _controlnet("sdxl-union"),
+    "flux-depth": _flux_depth,
 }
 
 

@@ -25,9 +25,9 @@ from sd_depth_texture.messages import CLI, UI, word
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, ModelSpec]:
-    """The tiny model of every ControlNet family and SD2-depth, saved once."""
+    """The tiny model of every ControlNet family, SD2-depth and FLUX.1 Depth, saved once."""
     root = tmp_path_factory.mktemp("backends")
-    names = ("sd2-depth", "sd15-controlnet", "sdxl-controlnet", "sdxl-union")
+    names = ("sd2-depth", "sd15-controlnet", "sdxl-controlnet", "sdxl-union", "flux-depth")
     return {name: TINY_MODELS[name](root / name) for name in names}
 
 
@@ -66,6 +66,7 @@ def refused(spec: ModelSpec) -> TextureError:
         ("sd15-controlnet", "sdxl-union", r"is for SDXL \(union\)"),
         ("sdxl-controlnet", "sd15-controlnet", "is for Stable Diffusion 1.5, the model .* is SDXL"),
         ("sd2-depth", "sd15-controlnet", "takes the depth map itself and no ControlNet"),
+        ("flux-depth", "sdxl-controlnet", "FLUX.1 Depth takes the depth map itself"),
         ("sd15-controlnet", None, "follows depth through a Stable Diffusion 1.5 depth ControlNet"),
         ("sdxl-controlnet", None, "SDXL or SDXL \\(union\\) depth ControlNet"),
     ],

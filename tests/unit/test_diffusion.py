@@ -571,6 +571,11 @@ def test_bad_device_and_precision() -> None:
         device.resolve_dtype("fp8", torch.device("cpu"))
     assert device.resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert device.resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    # FLUX is published in bf16 and overflows fp16: its automatic half precision is bf16.
+    cuda = torch.device("cuda")
+    assert device.resolve_dtype("auto", cuda, prefer_bf16=True) == torch.bfloat16
+    assert device.resolve_dtype("auto", torch.device("cpu"), prefer_bf16=True) == torch.float32
+    assert device.resolve_dtype("fp16", cuda, prefer_bf16=True) == torch.float16
     assert device.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     if not torch.cuda.is_available():
         assert device.resolve_device("auto").type in ("cpu", "mps")

@@ -33,7 +33,7 @@ from .device import (
     vae_tiling_wanted,
 )
 from .lora import AppliedLora, apply_loras, base_adapters_of, check_lora_files
-from .settings import ModelSpec
+from .settings import ModelSpec, looks_like_flux
 from .sources import load_source
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,9 @@ def _load_base(spec: ModelSpec, progress: Progress) -> None:
     """Load ``spec`` (a base: no LoRAs) as the one cached pipeline, releasing the old one."""
     global _loaded
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.precision, device)
+    dtype = resolve_dtype(
+        spec.precision, device, prefer_bf16=looks_like_flux(spec.source, spec.depth_lora)
+    )
     check_offload(spec.offload, device)  # before the old pipeline is released
     free_pipeline()
     started = time.perf_counter()
@@ -199,4 +201,5 @@ def _describe(loaded: _Loaded | None) -> str:
     if loaded.spec.source.strip() == RANDOM_MODEL:
         return f"random test weights {where}: textures are noise"
     with_controlnet = f" with {loaded.spec.controlnet}" if loaded.spec.controlnet else ""
-    return f"{loaded.spec.source}{with_controlnet} {where}"
+    notice = backend_named(loaded.record.backend).licence_notice
+    return f"{loaded.spec.source}{with_controlnet} {where}" + (f". {notice}" if notice else "")

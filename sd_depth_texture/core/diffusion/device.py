@@ -93,11 +93,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> fp16 on a GPU (half the memory, fast), fp32 on the CPU (fp16 is slow there)."""
+def resolve_dtype(
+    precision: str, device: torch.device, *, prefer_bf16: bool = False
+) -> torch.dtype:
+    """``auto`` -> half precision on a GPU (half the memory, fast), fp32 on the CPU (fp16 is slow
+    there). ``prefer_bf16``: a model trained and published in bf16 (FLUX), whose activations
+    overflow fp16, gets bf16 as its half precision."""
     precision = (precision or "auto").strip().lower()
     if precision == "auto":
-        return torch.float32 if device.type == "cpu" else torch.float16
+        if device.type == "cpu":
+            return torch.float32
+        return torch.bfloat16 if prefer_bf16 else torch.float16
     if precision not in _DTYPES:
         raise TextureError(f"Unknown precision '{precision}' (use auto, fp16, bf16 or fp32)")
     if device.type == "cpu" and precision == "fp16":

@@ -127,6 +127,7 @@ def generate(
     # 1. Check every input before the model runs.
     backend = backend_of(pipe)
     validate_settings(settings, has_init_image=init_image is not None)
+    backend.check_settings(settings)
     depth = validate_depth(depth)
     height, width = depth.shape
     multiple = backend.size_multiple(pipe)
@@ -194,7 +195,7 @@ def generate(
         backend.name,
         time.perf_counter() - started,
         settings.steps,
-        settings.scheduler,
+        backend.own_scheduler or settings.scheduler,
         settings.seed,
     )
     return result

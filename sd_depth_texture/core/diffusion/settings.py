@@ -6,10 +6,11 @@ in a Blender that has no torch or diffusers installed.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from ...defaults import (
     CONDITIONING_SCALE,
@@ -56,6 +57,9 @@ class ModelSpec:
     loras: tuple[LoraSpec, ...] = ()
     offload: str = "none"  # defaults.OFFLOADS: accelerate's CPU offload hooks
     vae_tiling: str = "auto"  # defaults.VAE_TILINGS
+    #: FLUX.1-dev only: the depth control LoRA (a ``.safetensors`` file, or a Hub id such as
+    #: ``black-forest-labs/FLUX.1-Depth-dev-lora``) that makes the base a depth model.
+    depth_lora: str | None = None
 
     def check(self) -> ModelSpec:
         check_settings(
@@ -79,6 +83,7 @@ class ModelSpec:
             "source": self.source,
             "config": self.config,
             "controlnet": self.controlnet,
+            "depth_lora": self.depth_lora,
             "precision": self.precision,
             "vae_tiling": self.vae_tiling,
             "loras": [{"path": lora.path, "scale": lora.scale} for lora in self.loras],
@@ -189,3 +194,19 @@ def _scale(scale_text: str) -> float | str:
         return float(scale_text)
     except ValueError:
         return scale_text  # refused with the weight's own wording
+
+
+def looks_like_flux(source: str, depth_lora: str | None = None) -> bool:
+    """Whether a model choice names FLUX (a door shows its licence then), cheaply: a depth
+    LoRA, a folder whose ``model_index.json`` names a FLUX pipeline, or a name saying FLUX."""
+    if depth_lora:
+        return True
+    source = (source or "").strip()
+    index = Path(source).expanduser() / "model_index.json"
+    if not index.is_file():
+        return "flux" in source.lower()
+    try:
+        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return str(class_name).startswith("Flux")

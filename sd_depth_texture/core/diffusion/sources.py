@@ -26,6 +26,8 @@ Model sources (:attr:`ModelSpec.source`):
   component is loaded strictly: any missing, unexpected or mis-shaped tensor is an error;
 * with :attr:`ModelSpec.controlnet`, a depth ControlNet from a Hub id, a folder or a
   ``.safetensors`` file beside its ``config.json`` (:mod:`.controlnets`);
+* with :attr:`ModelSpec.depth_lora`, FLUX.1-dev's depth control LoRA (:mod:`.depth_loras`),
+  which only that base takes (:meth:`.backends.base.Backend.check_depth_lora`);
 * ``random``: a tiny random-weight pipeline (:func:`~.tiny.build_tiny_pipeline`) for testing;
   its textures are noise.
 
@@ -54,6 +56,7 @@ from . import hub
 from .backends import Backend, choose
 from .backends.sd2_depth import SD2_DEPTH
 from .controlnets import FoundControlNet, find_controlnet, load_controlnet
+from .depth_loras import FoundDepthLora, find_depth_lora
 from .device import first_line, out_of_memory
 from .safe_files import (
     IncompleteModelError,
@@ -101,8 +104,10 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     if not source:
         raise TextureError("No model given: set a Hub id, a model folder, a file or 'random'")
     controlnet = find_controlnet(spec, dtype, progress) if spec.controlnet else None
+    depth_lora = find_depth_lora(spec, progress) if spec.depth_lora else None
     if source == RANDOM_MODEL:
         choose(_SD2_INDEX, None, controlnet.config if controlnet else None, "'random'")
+        SD2_DEPTH.check_depth_lora(f"'{source}'", {}, depth_lora)
         logger.warning("Using random weights: generated textures will be noise")
         return build_tiny_pipeline(), _record(source, "random", SD2_DEPTH)
     path = Path(source).expanduser()
@@ -111,20 +116,23 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
         raise pickle_refusal(path)
     if suffix == ".safetensors":
         _check_single_file_family(path, spec.config, controlnet)
+        SD2_DEPTH.check_depth_lora(path.name, {}, depth_lora)
         pipe = load_single_file(path, spec.config)
         config = Path(spec.config) if spec.config else path.parent
         record = _record(
             source, "file", SD2_DEPTH, config, weights_sha256=sha256_of_file(str(path))
         )
     elif path.is_dir():
-        pipe, backend = load_folder(path, dtype, controlnet)
+        pipe, backend = load_folder(path, dtype, controlnet, depth_lora)
         record = _record(source, "folder", backend, path)
     elif path.exists():
         raise TextureError(f"{path} is neither a diffusers model folder nor a .safetensors file")
     elif path.is_absolute() or source.startswith((".", "~")) or "\\" in source:
         raise TextureError(f"Model folder not found: {path}")
     elif _HUB_ID.fullmatch(source):
-        pipe, backend, folder = _load_hub_model(spec, source, dtype, progress, controlnet)
+        pipe, backend, folder = _load_hub_model(
+            spec, source, dtype, progress, controlnet, depth_lora
+        )
         record = _record(source, "hub", backend, folder, revision=folder.name)
         if source == MODEL_ID and record.licence is None:
             record.licence = MODEL_LICENCE
@@ -136,6 +144,8 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     _check_token_length(pipe, source)
     if controlnet is not None:
         record.controlnet = controlnet.record
+    if depth_lora is not None:
+        record.loras.append(dict(depth_lora.record))
     return pipe, record
 
 
@@ -174,7 +184,7 @@ def _record(
         pipeline=backend.pipeline_class.__name__,
         source=source,
         kind=kind,
-        licence=model_licence(folder) if folder is not None else None,
+        licence=backend.record_licence(model_licence(folder) if folder is not None else None),
         **known,
     )
 
@@ -188,6 +198,7 @@ def _load_hub_model(
     dtype: torch.dtype,
     progress: Progress,
     controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
 ) -> tuple[Any, Backend, Path]:
     """The first complete cached copy, else a download (when allowed) into the download cache;
     returns the pipeline, its backend and the snapshot folder it came from (named by its
@@ -207,13 +218,14 @@ def _load_hub_model(
         if folder is None:
             continue
         try:
-            backend, variant = check_model_folder(folder, dtype, controlnet)
+            backend, variant = check_model_folder(folder, dtype, controlnet, depth_lora)
         except IncompleteModelError as error:
             logger.info("The copy of %s in %s is unusable: %s", repo_id, cache, error)
             unusable.append(error)
             continue
         logger.info("Using the cached copy of %s in %s", repo_id, folder)
-        return _from_pretrained(folder, dtype, variant, backend, controlnet), backend, folder
+        pipe = _from_pretrained(folder, dtype, variant, backend, controlnet, depth_lora)
+        return pipe, backend, folder
     if not spec.allow_online:
         if unusable:
             raise ModelUnavailableError(
@@ -224,7 +236,7 @@ def _load_hub_model(
         raise ModelUnavailableError(
             f"Model {repo_id} is not cached in {where} and online access is off."
         )
-    _check_hub_family(repo_id, revision, caches, controlnet)
+    _check_hub_family(repo_id, revision, caches, controlnet, depth_lora)
     with progress.span(0.0, 0.9):
         folder = hub.download_snapshot(
             repo_id,
@@ -234,48 +246,72 @@ def _load_hub_model(
             progress=progress,
         )
     progress.update(0.95, f"Loading {repo_id}")
-    pipe, backend = load_folder(folder, dtype, controlnet)
+    pipe, backend = load_folder(folder, dtype, controlnet, depth_lora)
     return pipe, backend, folder
 
 
 def _check_hub_family(
-    repo_id: str, revision: str | None, caches: list[Path], controlnet: FoundControlNet | None
+    repo_id: str,
+    revision: str | None,
+    caches: list[Path],
+    controlnet: FoundControlNet | None,
+    depth_lora: FoundDepthLora | None = None,
 ) -> None:
     """Before a download: the family from the repository's model_index.json and UNet config
-    alone, so a wrong combination downloads no weights."""
-    names = ("model_index.json", "unet/config.json")
-    texts = hub.download_configs(repo_id, revision, names, caches)
-    configs: dict[str, dict[str, Any]] = {}
-    for name, text in texts.items():
-        try:
-            configs[name] = json.loads(text)
-        except ValueError as error:
-            raise TextureError(f"{name} of {repo_id} is not JSON ({first_line(error)})") from error
+    alone, and whether the depth LoRA fits it (FLUX's transformer and VAE configs), so a wrong
+    combination downloads no weights."""
+    configs = _hub_configs(repo_id, revision, ("model_index.json", "unet/config.json"), caches)
     if not isinstance(configs.get("model_index.json"), dict):
         raise TextureError(f"{repo_id} is not a diffusers model (no model_index.json)")
     unet = configs.get("unet/config.json")
-    choose(
+    backend = choose(
         configs["model_index.json"],
         unet if isinstance(unet, dict) else None,
         controlnet.config if controlnet else None,
         repo_id,
     )
+    names = backend.depth_lora_configs
+    found = _hub_configs(repo_id, revision, names, caches) if names else {}
+    missing = [name for name in names if not isinstance(found.get(name), dict)]
+    if missing:
+        raise TextureError(f"{repo_id} has no {missing[0]}: not a complete diffusers model")
+    backend.check_depth_lora(repo_id, found, depth_lora)
+
+
+def _hub_configs(
+    repo_id: str, revision: str | None, names: tuple[str, ...], caches: list[Path]
+) -> dict[str, Any]:
+    """Those of ``names`` the repository has, parsed (:func:`.hub.download_configs`)."""
+    configs: dict[str, Any] = {}
+    for name, text in hub.download_configs(repo_id, revision, names, caches).items():
+        try:
+            configs[name] = json.loads(text)
+        except ValueError as error:
+            raise TextureError(f"{name} of {repo_id} is not JSON ({first_line(error)})") from error
+    return configs
 
 
 # ---- Local diffusers folder ------------------------------------------------------------------
 
 
 def load_folder(
-    folder: Path, dtype: torch.dtype, controlnet: FoundControlNet | None = None
+    folder: Path,
+    dtype: torch.dtype,
+    controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
 ) -> tuple[Any, Backend]:
     """Load a diffusers-layout folder from disk only, after checking it is safe, complete and
-    of a family that fits ``controlnet``; returns the pipeline and its backend."""
-    backend, variant = check_model_folder(folder, dtype, controlnet)
-    return _from_pretrained(folder, dtype, variant, backend, controlnet), backend
+    of a family that fits ``controlnet`` and ``depth_lora``; returns the pipeline and its
+    backend."""
+    backend, variant = check_model_folder(folder, dtype, controlnet, depth_lora)
+    return _from_pretrained(folder, dtype, variant, backend, controlnet, depth_lora), backend
 
 
 def check_model_folder(
-    folder: Path, dtype: torch.dtype, controlnet: FoundControlNet | None = None
+    folder: Path,
+    dtype: torch.dtype,
+    controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
 ) -> tuple[Backend, str | None]:
     """Check a diffusers folder without loading weights; returns its backend (decided from the
     configs and the ControlNet's) and the weight variant to load.
@@ -300,6 +336,10 @@ def check_model_folder(
     configs = [f"{name}/config.json" for name in backend.weight_components]
     _require_regular_files(folder, [*configs, "scheduler/scheduler_config.json"])
     backend.check_base(folder, unet_config or {})
+    names = backend.depth_lora_configs
+    _require_regular_files(folder, list(names))
+    configs = {name: read_json(folder / name) for name in names}
+    backend.check_depth_lora(str(folder), configs, depth_lora)
     for number, tokenizer in enumerate(backend.tokenizers):
         encoder = "text_encoder" if number == 0 else f"text_encoder_{number + 1}"
         check_tokenizer(folder, read_json(folder / encoder / "config.json"), tokenizer)
@@ -324,7 +364,9 @@ def check_tokenizer(
     if not config_path.is_file() or not (has_fast or has_slow):
         raise IncompleteModelError(f"The tokenizer in {folder} is incomplete (needs {what})")
     length = read_json(config_path).get("model_max_length")
-    positions = text_encoder_config.get("max_position_embeddings", 77)
+    # T5 (FLUX's second encoder) has relative positions: no fixed context to exceed.
+    relative = text_encoder_config.get("model_type") == "t5"
+    positions = text_encoder_config.get("max_position_embeddings", 10**9 if relative else 77)
     if not isinstance(length, int) or not 0 < length <= positions:
         raise IncompleteModelError(
             f"The tokenizer in {folder} has model_max_length {length!r} in "
@@ -379,6 +421,7 @@ def _from_pretrained(
     variant: str | None,
     backend: Backend,
     controlnet: FoundControlNet | None = None,
+    depth_lora: FoundDepthLora | None = None,
 ) -> Any:
     logger.info("Loading %s as %s (variant %s, %s)", folder, backend.name, variant or "full", dtype)
     try:
@@ -386,6 +429,8 @@ def _from_pretrained(
             parts = {}
             if controlnet is not None:
                 parts["controlnet"] = load_controlnet(controlnet, dtype)
+            if depth_lora is not None:
+                parts["depth_lora"] = depth_lora
             return backend.from_pretrained(folder, dtype, variant, **parts)
     except TextureError:
         raise

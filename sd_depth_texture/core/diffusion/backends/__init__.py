@@ -16,7 +16,7 @@ from ...errors import SettingError, TextureError
 from .base import Backend
 
 #: The family modules, imported in this order (their backends register themselves).
-_MODULES = ("sd2_depth", "sd15", "sdxl")
+_MODULES = ("sd2_depth", "sd15", "sdxl", "flux")
 _REGISTRY: dict[str, Backend] = {}
 _imported = False
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 
-from ...errors import TextureError
+from ...errors import SettingError, TextureError
 from ..settings import GenerationSettings
 
 
@@ -53,6 +53,45 @@ class Backend:
     upscale_to_native: ClassVar[bool] = False
     #: Whether ``generate(init_image=...)`` (image-to-image) works with this pipeline.
     image_to_image: ClassVar[bool] = False
+    #: The one scheduler the family runs with (recorded as such; the scheduler setting does
+    #: not apply), or None: the user's choice of :data:`~sd_depth_texture.defaults.SCHEDULERS`.
+    own_scheduler: ClassVar[str | None] = None
+    #: Whether the pipeline takes a negative prompt (guidance-distilled models do not).
+    takes_negative_prompt: ClassVar[bool] = True
+    #: A line every door shows where this family's model is chosen (a licence that limits use).
+    licence_notice: ClassVar[str | None] = None
+
+    # ---- checks ---------------------------------------------------------------------------
+
+    def check_settings(self, settings: GenerationSettings) -> None:
+        """Refuse what this family cannot take, before the pipeline runs."""
+        if settings.negative_prompt and not self.takes_negative_prompt:
+            raise SettingError(
+                "negative_prompt", settings.negative_prompt, "empty",
+                f"{self.label} takes no negative prompt (it is guidance-distilled): "
+                "leave {name} empty",
+            )  # fmt: skip
+
+    #: Config files (beside ``model_index.json``) :meth:`check_depth_lora` reads.
+    depth_lora_configs: ClassVar[tuple[str, ...]] = ()
+
+    def check_depth_lora(
+        self, where: str, configs: dict[str, dict[str, Any]], depth_lora: Any | None
+    ) -> None:
+        """A depth control LoRA (:mod:`..depth_loras`) fits only FLUX.1-dev: refuse it here.
+
+        ``configs``: the model's :attr:`depth_lora_configs` by name (from a folder, or fetched
+        from the Hub before any weights download)."""
+        if depth_lora is not None:
+            raise SettingError(
+                "depth_lora", str(depth_lora.path), "empty",
+                f"{where} is a {self.label} model: a depth LoRA goes with the FLUX.1-dev base "
+                "only; leave {name} empty",
+            )  # fmt: skip
+
+    def record_licence(self, card_licence: str | None) -> str | None:
+        """The licence to record: what the model card names (None where it names none)."""
+        return card_licence
 
     # ---- loading --------------------------------------------------------------------------
 
@@ -104,18 +143,19 @@ class Backend:
 
     def scheduler(self, pipe, name: str):
         """The sampler ``name`` (:data:`...defaults.SCHEDULERS`) built from the model's own noise
-        schedule (a flow-matching family overrides this with its own)."""
+        schedule; a family with :attr:`own_scheduler` keeps the pipeline's."""
+        if self.own_scheduler is not None:
+            return pipe.scheduler
         from ..schedulers import make_scheduler
 
         return make_scheduler(pipe, name)
 
     def text_arguments(self, pipe, settings: GenerationSettings) -> dict[str, Any]:
         """The prompt and guidance keyword arguments (FLUX has no negative prompt)."""
-        return {
-            "prompt": settings.prompt,
-            "negative_prompt": settings.negative_prompt or None,
-            "guidance_scale": float(settings.guidance),
-        }
+        call = {"prompt": settings.prompt, "guidance_scale": float(settings.guidance)}
+        if self.takes_negative_prompt:
+            call["negative_prompt"] = settings.negative_prompt or None
+        return call
 
     def conditioning(self, pipe, depth: np.ndarray, settings: GenerationSettings) -> dict[str, Any]:
         """The pipeline's keyword arguments that carry ``depth`` ((H, W) in [0, 1], near = 1)."""
