@@ -68,7 +68,7 @@ def refused(spec: ModelSpec) -> TextureError:
         ("sd2-depth", "sd15-controlnet", "takes the depth map itself and no ControlNet"),
         ("flux-depth", "sdxl-controlnet", "FLUX.1 Depth takes the depth map itself"),
         ("sd15-controlnet", None, "follows depth through a Stable Diffusion 1.5 depth ControlNet"),
-        ("sdxl-controlnet", None, "SDXL or SDXL \\(union\\) depth ControlNet"),
+        ("sdxl-controlnet", None, "through an SDXL or SDXL \\(union\\) depth ControlNet"),
     ],
 )
 def test_a_wrong_combination_is_one_line_before_any_weights_load(

@@ -141,7 +141,7 @@ def test_a_single_file_needs_its_familys_config_folder(models, tmp_path) -> None
     model = models["sdxl"]
     error = refused(spec_of(model, config=None))
     assert "also give a config folder" in str(error)
-    assert "of a SDXL model with unet/, vae/, text_encoder/, text_encoder_2/" in str(error)
+    assert "of an SDXL model with unet/, vae/, text_encoder/, text_encoder_2/" in str(error)
     error = refused(spec_of(model, config=str(tmp_path)))
     assert "lacks unet/config.json" in str(error) and "tokenizer_2/tokenizer_config.json" in str(
         error

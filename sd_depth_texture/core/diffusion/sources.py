@@ -57,7 +57,7 @@ from ..errors import ModelUnavailableError, TextureError
 from ..progress import Progress
 from ..record import ModelRecord, sha256_of_file
 from . import hub
-from .backends import Backend, backends, choose
+from .backends import Backend, a, backends, choose
 from .backends.sd2_depth import SD2_DEPTH
 from .controlnets import FoundControlNet, find_controlnet, load_controlnet
 from .depth_loras import FoundDepthLora, find_depth_lora
@@ -482,8 +482,8 @@ def check_single_file_family(
         if not folder_families & {b.label for b in backends() if class_name in b.base_classes}:
             folder_family = min(folder_families, default=folder_class or "no known model")
             raise TextureError(
-                f"{path.name} is a {label} checkpoint, its config folder {config_dir} is "
-                f"{folder_family}: give the configs of a {label} model"
+                f"{path.name} is {a(label)} checkpoint, its config folder {config_dir} is "
+                f"{folder_family}: give the configs of {a(label)} model"
             )
     unet_config = None
     if config_dir is not None and (config_dir / "unet" / "config.json").is_file():
@@ -553,7 +553,7 @@ def _check_config_folder(path: Path, config_dir: Path, backend: Backend) -> dict
         backend.check_base(config_dir, unet_config)
     except TextureError as error:
         raise TextureError(
-            f"{config_dir} is not a {backend.label} config folder for {path.name}: {error}"
+            f"{config_dir} is not {a(backend.label)} config folder for {path.name}: {error}"
         ) from error
     return unet_config
 
@@ -648,7 +648,7 @@ def load_single_file(
     if not config:
         raise TextureError(
             f"{path.name} is a single checkpoint file: also give a config folder (a diffusers "
-            f"layout folder of a {backend.label} model with {', '.join(_config_folders(backend))} "
+            f"layout folder of {a(backend.label)} model with {', '.join(_config_folders(backend))} "
             "configs)"
         )
     config_dir = Path(config).expanduser()
@@ -672,7 +672,7 @@ def load_single_file(
         text_states = _convert_text(parts, checkpoint, backend)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as error:
         raise TextureError(
-            f"{path.name} is not a {backend.label} checkpoint in the original (LDM) layout: "
+            f"{path.name} is not {a(backend.label)} checkpoint in the original (LDM) layout: "
             f"{first_line(error)}"
         ) from error
     del checkpoint
