@@ -208,6 +208,16 @@ def test_a_hub_controlnet_is_found_in_the_cache_and_recorded_at_its_revision(
     record = load_model(hub_spec).record.controlnet
     assert record["kind"] == "hub" and record["revision"] == revision
     assert record["source"] == "someone/depth-controlnet"
+    # ORG/NAME@REVISION: that commit, and a commit not in the cache is named in the refusal.
+    older = "89abcdef0123456789abcdef0123456789abcdef"
+    shutil.copytree(spec.controlnet, storage / "snapshots" / older)
+    free_pipeline()
+    at_older = replace(hub_spec, controlnet=f"someone/depth-controlnet@{older}")
+    assert load_model(at_older).record.controlnet["revision"] == older
+    missing = replace(hub_spec, controlnet="someone/depth-controlnet@" + "f" * 40)
+    not_cached = r"ControlNet someone/depth-controlnet@f{40} is not cached"
+    with pytest.raises(TextureError, match=not_cached):
+        load_model(missing)
 
 
 def test_a_wrong_combination_on_the_hub_downloads_no_weights(models, tmp_path) -> None:

@@ -106,6 +106,30 @@ def test_default_model_in_the_standard_cache_loads_offline(
     assert (again.record.device, again.record.precision) == ("cpu", "float32")
 
 
+def test_a_hub_model_at_a_given_revision_loads_that_revision(
+    tiny_model_dir: Path, home: Path, no_network
+) -> None:
+    """``ORG/NAME@REVISION`` picks that commit (or branch) from the cache: the pinned default
+    and an older commit of the same repository are both there."""
+    pinned = put_in_cache(tiny_model_dir, home / "hub")
+    older = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(pinned, pinned.parent / older)
+    (pinned.parent.parent / "refs" / "stable").write_text(older)
+    for source, revision in (
+        (MODEL_ID, MODEL_REVISION),
+        (f"{MODEL_ID}@{older}", older),
+        (f"{MODEL_ID}@stable", older),  # a branch, resolved through refs/
+    ):
+        free_pipeline()
+        loaded = load_model(ModelSpec(source=source, device="cpu"))
+        assert loaded.record.kind == "hub" and loaded.record.revision == revision
+    free_pipeline()
+    missing = "fedcba9876543210fedcba9876543210fedcba98"
+    with pytest.raises(TextureError) as refused:
+        load_model(ModelSpec(source=f"{MODEL_ID}@{missing}", device="cpu"))
+    assert f"Model {MODEL_ID}@{missing} is not cached" in one_line(refused)
+
+
 def test_the_record_names_the_licence_of_the_model_card_and_the_hash_of_a_single_file(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

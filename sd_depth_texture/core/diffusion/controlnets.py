@@ -138,7 +138,10 @@ def _folder_weights(folder: Path, dtype: torch.dtype) -> list[Path]:
 
 
 def _hub_controlnet(spec: ModelSpec, repo_id: str, dtype: torch.dtype, progress: Progress) -> Path:
-    """The cached snapshot of a Hub ControlNet, else a download when online access is on."""
+    """The cached snapshot of a Hub ControlNet (``ORG/NAME[@REVISION]``), else a download when
+    online access is on."""
+    asked = repo_id  # as given, with its @REVISION: what the messages name
+    repo_id, revision = hub.split_revision(repo_id)
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -148,18 +151,18 @@ def _hub_controlnet(spec: ModelSpec, repo_id: str, dtype: torch.dtype, progress:
         ) from error
     caches = hub.search_caches(spec.cache_dir)
     for cache in caches:
-        folder = hub.cached_snapshot(repo_id, None, cache, hub.MODEL_INDEX)
+        folder = hub.cached_snapshot(repo_id, revision, cache, hub.MODEL_INDEX)
         if folder is not None:
             return folder
     if not spec.allow_online:
         where = " or ".join(str(cache) for cache in caches)
         raise ModelUnavailableError(
-            f"ControlNet {repo_id} is not cached in {where} and online access is off."
+            f"ControlNet {asked} is not cached in {where} and online access is off."
         )
     with progress.span(0.0, 0.3):
         return hub.download_snapshot(
             repo_id,
-            None,
+            revision,
             hub.download_cache(spec.cache_dir),
             want_fp16=dtype == torch.float16,
             progress=progress,

@@ -72,6 +72,13 @@ def download_cache(cache_dir: str | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir else standard_cache()
 
 
+def split_revision(source: str) -> tuple[str, str | None]:
+    """``ORG/NAME@REVISION`` -> (``ORG/NAME``, ``REVISION``): a Hub model at a given commit,
+    branch or tag (the ``pip``/``git`` way of naming one); without ``@``, no revision."""
+    repo_id, at, revision = source.partition("@")
+    return (repo_id, revision) if at and revision else (source, None)
+
+
 def cached_snapshot(
     repo_id: str, revision: str | None, cache: Path, index: str = PIPELINE_INDEX
 ) -> Path | None:

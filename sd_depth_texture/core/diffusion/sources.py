@@ -82,7 +82,7 @@ logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = hub.PICKLE_SUFFIXES
 #: Components whose weights are loaded (depth_estimator / feature_extractor are never needed).
 WEIGHT_COMPONENTS = hub.WEIGHT_COMPONENTS
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?")  # ORG/NAME[@REVISION]
 _FP16_NAME = hub.FP16_NAME
 
 
@@ -171,13 +171,16 @@ def _load_hub_model(
     """The first complete cached copy, else a download (when allowed) into the download cache;
     returns the pipeline, its backend and the snapshot folder it came from (named by its
     revision)."""
+    asked = repo_id  # as given, with its @REVISION: what the messages name
+    repo_id, revision = hub.split_revision(repo_id)
+    if revision is None and repo_id == MODEL_ID:
+        revision = MODEL_REVISION
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise TextureError(
             f"'{repo_id}' is not a valid Hugging Face id: {first_line(error)}"
         ) from error
-    revision = MODEL_REVISION if repo_id == MODEL_ID else None
     caches = hub.search_caches(spec.cache_dir)
     unusable: list[IncompleteModelError] = []
     progress.update(0.0, f"Looking for {repo_id} in the model cache")
@@ -197,12 +200,11 @@ def _load_hub_model(
     if not spec.allow_online:
         if unusable:
             raise ModelUnavailableError(
-                f"The cached copy of {repo_id} is unusable ({unusable[0]}) and online access "
-                "is off."
+                f"The cached copy of {asked} is unusable ({unusable[0]}) and online access is off."
             )
         where = " or ".join(str(cache) for cache in caches)
         raise ModelUnavailableError(
-            f"Model {repo_id} is not cached in {where} and online access is off."
+            f"Model {asked} is not cached in {where} and online access is off."
         )
     _check_hub_family(repo_id, revision, caches, controlnet, depth_lora)
     with progress.span(0.0, 0.9):
