@@ -114,6 +114,10 @@ class Limit:
     multiple: int = 1  # integers only: the value must be a multiple of this
     low_open: bool = False  # floats only: ``low`` itself is not allowed
     values: tuple[int, ...] = ()  # integers only: the only values allowed, when not every one is
+    #: Left unset (the command line, the batch, scripts), the model family's recommended value
+    #: applies (``Backend.recommended``: FLUX.1 Depth 28 steps at guidance 10); ``default`` is
+    #: SD2-depth's, which the panel and the operators start from.
+    model_default: bool = False
 
     def allowed(self) -> str:
         if self.values:
@@ -153,11 +157,11 @@ TEXTURE_SIZE = Limit(
 MARGIN = Limit(
     "margin", "--margin", "Margin", 16, 0, 64, "texels of padding around the UV islands", TEXTURE
 )
-STEPS = Limit("steps", "--steps", "Steps", 20, 1, 150, "denoising steps")
+STEPS = Limit("steps", "--steps", "Steps", 20, 1, 150, "denoising steps", model_default=True)
 GUIDANCE = Limit(
     "guidance", "--guidance", "Guidance", 7.5, 0.0, 30.0,
     "classifier-free guidance scale: how closely the picture follows the prompt",
-    integer=False,
+    integer=False, model_default=True,
 )  # fmt: skip
 # Every view starts from pure noise (earlier views are held by kept regions, not by an init
 # image), so strength has nothing to act on in a texturing run; generate() takes it for

@@ -311,6 +311,8 @@ def build_request(
     values = check_settings({key: value for key, value in settings.items() if value is not None})
 
     def number(limit: defaults.Limit) -> Any:
+        if limit.model_default:  # unset: the model family's recommended value, at load time
+            return values.get(limit.key)
         kind = int if limit.integer else float
         return values.get(limit.key, kind(limit.default))
 

@@ -26,12 +26,17 @@ from ..defaults import Limit
 def add_number(parser: argparse.ArgumentParser, limit: Limit) -> None:
     kind = int if limit.integer else float
     default = kind(limit.default)
+    if limit.model_default:  # left unset, the model family's recommended value
+        said = f"default: the model's recommended value, {default} for SD2-depth"
+        default = None
+    else:
+        said = f"default {default}"
     parser.add_argument(
         limit.flag,
         dest=limit.key,
         type=kind,
         default=default,
-        help=f"{limit.help} ({limit.allowed()}; default {default})",
+        help=f"{limit.help} ({limit.allowed()}; {said})",
     )
 
 

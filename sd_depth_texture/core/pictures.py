@@ -112,7 +112,7 @@ def diffusion_pictures(
     upscaling = upscaler is not None and settings.upscale > 1
 
     def make(request: ViewRequest) -> np.ndarray:
-        sent = view_settings(settings, request, view_prompts)
+        sent = backend.settle(view_settings(settings, request, view_prompts))
         kept = (request.known, request.keep) if request.keep.any() else None
         with progress.span(0.0, 0.5 if upscaling else 1.0):
             picture = generate(pipe, request.depth, sent, progress=progress, kept=kept)

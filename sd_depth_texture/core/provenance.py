@@ -128,12 +128,19 @@ def parameters_line(record: Mapping[str, Any]) -> str | None:
     views = [view for view in record.get("views") or [] if view.get("origin") == GENERATED]
     first = views[0] if views else {}
     width, height = first.get("width"), first.get("height")
-    scheduler = str(generation.get("scheduler", ""))
+
+    # What the views were really sent: a family's recommended steps and guidance where the run
+    # left them unset, its own scheduler (FLUX).
+    def sent(name: str) -> Any:
+        value = first.get(name)
+        return generation.get(name) if value is None else value
+
+    scheduler = str(sent("scheduler") or "")
     digest = model.get("weights_sha256") or model.get("revision") or ""
     fields = [
-        ("Steps", generation.get("steps")),
+        ("Steps", sent("steps")),
         ("Sampler", _SAMPLERS.get(scheduler, scheduler)),
-        ("CFG scale", generation.get("guidance")),
+        ("CFG scale", sent("guidance")),
         ("Seed", generation.get("seed")),
         ("Size", f"{width}x{height}" if width and height else None),
         ("Model hash", digest[:10] or None),

@@ -214,3 +214,20 @@ def test_a_batch_template_leaves_prompt_seed_and_targets_to_each_asset():
         {"steps": 5}, model=ModelSpec(), frame_each_target=True, prompt_required=False
     )
     assert other.pixel_record() != record
+
+
+def test_steps_and_guidance_left_unset_reach_the_model_as_unset():
+    """The command line leaves them unset, so each model family's recommended values apply
+    (SD2-depth's are the defaults the panel starts from); the help says so."""
+    from sd_depth_texture.cli.main import build_parser
+    from sd_depth_texture.core.diffusion.backends.sd2_depth import SD2_DEPTH
+
+    parser = build_parser()
+    args = parser.parse_args(["texture", "scene.blend", "--prompt", "oak"])
+    assert args.steps is None and args.guidance is None
+    request = build_request(vars(args), model=ModelSpec(source="random"))
+    assert request.generation.steps is None and request.generation.guidance is None
+    settled = SD2_DEPTH.settle(request.generation)
+    assert (settled.steps, settled.guidance) == (defaults.STEPS.default, defaults.GUIDANCE.default)
+    given = parser.parse_args(["texture", "scene.blend", "--prompt", "oak", "--steps", "7"])
+    assert build_request(vars(given), model=ModelSpec()).generation.steps == 7

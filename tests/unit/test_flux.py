@@ -357,3 +357,26 @@ def test_a_style_lora_on_flux_dev_changes_the_picture_and_its_depth_lora_stays(
         )
     finally:
         free_pipeline()
+
+
+def test_steps_and_guidance_left_unset_take_the_models_recommended_values(pipe) -> None:
+    """FLUX.1 Depth's card: 28 steps at guidance 10 (SD2-depth's 20 and 7.5 would be wrong for
+    it); a value given is used as given."""
+    guidance: list[float] = []
+
+    def record_guidance(_module, _args, kwargs):
+        guidance.append(float(kwargs["guidance"].flatten()[0]))
+
+    handle = pipe.transformer.register_forward_pre_hook(record_guidance, with_kwargs=True)
+    try:
+        seen: list[str] = []
+        unset = GenerationSettings(prompt=SETTINGS.prompt, seed=1)
+        generate(pipe, make_depth(), unset, progress=steps_progress(seen))
+        assert seen[-1] == "Step 28/28" and set(guidance) == {10.0}
+        seen.clear(), guidance.clear()
+        given = GenerationSettings(prompt=SETTINGS.prompt, seed=1, steps=2, guidance=3.5)
+        generate(pipe, make_depth(), given, progress=steps_progress(seen))
+        assert seen[-1] == "Step 2/2" and set(guidance) == {3.5}
+    finally:
+        handle.remove()
+    assert FLUX_DEPTH.settle(unset).steps == 28 and FLUX_DEPTH.settle(given).steps == 2

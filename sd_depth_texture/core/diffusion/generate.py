@@ -126,6 +126,7 @@ def generate(
     """
     # 1. Check every input before the model runs.
     backend = backend_of(pipe)
+    settings = backend.settle(settings)
     validate_settings(settings, has_init_image=init_image is not None)
     backend.check_settings(settings)
     depth = validate_depth(depth)

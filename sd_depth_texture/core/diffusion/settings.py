@@ -16,7 +16,6 @@ from ...defaults import (
     CONDITIONING_SCALE,
     CONTROL_END,
     CONTROL_START,
-    GUIDANCE,
     LORA_SCALE,
     MODEL_ID,
     SCHEDULER,
@@ -97,8 +96,8 @@ class GenerationSettings:
     prompt: str
     negative_prompt: str = ""
     seed: int = int(SEED.default)
-    steps: int = int(STEPS.default)
-    guidance: float = GUIDANCE.default
+    steps: int | None = None  # None: the model family's recommended value (Backend.settle)
+    guidance: float | None = None
     scheduler: str = SCHEDULER
     strength: float = STRENGTH.default
     conditioning_scale: float = CONDITIONING_SCALE.default  # ControlNet backends only
@@ -136,7 +135,7 @@ def validate_settings(
             f"({settings.control_end:g}): the ControlNet would never act",
             other_key="control_end",
         )  # fmt: skip
-    if has_init_image and int(settings.steps * settings.strength) < 1:
+    if has_init_image and int((settings.steps or STEPS.default) * settings.strength) < 1:
         raise TextureError(
             f"{settings.steps} steps at strength {settings.strength} leave no step to run: "
             "raise the steps or the strength"

@@ -11,11 +11,13 @@ of the size the models need and cropped back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 import torch
 
+from ...defaults import GUIDANCE, STEPS
 from ..progress import Progress
 from .device import out_of_memory
 from .settings import GenerationSettings
@@ -65,6 +67,11 @@ def upscale_picture(
     :data:`TILE`); ``progress`` hears of each step and is checked between steps.
     """
     progress = progress or Progress()
+    settings = dataclasses.replace(  # unset (a script's call): the upscalers' usual values
+        settings,
+        steps=int(STEPS.default) if settings.steps is None else settings.steps,
+        guidance=GUIDANCE.default if settings.guidance is None else settings.guidance,
+    )
     height, width = picture.shape[:2]
     align = ALIGN[factor]
     side = max(align, (tile or TILE[factor]) // align * align)

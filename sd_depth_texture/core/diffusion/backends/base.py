@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +27,8 @@ from ..settings import GenerationSettings
 
 @dataclass(frozen=True)
 class Recommended:
-    """What the backend's model card recommends: shown in the guide, not forced on a run."""
+    """What the backend's model card recommends: the steps and guidance of a run that leaves
+    them unset (:meth:`Backend.settle`), and the guide's advice."""
 
     steps: int
     guidance: float
@@ -62,6 +63,16 @@ class Backend:
     licence_notice: ClassVar[str | None] = None
 
     # ---- checks ---------------------------------------------------------------------------
+
+    def settle(self, settings: GenerationSettings) -> GenerationSettings:
+        """Steps and guidance left unset (None: the command line, the batch and scripts unless
+        given) take this family's recommended values."""
+        steps, guidance = settings.steps, settings.guidance
+        return replace(
+            settings,
+            steps=self.recommended.steps if steps is None else steps,
+            guidance=self.recommended.guidance if guidance is None else guidance,
+        )
 
     def check_settings(self, settings: GenerationSettings) -> None:
         """Refuse what this family cannot take, before the pipeline runs."""
