@@ -109,42 +109,85 @@ class _Triangles:
 
 def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: int) -> _Triangles:
     """Triangles whose bounding box holds a pixel centre and whose area is not zero."""
+    # Every step writes into arrays it owns (in place): at a million triangles each fresh
+    # float64 column is 8 MB of memory to fault in, as much work as the arithmetic on it.
     x_of, y_of = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
-    xs = [np.take(x_of, triangles[:, k]) for k in range(3)]
-    ys = [np.take(y_of, triangles[:, k]) for k in range(3)]
-    x_min = np.ceil(np.minimum(np.minimum(xs[0], xs[1]), xs[2]) - 0.5).clip(0, width)
-    x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
-    y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
-    y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
+    corners = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
+    xs = [np.take(x_of, corner) for corner in corners]
+    ys = [np.take(y_of, corner) for corner in corners]
+    del corners
+    x_min, x_max = _pixel_range(xs, width)
+    y_min, y_max = _pixel_range(ys, height)
     with np.errstate(over="ignore", invalid="ignore"):  # a corner at NaN or inf: dropped below
-        edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
-        edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
-        area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
+        edge_x = [_float32_difference(xs[k], xs[2]) for k in range(2)]
+        edge_y = [_float32_difference(ys[k], ys[2]) for k in range(2)]
+        area = edge_x[0] * edge_y[1]
+        area -= edge_x[1] * edge_y[0]
     live = (x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area)
     ids = np.flatnonzero(live)
-    if ids.size < live.size:
-        xs[2], ys[2], x_min, x_max, y_min, y_max, area = (
-            np.take(values, ids) for values in (xs[2], ys[2], x_min, x_max, y_min, y_max, area)
-        )
+    del live
+    corner_x, corner_y = xs[2], ys[2]
+    del xs, ys
+    if ids.size < area.size:
+        # One column at a time, each dropped as its live part is taken.
+        corner_x, corner_y = np.take(corner_x, ids), np.take(corner_y, ids)
+        x_min, x_max = np.take(x_min, ids), np.take(x_max, ids)
+        y_min, y_max = np.take(y_min, ids), np.take(y_max, ids)
+        area = np.take(area, ids)
         edge_x = [np.take(values, ids) for values in edge_x]
         edge_y = [np.take(values, ids) for values in edge_y]
     # (x - x2, y - y2) = b0 * edge 0 + b1 * edge 1, solved for b0 and b1.
     inverse = np.reciprocal(area)
     a0, c0 = edge_y[1] * inverse, -edge_x[1] * inverse
     a1, c1 = -edge_y[0] * inverse, edge_x[0] * inverse
+    del inverse, area, edge_x, edge_y
     top = y_min.astype(np.intp)
+    base = top * width
+    base += x_min.astype(np.intp)
+    heights = y_max.astype(np.intp)
+    heights -= top
+    heights += 1
+    del top
+    x_max -= x_min
+    x_min += 0.5
+    x_min -= corner_x
+    y_min += 0.5
+    y_min -= corner_y
     return _Triangles(
         ids=ids,
-        corner_x=xs[2].astype(np.float32),
-        corner_y=ys[2].astype(np.float32),
+        corner_x=corner_x.astype(np.float32),
+        corner_y=corner_y.astype(np.float32),
         a=(a0, a1, -a0 - a1),
         c=(c0, c1, -c0 - c1),
-        base=top * width + x_min.astype(np.intp),
-        heights=y_max.astype(np.intp) - top + 1,
-        last_column=(x_max - x_min).astype(np.float32),
-        ref_x=(x_min + 0.5 - xs[2]).astype(np.float32),
-        ref_y=(y_min + 0.5 - ys[2]).astype(np.float32),
+        base=base,
+        heights=heights,
+        last_column=x_max.astype(np.float32),
+        ref_x=x_min.astype(np.float32),
+        ref_y=y_min.astype(np.float32),
     )
+
+
+def _pixel_range(coordinates: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last pixel centre (float64) inside the triangles' extent along one axis,
+    clipped to the image: first at most ``size``, last at least -1 (first > last: none)."""
+    first = np.minimum(coordinates[0], coordinates[1])
+    np.minimum(first, coordinates[2], out=first)
+    first -= 0.5
+    np.ceil(first, out=first)
+    np.clip(first, 0, size, out=first)
+    last = np.maximum(coordinates[0], coordinates[1])
+    np.maximum(last, coordinates[2], out=last)
+    last -= 0.5
+    np.floor(last, out=last)
+    np.clip(last, -1, size - 1, out=last)
+    return first, last
+
+
+def _float32_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b).astype(np.float32)`` without the float64 temporary (rounded the same way)."""
+    difference = np.empty(a.shape, dtype=np.float32)
+    np.subtract(a, b, out=difference, casting="same_kind")
+    return difference
 
 
 def _row_bounds(live: _Triangles) -> tuple[np.ndarray, ...]:
@@ -224,19 +267,27 @@ def rasterize(
 
     empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
     covered = best != empty
-    # Resolve the covered pixels in bands of rows, so the temporaries stay small.
-    band = max(1, _PIXELS_PER_BAND // width)
-    parts = [
-        _resolve_band(best[top * width : (top + band) * width], covered, top, width, live)
-        for top in range(0, height, band)
-    ]
-    pixel, live_index, b0, b1 = (np.concatenate(column) for column in zip(*parts, strict=True))
+    # Resolve the covered pixels in bands of rows, so the temporaries stay small, each band
+    # written straight into its place in the results.
+    total = np.count_nonzero(covered)
+    pixel = np.empty(total, dtype=np.intp)
+    pixel_triangle = np.empty(total, dtype=np.int32)
+    b0, b1 = np.empty(total, dtype=np.float32), np.empty(total, dtype=np.float32)
     all_live = live.ids.size == triangles.shape[0]
+    band = max(1, _PIXELS_PER_BAND // width)
+    start = 0
+    for top in range(0, height, band):
+        part = _resolve_band(best[top * width : (top + band) * width], covered, top, width, live)
+        end = start + part[0].size
+        pixel[start:end] = part[0]
+        pixel_triangle[start:end] = part[1] if all_live else np.take(live.ids, part[1])
+        b0[start:end], b1[start:end] = part[2], part[3]
+        start = end
     return Raster(
         width=width,
         height=height,
         pixel=pixel,
-        pixel_triangle=(live_index if all_live else np.take(live.ids, live_index)).astype(np.int32),
+        pixel_triangle=pixel_triangle,
         pixel_weights=(b0, b1),
     )
 
