@@ -265,6 +265,7 @@ def rasterize(
         if chunk.size:
             _rasterize_rows(chunk, live, bounds, depth, width, best)
 
+    del bounds, depth  # their memory serves the results below
     empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
     covered = best != empty
     # Resolve the covered pixels in bands of rows, so the temporaries stay small, each band
