@@ -72,12 +72,13 @@ def texel_facing(
     along = np.take(per_triangle, np.take(surface.triangle, index))
     if view.is_orthographic:
         return along
-    eye = view.eye
-    squared = np.zeros(index.size, dtype=np.float32)
-    for axis in range(3):
-        offset = np.take(surface.position[:, axis], index)
-        offset -= np.float32(eye[axis])
-        squared += offset * offset
+    # The texels' points in one take of whole rows (a take from one column of ``position``
+    # would first copy that column whole, for every block of texels).
+    offset = np.take(surface.position, index, axis=0)
+    offset -= view.eye.astype(np.float32)
+    squared = offset[:, 0] * offset[:, 0]
+    for axis in (1, 2):
+        squared += offset[:, axis] * offset[:, axis]
     distance = np.sqrt(squared)
     np.maximum(distance, 1e-12, out=distance)
     return along / distance
