@@ -47,7 +47,8 @@ def setting_name(key: str, door: str) -> str:
 def word(error: BaseException, door: str) -> str:
     """The one line ``door`` shows for ``error``."""
     if isinstance(error, SettingError):
-        return error.worded(setting_name(error.key, door))
+        other = setting_name(error.other_key, door) if error.other_key else None
+        return error.worded(setting_name(error.key, door), other)
     if isinstance(error, AuxiliaryUnavailableError):
         advice = _AUXILIARY_OFFLINE_FIX[door].format(name=setting_name(error.key, door))
         return f"{error} {advice}"

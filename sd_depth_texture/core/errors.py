@@ -34,17 +34,27 @@ class SettingError(TextureError):
     :data:`sd_depth_texture.defaults.NAMES`), the value given and what is allowed.
 
     ``problem``, when given, is the whole sentence with ``{name}`` where the door's name for
-    the setting goes; otherwise the door says "NAME must be ALLOWED, got VALUE".
+    the setting goes (and ``{other}`` for ``other_key``'s, a second setting it is checked
+    against); otherwise the door says "NAME must be ALLOWED, got VALUE".
     """
 
-    def __init__(self, key: str, value: Any, allowed: str, problem: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        value: Any,
+        allowed: str,
+        problem: str | None = None,
+        other_key: str | None = None,
+    ) -> None:
         self.key, self.value, self.allowed, self.problem = key, value, allowed, problem
-        super().__init__(self.worded(key))
+        self.other_key = other_key
+        super().__init__(self.worded(key, other_key))
 
-    def worded(self, name: str) -> str:
-        """The message with the setting called ``name`` (a flag, a quoted panel label)."""
+    def worded(self, name: str, other: str | None = None) -> str:
+        """The message with the setting called ``name`` (a flag, a quoted panel label) and the
+        one it is checked against called ``other``."""
         if self.problem is not None:
-            return self.problem.format(name=name)
+            return self.problem.format(name=name, other=other or self.other_key)
         return f"{name} must be {self.allowed}, got {self.value!r}"
 
 

@@ -185,7 +185,10 @@ class SDT_Preferences(bpy.types.AddonPreferences):
     model_config: StringProperty(
         name="Config Folder",
         subtype="DIR_PATH",
-        description="Diffusers config folder, needed with a single .safetensors checkpoint",
+        description=(
+            "Diffusers folder of the same family for the configs and tokenizers, needed with "
+            "a single .safetensors checkpoint (SD2-depth, SD 1.5, SDXL)"
+        ),
     )
     model_depth_lora: StringProperty(
         name="FLUX Depth LoRA",

@@ -1,7 +1,7 @@
 """The SD 1.5 and SDXL depth-ControlNet backends through every door: one view and a whole
-object from the command line, the operator and the batch, each run's record naming the backend,
-the ControlNet and the conditioning it was sent; a wrong combination stops the run in the door's
-words with nothing written."""
+object from the command line (a base folder or a single checkpoint file), the operator and the
+batch, each run's record naming the backend, the ControlNet and the conditioning it was sent; a
+wrong combination stops the run in the door's words with nothing written."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from pathlib import Path
 
 import bpy
 import pytest
+from safetensors.torch import save_file
 from support.backends import TINY_MODELS
 from support.fingerprints import folder_fingerprint
+from support.ldm_keys import pipeline_to_ldm
 from support.scenes import save_box
 
 from sd_depth_texture.batch import records
 from sd_depth_texture.cli import main as cli
 from sd_depth_texture.core.diffusion.cache import free_pipeline
 from sd_depth_texture.core.diffusion.settings import ModelSpec
+from sd_depth_texture.core.diffusion.tiny import build_tiny_controlnet_pipeline
+from sd_depth_texture.core.record import sha256_of_file
 
 FAST = ["--steps", "1", "--resolution", "64", "--texture-size", "64"]
 
@@ -93,6 +97,24 @@ def test_the_batch_textures_with_a_controlnet(tiny, tmp_path, addon) -> None:
     assert line["status"] == records.DONE
     assert line["record"]["model"]["backend"] == "sdxl-controlnet"
     assert [view["control_start"] for view in line["record"]["views"]] == [0.2]
+
+
+def test_the_command_line_textures_with_a_single_checkpoint_file(
+    tiny, sample_blend, tmp_path
+) -> None:
+    """An SD 1.5 base as one original-layout .safetensors, its configs from --config."""
+    spec = tiny["sd15-controlnet"]
+    checkpoint = tmp_path / "sd15-base.safetensors"
+    save_file(pipeline_to_ldm(build_tiny_controlnet_pipeline("sd15", seed=2)), str(checkpoint))
+    report = tmp_path / "report.json"
+    code = cli.main(["texture", str(sample_blend), "--object", "Cube", "--prompt", "rust",
+                     "--model", str(checkpoint), "--config", spec.source,
+                     "--controlnet", spec.controlnet, *FAST, "--report", str(report)])  # fmt: skip
+    assert code == 0
+    model = json.loads(report.read_text())["record"]["model"]
+    assert (model["backend"], model["kind"]) == ("sd15-controlnet", "file")
+    assert model["weights_sha256"] == sha256_of_file(str(checkpoint))
+    assert model["controlnet"]["source"] == spec.controlnet
 
 
 def test_a_wrong_combination_stops_the_command_with_nothing_written(

@@ -1,4 +1,5 @@
-"""Test-only: turn a diffusers SD2-depth pipeline into an original (LDM) single-file state dict.
+"""Test-only: turn a diffusers SD2-depth, SD 1.5 or SDXL pipeline into an original (LDM)
+single-file state dict.
 
 The inverse of diffusers' ``convert_ldm_unet_checkpoint``, ``convert_ldm_vae_checkpoint`` and
 ``convert_open_clip_checkpoint`` (the mapping of diffusers'
@@ -7,6 +8,10 @@ blocks), so the single-file loader can be tested without a 5 GB download. Like t
 ``512-depth-ema`` checkpoint, the result stores VAE attention as 1x1 convolutions, the text
 attention as fused ``in_proj`` tensors, one extra (unused) final text layer, a
 ``text_projection`` and unrelated keys (depth model, schedule buffers) the loader must skip.
+SD 1.5 keeps its CLIP text encoder in Hugging Face layout under ``cond_stage_model.transformer.``
+(with the ``position_ids`` buffer old checkpoints saved); SDXL has CLIP-L the same way under
+``conditioner.embedders.0.transformer.``, OpenCLIP-G (all its layers, its real projection) under
+``conditioner.embedders.1.model.`` and its UNet's added embedding as ``label_emb``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import torch
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.model."
+SD15_CLIP_PREFIX = "cond_stage_model.transformer."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 _UNET_TOP = {
     "time_embedding.linear_1.": "time_embed.0.",
@@ -23,6 +31,8 @@ _UNET_TOP = {
     "conv_in.": "input_blocks.0.0.",
     "conv_norm_out.": "out.0.",
     "conv_out.": "out.2.",
+    "add_embedding.linear_1.": "label_emb.0.0.",
+    "add_embedding.linear_2.": "label_emb.0.2.",
 }
 _UNET_RESNET = {
     "norm1": "in_layers.0",
@@ -145,14 +155,22 @@ def vae_to_ldm(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.
 
 
 def text_to_ldm(
-    state: dict[str, torch.Tensor], layers: int, generator: torch.Generator
+    state: dict[str, torch.Tensor],
+    layers: int,
+    generator: torch.Generator,
+    prefix: str = CLIP_PREFIX,
+    extra_layer: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """CLIPTextModel keys -> OpenCLIP ``cond_stage_model.model.*`` keys.
+    """CLIPTextModel(WithProjection) keys -> OpenCLIP keys under ``prefix``.
 
-    Adds one more (random) resblock than the model has, like SD2, whose text encoder is the
-    OpenCLIP tower minus its last layer, and a random ``text_projection``.
+    With ``extra_layer`` adds one more (random) resblock than the model has, like SD2, whose text
+    encoder is the OpenCLIP tower minus its last layer. The ``text_projection`` is the model's
+    own (transposed, as OpenCLIP stores it) or, without one, random.
     """
-    state = {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in state.items()}
+    state = {
+        (k if k.startswith(("text_model.", "text_projection")) else "text_model." + k): v
+        for k, v in state.items()
+    }
     out: dict[str, torch.Tensor] = {
         "token_embedding.weight": state["text_model.embeddings.token_embedding.weight"],
         "positional_embedding": state["text_model.embeddings.position_embedding.weight"],
@@ -174,28 +192,57 @@ def text_to_ldm(
                 if renamed is None:
                     raise KeyError(f"no LDM name for text key {key}")
                 out[target + renamed] = value
-    template = f"transformer.resblocks.{layers - 1}."
-    for key in [k for k in out if k.startswith(template)]:
-        extra = f"transformer.resblocks.{layers}." + key[len(template) :]
-        out[extra] = torch.randn(out[key].shape, generator=generator)
+    if extra_layer:
+        template = f"transformer.resblocks.{layers - 1}."
+        for key in [k for k in out if k.startswith(template)]:
+            extra = f"transformer.resblocks.{layers}." + key[len(template) :]
+            out[extra] = torch.randn(out[key].shape, generator=generator)
     width = out["ln_final.weight"].shape[0]
-    out["text_projection"] = torch.randn((width, width), generator=generator)
+    projection = state.get("text_projection.weight")
+    out["text_projection"] = (
+        projection.T if projection is not None else torch.randn((width, width), generator=generator)
+    )
     out["logit_scale"] = torch.tensor(4.6)
-    return {CLIP_PREFIX + k: v.clone() for k, v in out.items()}
+    return {prefix + k: v.clone() for k, v in out.items()}
+
+
+def clip_to_ldm(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """CLIPTextModel keys in Hugging Face layout under ``prefix`` (SD 1.5, SDXL's CLIP-L), with
+    the ``position_ids`` buffer the released checkpoints carry."""
+    out = {
+        prefix + (k if k.startswith("text_model.") else "text_model." + k): v.clone()
+        for k, v in state.items()
+    }
+    positions = state[next(k for k in state if k.endswith("position_embedding.weight"))].shape[0]
+    out[prefix + "text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    return out
 
 
 def pipeline_to_ldm(pipe, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The whole pipeline as one LDM-layout state dict, plus keys a loader must ignore."""
+    """The whole base pipeline (SD2-depth, SD 1.5 or SDXL; any ControlNet left out) as one
+    LDM-layout state dict, plus keys a loader must ignore."""
     generator = torch.Generator().manual_seed(seed)
     checkpoint: dict[str, torch.Tensor] = {}
     checkpoint.update(unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
     checkpoint.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
-    checkpoint.update(
-        text_to_ldm(
-            pipe.text_encoder.state_dict(), pipe.text_encoder.config.num_hidden_layers, generator
+    text = pipe.text_encoder.state_dict()
+    second = getattr(pipe, "text_encoder_2", None)
+    if second is not None:  # SDXL
+        checkpoint.update(clip_to_ldm(text, SDXL_CLIP_PREFIX))
+        checkpoint.update(
+            text_to_ldm(
+                second.state_dict(),
+                second.config.num_hidden_layers,
+                generator,
+                prefix=SDXL_OPENCLIP_PREFIX,
+                extra_layer=False,
+            )
         )
-    )
-    checkpoint["depth_model.scratch.output_conv.0.weight"] = torch.randn((4, 4, 3, 3))
+    elif pipe.unet.config.in_channels == 4:  # SD 1.5
+        checkpoint.update(clip_to_ldm(text, SD15_CLIP_PREFIX))
+    else:  # SD2-depth
+        checkpoint.update(text_to_ldm(text, pipe.text_encoder.config.num_hidden_layers, generator))
+        checkpoint["depth_model.scratch.output_conv.0.weight"] = torch.randn((4, 4, 3, 3))
     checkpoint["betas"] = torch.linspace(0.00085, 0.012, 1000)
     checkpoint["alphas_cumprod"] = torch.cumprod(1 - checkpoint["betas"], 0)
     return {k: v.contiguous() for k, v in checkpoint.items()}

@@ -68,7 +68,7 @@ def refused(spec: ModelSpec) -> TextureError:
         ("sd2-depth", "sd15-controlnet", "takes the depth map itself and no ControlNet"),
         ("flux-depth", "sdxl-controlnet", "FLUX.1 Depth takes the depth map itself"),
         ("sd15-controlnet", None, "follows depth through a Stable Diffusion 1.5 depth ControlNet"),
-        ("sdxl-controlnet", None, "SDXL or SDXL \\(union\\) depth ControlNet"),
+        ("sdxl-controlnet", None, "through an SDXL or SDXL \\(union\\) depth ControlNet"),
     ],
 )
 def test_a_wrong_combination_is_one_line_before_any_weights_load(
@@ -179,15 +179,17 @@ def test_sdxl_generates_a_small_view_at_its_native_size(models) -> None:
     assert backend.generation_size(pipe, 128, 192) == (128, 192)  # larger views stay as they are
 
 
-def test_a_single_checkpoint_file_of_a_controlnet_family_is_refused_unread(
+def test_a_file_that_is_no_checkpoint_is_refused_before_its_family_is_guessed(
     models, tmp_path
 ) -> None:
+    """Single SD 1.5 and SDXL checkpoints load (tests/unit/test_single_file.py); the family
+    comes from the file's header, so a file without one is refused as such."""
     spec = models["sd15-controlnet"]
     checkpoint = tmp_path / "sd15.safetensors"
     checkpoint.write_bytes(b"never read")
     for config in (None, spec.source):
         error = refused(replace(spec, source=str(checkpoint), config=config))
-        assert "single checkpoint files load for SD2-depth only" in str(error)
+        assert "is corrupt or truncated" in str(error)
 
 
 def test_a_hub_controlnet_is_found_in_the_cache_and_recorded_at_its_revision(

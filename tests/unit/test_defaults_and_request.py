@@ -101,6 +101,18 @@ def test_generation_settings_are_checked_before_any_model_is_near():
         )
 
 
+def test_a_controlnet_span_that_never_acts_names_both_settings_at_each_door():
+    span = GenerationSettings(prompt="x", control_start=0.8, control_end=0.2)
+    with pytest.raises(SettingError) as refused:
+        validate_settings(span, has_init_image=False)
+    assert word(refused.value, CLI) == (
+        "--control-start (0.8) must be below --control-end (0.2): the ControlNet would never act"
+    )
+    assert word(refused.value, UI).startswith(
+        "'ControlNet Start' (0.8) must be below 'ControlNet End' (0.2)"
+    )
+
+
 def _view() -> View:
     return View(np.eye(4), np.eye(4), 64, 64)
 

@@ -22,9 +22,9 @@ from diffusers import (
     FluxPipeline,
     FluxTransformer2DModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel, T5Tokenizer
+from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
-from .tiny import MAX_TOKENS, build_tiny_tokenizer
+from .tiny import build_tiny_tokenizer, tiny_text_encoders
 
 #: FLUX.1's VAE: 16 latent channels, shifted and scaled before the transformer sees them.
 LATENT_CHANNELS = 16
@@ -94,21 +94,7 @@ def build_tiny_flux_pipeline(seed: int = 0, *, depth: bool = True) -> FluxContro
             shift_factor=SHIFT_FACTOR,
             scaling_factor=SCALING_FACTOR,
         )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=_HIDDEN,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=MAX_TOKENS,
-                projection_dim=_HIDDEN,
-                hidden_act="gelu",
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        (text_encoder,) = tiny_text_encoders(tokenizer, _HIDDEN, with_projection=False)
         text_encoder_2 = T5EncoderModel(
             T5Config(
                 vocab_size=len(tokenizer_2),

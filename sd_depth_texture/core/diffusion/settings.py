@@ -132,8 +132,9 @@ def validate_settings(
     if settings.control_start >= settings.control_end:
         raise SettingError(
             "control_start", settings.control_start, "below the ControlNet's end",
-            f"{{name}} ({settings.control_start:g}) must be below the ControlNet's end "
+            f"{{name}} ({settings.control_start:g}) must be below {{other}} "
             f"({settings.control_end:g}): the ControlNet would never act",
+            other_key="control_end",
         )  # fmt: skip
     if has_init_image and int(settings.steps * settings.strength) < 1:
         raise TextureError(

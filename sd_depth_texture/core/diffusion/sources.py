@@ -12,18 +12,22 @@ Model sources (:attr:`ModelSpec.source`):
   ``tokenizer``/``scheduler``, and ``text_encoder_2``/``tokenizer_2`` for SDXL) with
   ``.safetensors`` weights. Its ``model_index.json`` ``_class_name`` (and the UNet's and the
   ControlNet's configs) decide the backend (:func:`.backends.choose`) before any weights load;
-* a single ``.safetensors`` file in the original Stability AI (LDM) layout of
-  ``512-depth-ema``, together with :attr:`ModelSpec.config`, a diffusers-layout folder that holds
-  the component configs (``unet/config.json``, ``vae/config.json``, ``text_encoder/config.json``,
-  ``tokenizer/``, ``scheduler/scheduler_config.json``; weights there are ignored). Accepted keys:
-  ``model.diffusion_model.*`` (UNet; ``model_ema.*`` EMA copies are preferred when present),
-  ``first_stage_model.*`` (VAE, attention as 1x1 convolutions or linear) and
-  ``cond_stage_model.model.*`` (OpenCLIP text tower: ``token_embedding``,
-  ``positional_embedding``, ``transformer.resblocks.N`` with fused ``in_proj``, ``ln_final``).
-  SD2 uses the penultimate text layer, so one resblock more than the config's
-  ``num_hidden_layers`` is allowed and dropped. Everything else (``depth_model.*``, schedule
-  buffers, ``text_projection``) is ignored. Conversion uses diffusers' own converters and every
-  component is loaded strictly: any missing, unexpected or mis-shaped tensor is an error;
+* a single ``.safetensors`` file in the original Stability AI (LDM) layout of SD2-depth
+  (``512-depth-ema``), of an SD 1.5 or of an SDXL base (the latter two with a depth ControlNet),
+  together with :attr:`ModelSpec.config`, a diffusers-layout folder of that family that holds the
+  component configs and tokenizers (weights there are ignored). The family comes from the file's
+  header alone (text encoder under ``cond_stage_model.model.``: SD2, ``cond_stage_model.
+  transformer.``: SD 1.5, ``conditioner.embedders.``: SDXL) and must agree with the config
+  folder and the ControlNet before any weights are read. Accepted keys:
+  ``model.diffusion_model.*`` (UNet, SDXL's ``label_emb`` included; ``model_ema.*`` EMA copies
+  are preferred when present), ``first_stage_model.*`` (VAE, attention as 1x1 convolutions or
+  linear) and the text encoders: SD2's OpenCLIP tower (fused ``in_proj``; SD2 uses the
+  penultimate layer, so one resblock more than the config's ``num_hidden_layers`` is allowed
+  and dropped), SD 1.5's CLIP in Hugging Face layout, SDXL's CLIP-L (``conditioner.embedders.0.
+  transformer.``) and OpenCLIP-G with its ``text_projection`` (``conditioner.embedders.1.
+  model.``). Everything else (``depth_model.*``, schedule buffers) is ignored. Conversion uses
+  diffusers' own converters and every component is loaded strictly: any missing, unexpected or
+  mis-shaped tensor is an error;
 * with :attr:`ModelSpec.controlnet`, a depth ControlNet from a Hub id, a folder or a
   ``.safetensors`` file beside its ``config.json`` (:mod:`.controlnets`);
 * with :attr:`ModelSpec.depth_lora`, FLUX.1-dev's depth control LoRA (:mod:`.depth_loras`),
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ...defaults import MODEL_ID, MODEL_LICENCE, MODEL_REVISION, RANDOM_MODEL
@@ -53,7 +57,7 @@ from ..errors import ModelUnavailableError, TextureError
 from ..progress import Progress
 from ..record import ModelRecord, sha256_of_file
 from . import hub
-from .backends import Backend, choose
+from .backends import Backend, a, backends, choose
 from .backends.sd2_depth import SD2_DEPTH
 from .controlnets import FoundControlNet, find_controlnet, load_controlnet
 from .depth_loras import FoundDepthLora, find_depth_lora
@@ -78,17 +82,6 @@ logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = hub.PICKLE_SUFFIXES
 #: Components whose weights are loaded (depth_estimator / feature_extractor are never needed).
 WEIGHT_COMPONENTS = hub.WEIGHT_COMPONENTS
-#: Every component folder the pipeline reads files from.
-COMPONENTS = (*WEIGHT_COMPONENTS, "tokenizer", "scheduler")
-#: Config files a folder (or a single file's config folder) must hold as regular files.
-CONFIG_FILES = (
-    "unet/config.json",
-    "vae/config.json",
-    "text_encoder/config.json",
-    "scheduler/scheduler_config.json",
-    "tokenizer/tokenizer_config.json",
-)
-
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _FP16_NAME = hub.FP16_NAME
 
@@ -115,13 +108,11 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     if suffix in PICKLE_SUFFIXES:
         raise pickle_refusal(path)
     if suffix == ".safetensors":
-        _check_single_file_family(path, spec.config, controlnet)
-        SD2_DEPTH.check_depth_lora(path.name, {}, depth_lora)
-        pipe = load_single_file(path, spec.config)
+        backend = check_single_file_family(path, spec.config, controlnet)
+        backend.check_depth_lora(path.name, {}, depth_lora)
+        pipe = load_single_file(path, spec.config, backend, controlnet, dtype)
         config = Path(spec.config) if spec.config else path.parent
-        record = _record(
-            source, "file", SD2_DEPTH, config, weights_sha256=sha256_of_file(str(path))
-        )
+        record = _record(source, "file", backend, config, weights_sha256=sha256_of_file(str(path)))
     elif path.is_dir():
         pipe, backend = load_folder(path, dtype, controlnet, depth_lora)
         record = _record(source, "folder", backend, path)
@@ -149,31 +140,8 @@ def load_source(spec: ModelSpec, dtype: torch.dtype, progress: Progress) -> tupl
     return pipe, record
 
 
-#: What the built-in test model and a single SD2 checkpoint are, for :func:`.backends.choose`.
+#: What the built-in test model is, for :func:`.backends.choose`.
 _SD2_INDEX = {"_class_name": "StableDiffusionDepth2ImgPipeline"}
-
-
-def _check_single_file_family(
-    path: Path, config: str | None, controlnet: FoundControlNet | None
-) -> None:
-    """A single checkpoint file loads for SD2-depth only: say so, before anything is read, for
-    a file whose config folder (or ControlNet) says it is of another family."""
-    index_path = Path(config).expanduser() / "model_index.json" if config else None
-    index = _SD2_INDEX
-    if index_path is not None and index_path.is_file():
-        index = read_json(index_path)
-    elif controlnet is not None:
-        index = {}
-    backend = None
-    if index:
-        backend = choose(index, None, controlnet.config if controlnet else None, path.name)
-    if backend is not SD2_DEPTH:
-        family = backend.label if backend is not None else "a ControlNet model"
-        raise TextureError(
-            f"{path.name}: single checkpoint files load for SD2-depth only; give {family} as a "
-            "diffusers folder or a Hub id (diffusers' from_single_file(...).save_pretrained("
-            "folder) converts one)"
-        )
 
 
 def _record(
@@ -441,15 +409,92 @@ def _from_pretrained(
 
 # ---- Single LDM-layout .safetensors file ---------------------------------------------------
 
+#: Each family's text-encoder key in an original (LDM) checkpoint, the saved pipeline class it
+#: stands for (:func:`.backends.choose`), and what messages call it.
+_CHECKPOINT_FAMILIES = (
+    ("conditioner.embedders.", "StableDiffusionXLPipeline", "SDXL"),
+    ("cond_stage_model.transformer.", "StableDiffusionPipeline", "Stable Diffusion 1.5"),
+    ("cond_stage_model.model.", "StableDiffusionDepth2ImgPipeline", "SD2-depth"),
+)
 _LDM_PREFIXES = (
     "model.diffusion_model.",
     "model_ema.",
     "first_stage_model.",
     "vae.",
-    "cond_stage_model.model.",
+    "cond_stage_model.",
+    "conditioner.embedders.",
 )
 _OPENCLIP_PREFIX = "cond_stage_model.model."
+_CLIP_PREFIX = "cond_stage_model.transformer."
+_SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+_SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 _RESBLOCK = re.compile(re.escape(_OPENCLIP_PREFIX) + r"transformer\.resblocks\.(\d+)\.")
+_MAX_HEADER = 100 * 2**20
+
+
+def checkpoint_keys(path: Path) -> list[str]:
+    """The tensor names of a ``.safetensors`` file, from its header alone (no weights read)."""
+    import struct
+
+    if not os.path.lexists(path):
+        raise TextureError(f"Checkpoint file not found: {path}")
+    if not path.is_file():
+        raise TextureError(f"Checkpoint {path} is not a regular file")
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 0 < length <= _MAX_HEADER:
+                raise ValueError(f"header length {length}")
+            header = json.loads(handle.read(length))
+        return [key for key in header if key != "__metadata__"]
+    except (OSError, ValueError, struct.error) as error:
+        raise TextureError(
+            f"Checkpoint {path} is corrupt or truncated ({first_line(error)})"
+        ) from error
+
+
+def check_single_file_family(
+    path: Path, config: str | None, controlnet: FoundControlNet | None
+) -> Backend:
+    """The backend of a single checkpoint, from its header's text-encoder keys (SD 1.5, SDXL or
+    SD2), the config folder's ``model_index.json`` and UNet config and the ControlNet's config:
+    every wrong combination is one line before any weights are read."""
+    keys = checkpoint_keys(path)
+    found = next(
+        (
+            (class_name, label)
+            for prefix, class_name, label in _CHECKPOINT_FAMILIES
+            if any(key.startswith(prefix) for key in keys)
+        ),
+        None,
+    )
+    if found is None:
+        raise TextureError(
+            f"{path.name} is not a Stable Diffusion checkpoint in the original (LDM) layout (no "
+            "cond_stage_model or conditioner text encoder keys)"
+        )
+    class_name, label = found
+    config_dir = Path(config).expanduser() if config else None
+    index_path = config_dir / "model_index.json" if config_dir is not None else None
+    if index_path is not None and index_path.is_file():
+        folder_class = str(read_json(index_path).get("_class_name", ""))
+        folder_families = {b.label for b in backends() if folder_class in b.base_classes}
+        if not folder_families & {b.label for b in backends() if class_name in b.base_classes}:
+            folder_family = min(folder_families, default=folder_class or "no known model")
+            raise TextureError(
+                f"{path.name} is {a(label)} checkpoint, its config folder {config_dir} is "
+                f"{folder_family}: give the configs of {a(label)} model"
+            )
+    unet_config = None
+    if config_dir is not None and (config_dir / "unet" / "config.json").is_file():
+        unet_config = read_json(config_dir / "unet" / "config.json")
+    backend = choose(
+        {"_class_name": class_name},
+        unet_config,
+        controlnet.config if controlnet else None,
+        f"{path.name} ({label})",
+    )
+    return backend
 
 
 def _read_ldm_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -478,26 +523,123 @@ def _drop_penultimate_extra(checkpoint: dict[str, torch.Tensor], layers: int) ->
             del checkpoint[key]
 
 
-def _check_config_folder(path: Path, config_dir: Path) -> None:
-    """The configs a single checkpoint needs, as regular readable files, before any is read."""
+def _config_files(backend: Backend) -> list[str]:
+    """The config files a single checkpoint of ``backend``'s family needs from its folder."""
+    return [
+        *(f"{name}/config.json" for name in backend.weight_components),
+        *(f"{name}/tokenizer_config.json" for name in backend.tokenizers),
+        "scheduler/scheduler_config.json",
+    ]
+
+
+def _check_config_folder(path: Path, config_dir: Path, backend: Backend) -> dict[str, Any]:
+    """The configs a single checkpoint needs, as regular readable files, before any is read;
+    returns the UNet's config."""
     if not config_dir.is_dir():
         raise TextureError(f"Config folder {config_dir} for {path.name} is not a folder")
-    absent = [name for name in CONFIG_FILES if not os.path.lexists(config_dir / name)]
+    names = _config_files(backend)
+    absent = [name for name in names if not os.path.lexists(config_dir / name)]
     if absent:
         raise TextureError(f"Config folder {config_dir} lacks {', '.join(absent)}")
-    _refuse_special_files(config_dir, COMPONENTS)
-    _require_regular_files(config_dir, list(CONFIG_FILES))
-    check_tokenizer(config_dir, read_json(config_dir / "text_encoder" / "config.json"))
+    _refuse_special_files(
+        config_dir, (*backend.weight_components, *backend.tokenizers, "scheduler")
+    )
+    _require_regular_files(config_dir, names)
+    for number, tokenizer in enumerate(backend.tokenizers):
+        encoder = "text_encoder" if number == 0 else f"text_encoder_{number + 1}"
+        check_tokenizer(config_dir, read_json(config_dir / encoder / "config.json"), tokenizer)
+    unet_config = read_json(config_dir / "unet" / "config.json")
+    try:
+        backend.check_base(config_dir, unet_config)
+    except TextureError as error:
+        raise TextureError(
+            f"{config_dir} is not {a(backend.label)} config folder for {path.name}: {error}"
+        ) from error
+    return unet_config
 
 
-def load_single_file(path: Path, config: str | None) -> StableDiffusionDepth2ImgPipeline:
-    """Build the components from ``config`` and fill them from an LDM-layout checkpoint."""
+def _text_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Converted text-encoder keys as ``module`` names them (transformers >= 5.6 flattened
+    ``CLIPTextModel``; ``position_ids`` is a buffer older checkpoints saved)."""
+    expected = set(module.state_dict())
+    fitted: dict[str, Any] = {}
+    for key, value in state.items():
+        if key not in expected and key.removeprefix("text_model.") in expected:
+            key = key.removeprefix("text_model.")
+        if key.endswith("position_ids") and key not in expected:
+            continue
+        fitted[key] = value
+    return fitted
+
+
+def _build_components(config_dir: Path, backend: Backend) -> dict[str, Any]:
+    """Random-weight components from the folder's configs (its weights, if any, are not read)."""
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    def text_config(name: str) -> CLIPTextConfig:
+        return CLIPTextConfig.from_pretrained(str(config_dir / name), local_files_only=True)
+
+    parts: dict[str, Any] = {
+        "unet": UNet2DConditionModel.from_config(
+            UNet2DConditionModel.load_config(str(config_dir / "unet"))
+        ),
+        "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(str(config_dir / "vae"))),
+        "text_encoder": CLIPTextModel(text_config("text_encoder")),
+        "scheduler": scheduler_from_config_folder(str(config_dir / "scheduler")),
+    }
+    if "text_encoder_2" in backend.weight_components:
+        parts["text_encoder_2"] = CLIPTextModelWithProjection(text_config("text_encoder_2"))
+    for name in backend.tokenizers:
+        parts[name] = CLIPTokenizer.from_pretrained(str(config_dir / name), local_files_only=True)
+    return parts
+
+
+def _convert_text(
+    parts: dict[str, Any], checkpoint: dict[str, torch.Tensor], backend: Backend
+) -> dict[str, dict[str, Any]]:
+    """Each text encoder's state from the checkpoint, with diffusers' own converters."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_open_clip_checkpoint,
+    )
+
+    def clip(prefix: str) -> dict[str, Any]:
+        own = {k: v for k, v in checkpoint.items() if k.startswith(prefix)}
+        return convert_ldm_clip_checkpoint(own, remove_prefix=prefix)
+
+    first = parts["text_encoder"]
+    if backend is SD2_DEPTH:
+        _drop_penultimate_extra(checkpoint, first.config.num_hidden_layers)
+        return {"text_encoder": convert_open_clip_checkpoint(first, checkpoint, _OPENCLIP_PREFIX)}
+    if "text_encoder_2" not in parts:
+        return {"text_encoder": clip(_CLIP_PREFIX)}
+    second = convert_open_clip_checkpoint(
+        parts["text_encoder_2"], checkpoint, prefix=_SDXL_OPENCLIP_PREFIX
+    )
+    return {"text_encoder": clip(_SDXL_CLIP_PREFIX), "text_encoder_2": second}
+
+
+def load_single_file(
+    path: Path,
+    config: str | None,
+    backend: Backend = SD2_DEPTH,
+    controlnet: FoundControlNet | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Any:
+    """Build ``backend``'s pipeline from the components in ``config`` (a diffusers folder of
+    that family) and fill them strictly from an LDM-layout checkpoint, offline.
+
+    diffusers' ``from_single_file`` would also do this, but it loads what it can match and only
+    warns about the rest; here every missing, unexpected or mis-shaped tensor is an error."""
     from diffusers.loaders.single_file_utils import (
         convert_ldm_unet_checkpoint,
         convert_ldm_vae_checkpoint,
-        convert_open_clip_checkpoint,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     if not os.path.lexists(path):
         raise TextureError(f"Checkpoint file not found: {path}")
@@ -506,59 +648,47 @@ def load_single_file(path: Path, config: str | None) -> StableDiffusionDepth2Img
     if not config:
         raise TextureError(
             f"{path.name} is a single checkpoint file: also give a config folder (a diffusers "
-            "layout folder of the SD2 depth model with unet/, vae/, text_encoder/, tokenizer/ "
-            "and scheduler/ configs)"
+            f"layout folder of {a(backend.label)} model with {', '.join(_config_folders(backend))} "
+            "configs)"
         )
     config_dir = Path(config).expanduser()
-    _check_config_folder(path, config_dir)
+    _check_config_folder(path, config_dir, backend)
     try:
         with out_of_memory("building the model"):
-            unet = UNet2DConditionModel.from_config(
-                UNet2DConditionModel.load_config(str(config_dir / "unet"))
-            )
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(config_dir / "vae")))
-            text_encoder = CLIPTextModel(
-                CLIPTextConfig.from_pretrained(
-                    str(config_dir / "text_encoder"), local_files_only=True
-                )
-            )
-            tokenizer = CLIPTokenizer.from_pretrained(
-                str(config_dir / "tokenizer"), local_files_only=True
-            )
-            scheduler = scheduler_from_config_folder(str(config_dir / "scheduler"))
+            parts = _build_components(config_dir, backend)
     except TextureError:
         raise
     except Exception as error:
         raise TextureError(
             f"Could not read the configs in {config_dir}: {first_line(error)}"
         ) from error
-    if unet.config.in_channels != 5:
-        raise TextureError(f"{config_dir} is not a Stable Diffusion 2 depth config")
 
     checkpoint = _read_ldm_checkpoint(path)
-    _drop_penultimate_extra(checkpoint, text_encoder.config.num_hidden_layers)
     try:
-        unet_state = convert_ldm_unet_checkpoint(checkpoint, unet.config, extract_ema=True)
-        vae_state = convert_ldm_vae_checkpoint(checkpoint, vae.config)
-        text_state = convert_open_clip_checkpoint(text_encoder, checkpoint, prefix=_OPENCLIP_PREFIX)
+        states = {
+            "UNet": convert_ldm_unet_checkpoint(checkpoint, parts["unet"].config, extract_ema=True),
+            "VAE": convert_ldm_vae_checkpoint(checkpoint, parts["vae"].config),
+        }
+        text_states = _convert_text(parts, checkpoint, backend)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as error:
         raise TextureError(
-            f"{path.name} is not an SD2 depth checkpoint in the original (LDM) layout: "
+            f"{path.name} is not {a(backend.label)} checkpoint in the original (LDM) layout: "
             f"{first_line(error)}"
         ) from error
-    if not hasattr(text_encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
-        text_state = {k.removeprefix("text_model."): v for k, v in text_state.items()}
-    load_strict(unet, unet_state, "UNet", path)
-    load_strict(vae, vae_state, "VAE", path)
-    load_strict(text_encoder, text_state, "text encoder", path)
     del checkpoint
-    logger.info("Converted %s with the configs in %s", path, config_dir)
-    return StableDiffusionDepth2ImgPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=tokenizer,
-        unet=unet.eval(),
-        scheduler=scheduler,
-        depth_estimator=None,
-        feature_extractor=None,
-    )
+    load_strict(parts["unet"], states["UNet"], "UNet", path)
+    load_strict(parts["vae"], states["VAE"], "VAE", path)
+    for name, state in text_states.items():
+        what = "second text encoder" if name == "text_encoder_2" else "text encoder"
+        load_strict(parts[name], _text_state(parts[name], state), what, path)
+    for name in backend.weight_components:
+        parts[name].eval()
+    logger.info("Converted %s (%s) with the configs in %s", path, backend.name, config_dir)
+    if controlnet is not None:
+        with out_of_memory("loading the ControlNet"):
+            parts["controlnet"] = load_controlnet(controlnet, dtype)
+    return backend.pipeline_class(**parts, **backend.extra_parts())
+
+
+def _config_folders(backend: Backend) -> list[str]:
+    return [f"{name}/" for name in (*backend.weight_components, *backend.tokenizers, "scheduler")]

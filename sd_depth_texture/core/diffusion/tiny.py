@@ -84,33 +84,8 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionDepth2ImgPipeline:
             use_linear_projection=True,
             norm_num_groups=8,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            block_out_channels=(8, 8, 16, 16),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=1,
-            norm_num_groups=4,
-            sample_size=64,
-            scaling_factor=0.18215,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=MAX_TOKENS,
-                projection_dim=32,
-                hidden_act="gelu",
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        vae = tiny_vae()
+        (text_encoder,) = tiny_text_encoders(tokenizer, 32, with_projection=False)
     finally:
         torch.random.set_rng_state(generator_state)
     pipe = StableDiffusionDepth2ImgPipeline(
@@ -126,7 +101,7 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionDepth2ImgPipeline:
     return pipe
 
 
-def _tiny_text_encoders(tokenizer: CLIPTokenizer, hidden: int, *, with_projection: bool):
+def tiny_text_encoders(tokenizer: CLIPTokenizer, hidden: int, *, with_projection: bool):
     """The CLIP text encoder (and SDXL's second, with its projection) of the tiny models."""
     from transformers import CLIPTextModelWithProjection
 
@@ -147,7 +122,8 @@ def _tiny_text_encoders(tokenizer: CLIPTokenizer, hidden: int, *, with_projectio
     return (first, CLIPTextModelWithProjection(config).eval()) if with_projection else (first,)
 
 
-def _tiny_vae() -> AutoencoderKL:
+def tiny_vae() -> AutoencoderKL:
+    """Four blocks, so the scale factor is 8 like the real VAE's."""
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -234,8 +210,8 @@ def build_tiny_controlnet_pipeline(family: str, seed: int = 0):
                 conditioning_embedding_out_channels=_CONDITIONING_CHANNELS, **shape
             ).eval()
         _wake_zero_convolutions(controlnet)
-        encoders = _tiny_text_encoders(tokenizer, 32, with_projection=xl)
-        vae = _tiny_vae()
+        encoders = tiny_text_encoders(tokenizer, 32, with_projection=xl)
+        vae = tiny_vae()
     finally:
         torch.random.set_rng_state(generator_state)
     scheduler = PNDMScheduler(**SD2_SCHEDULER_CONFIG)

@@ -20,9 +20,8 @@ from diffusers import (
     StableDiffusionUpscalePipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel
 
-from .tiny import MAX_TOKENS, build_tiny_tokenizer
+from .tiny import build_tiny_tokenizer, tiny_text_encoders, tiny_vae
 
 #: What the appearance model predicts and in which space (its model_index.json's entry).
 APPEARANCE_TARGETS = {
@@ -35,25 +34,6 @@ APPEARANCE_TARGETS = {
     "roughness": {"prediction_space": "linear", "up_to_scale": False},
     "metallicity": {"prediction_space": "linear", "up_to_scale": False},
 }
-
-
-def _tiny_vae() -> AutoencoderKL:
-    """Four blocks, so the scale factor is 8 like the real VAE's."""
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1, norm_num_groups=4, sample_size=64, scaling_factor=0.18215,
-    )  # fmt: skip
-
-
-def _tiny_text_encoder(vocabulary: int, tokenizer) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=vocabulary, hidden_size=32, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=MAX_TOKENS, projection_dim=32,
-        hidden_act="gelu", bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    return CLIPTextModel(config)
 
 
 def build_tiny_marigold(seed: int = 0) -> MarigoldIntrinsicsPipeline:
@@ -71,8 +51,8 @@ def build_tiny_marigold(seed: int = 0) -> MarigoldIntrinsicsPipeline:
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
             attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=8,
         )  # fmt: skip
-        vae = _tiny_vae()
-        text_encoder = _tiny_text_encoder(len(tokenizer), tokenizer)
+        vae = tiny_vae()
+        text_encoder = tiny_text_encoders(tokenizer, 32, with_projection=False)[0]
     finally:
         torch.random.set_rng_state(state)
     scheduler = DDIMScheduler(
@@ -105,8 +85,8 @@ def build_tiny_latent_upscaler(seed: int = 0) -> StableDiffusionLatentUpscalePip
             resnet_time_scale_shift="scale_shift", time_embedding_type="fourier",
             timestep_post_act="gelu", up_block_types=("KCrossAttnUpBlock2D",) * 3 + ("KUpBlock2D",),
         )  # fmt: skip
-        vae = _tiny_vae()
-        text_encoder = _tiny_text_encoder(len(tokenizer), tokenizer)
+        vae = tiny_vae()
+        text_encoder = tiny_text_encoders(tokenizer, 32, with_projection=False)[0]
     finally:
         torch.random.set_rng_state(state)
     pipe = StableDiffusionLatentUpscalePipeline(
@@ -139,7 +119,7 @@ def build_tiny_x4_upscaler(seed: int = 0) -> StableDiffusionUpscalePipeline:
             latent_channels=4, layers_per_block=1, norm_num_groups=8, scaling_factor=0.08333,
             mid_block_add_attention=False,
         )  # fmt: skip
-        text_encoder = _tiny_text_encoder(len(tokenizer), tokenizer)
+        text_encoder = tiny_text_encoders(tokenizer, 32, with_projection=False)[0]
     finally:
         torch.random.set_rng_state(state)
     pipe = StableDiffusionUpscalePipeline(

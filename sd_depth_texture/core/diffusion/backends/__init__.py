@@ -21,6 +21,15 @@ _REGISTRY: dict[str, Backend] = {}
 _imported = False
 
 #: What messages call each ControlNet kind.
+# Labels read as letters ("an SDXL model"); every other label takes "a".
+_READ_AS_LETTERS = ("SD2", "SDXL")
+
+
+def a(label: str) -> str:
+    """``label`` with its indefinite article, as messages name a family: "an SDXL", "a FLUX"."""
+    return f"{'an' if label.startswith(_READ_AS_LETTERS) else 'a'} {label}"
+
+
 CONTROLNET_LABELS = {
     "sd": "Stable Diffusion 1.5",
     "sdxl": "SDXL",
@@ -111,7 +120,7 @@ def choose(
         wanted = " or ".join(CONTROLNET_LABELS[b.controlnet_kind] for b in candidates)
         raise SettingError(
             "controlnet", None, "a depth ControlNet",
-            f"{where} is a {label} model: it follows depth through a {wanted} depth "
+            f"{where} is {a(label)} model: it follows depth through {a(wanted)} depth "
             "ControlNet; give one with {name}",
         )  # fmt: skip
     if all(b.controlnet_kind is None for b in candidates):
@@ -123,7 +132,7 @@ def choose(
     raise SettingError(
         "controlnet", kind, wanted,
         f"The ControlNet in {{name}} is for {CONTROLNET_LABELS.get(kind, kind)}, the model "
-        f"{where} is {label}: give a {wanted} depth ControlNet",
+        f"{where} is {label}: give {a(wanted)} depth ControlNet",
     )  # fmt: skip
 
 
