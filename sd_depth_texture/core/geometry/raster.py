@@ -9,7 +9,11 @@ covered pixels and there is no Python loop per triangle or pixel.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,6 +26,9 @@ _ROWS_PER_CHUNK = 262_144
 _PIXELS_PER_BAND = 1 << 19
 _EDGE_EPS = 1e-5
 _EMPTY_KEY = np.iinfo(np.int64).max
+# Threads for the UV layout's independent parts (numpy's takes, repeats and arithmetic release
+# the GIL); results are used in the order of the parts, so they are the same as on one thread.
+_WORKERS = min(os.cpu_count() or 1, 2)
 
 
 @dataclass
@@ -257,33 +264,42 @@ def rasterize(
         if nearest_wins
         else np.full(width * height, NO_TRIANGLE, dtype=np.int32)
     )
-    heights = live.heights
-    splits = np.searchsorted(
-        np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
-    )
-    for chunk in np.split(np.arange(live.ids.size), splits):
-        if chunk.size:
+    chunks = _row_chunks(live)
+    if nearest_wins:
+        for chunk in chunks:
             _rasterize_rows(chunk, live, bounds, depth, width, best)
+    else:
+        # Any covering triangle wins: each chunk's pixels are found on the threads and written
+        # here in chunk order, so the last triangle drawn on a pixel wins as on one thread.
+        owners = functools.partial(_row_owners, live=live, bounds=bounds, width=width)
+        for pixel, owner in in_threads(owners, chunks):
+            best[pixel] = owner
+        del owners
 
     del bounds, depth  # their memory serves the results below
     empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
     covered = best != empty
     # Resolve the covered pixels in bands of rows, so the temporaries stay small, each band
-    # written straight into its place in the results.
-    total = np.count_nonzero(covered)
+    # written straight into its place in the results (the bands are disjoint, so they share
+    # the threads).
+    band = max(1, _PIXELS_PER_BAND // width)
+    tops = range(0, height, band)
+    ends = np.cumsum([np.count_nonzero(covered[t * width : (t + band) * width]) for t in tops])
+    total = int(ends[-1]) if len(ends) else 0
     pixel = np.empty(total, dtype=np.intp)
     pixel_triangle = np.empty(total, dtype=np.int32)
     b0, b1 = np.empty(total, dtype=np.float32), np.empty(total, dtype=np.float32)
     all_live = live.ids.size == triangles.shape[0]
-    band = max(1, _PIXELS_PER_BAND // width)
-    start = 0
-    for top in range(0, height, band):
+
+    def resolve(number: int) -> None:
+        top = tops[number]
         part = _resolve_band(best[top * width : (top + band) * width], covered, top, width, live)
-        end = start + part[0].size
-        pixel[start:end] = part[0]
-        pixel_triangle[start:end] = part[1] if all_live else np.take(live.ids, part[1])
-        b0[start:end], b1[start:end] = part[2], part[3]
-        start = end
+        at = slice(int(ends[number]) - part[0].size, int(ends[number]))
+        pixel[at] = part[0]
+        pixel_triangle[at] = part[1] if all_live else np.take(live.ids, part[1])
+        b0[at], b1[at] = part[2], part[3]
+
+    list(in_threads(resolve, range(len(tops))))
     return Raster(
         width=width,
         height=height,
@@ -301,14 +317,28 @@ def coverage_counts(xy: np.ndarray, triangles: np.ndarray, width: int, height: i
     live = _live_triangles(xy, triangles, width, height)
     bounds = _row_bounds(live)
     counts = np.zeros(width * height, dtype=np.int32)
+    for chunk in _row_chunks(live):
+        _rasterize_rows(chunk, live, bounds, None, width, counts, count=True)
+    return counts
+
+
+def _row_chunks(live: _Triangles) -> list[np.ndarray]:
+    """The live triangles in consecutive chunks of about :data:`_ROWS_PER_CHUNK` rows."""
     heights = live.heights
     splits = np.searchsorted(
         np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
     )
-    for chunk in np.split(np.arange(live.ids.size), splits):
-        if chunk.size:
-            _rasterize_rows(chunk, live, bounds, None, width, counts, count=True)
-    return counts
+    return [chunk for chunk in np.split(np.arange(live.ids.size), splits) if chunk.size]
+
+
+def in_threads(work: Callable, parts: Iterable) -> Iterator:
+    """``work`` on each part, on :data:`_WORKERS` threads, the results in the parts' order."""
+    parts = list(parts)
+    if _WORKERS < 2 or len(parts) < 2:
+        yield from map(work, parts)
+        return
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        yield from pool.map(work, parts)
 
 
 def _resolve_band(
@@ -367,8 +397,39 @@ def _rasterize_rows(
     On each row the covered span is the intersection of the triangle's half-planes; only
     pixels inside it are ever generated. With ``depth`` (the key at each triangle's top-left
     pixel, and its steps per row and column) the nearest triangle wins each pixel; with
-    ``count``, ``best`` counts the triangles covering each pixel instead.
+    ``count`` (or without ``depth``), ``best`` counts the triangles covering each pixel
+    instead. (Without a depth, :func:`rasterize` uses :func:`_row_owners`.)
     """
+    pixel, counts, tri, k, first, run_start = _row_pixels(chunk, live, bounds, width)
+    if count or depth is None:
+        best += np.bincount(pixel, minlength=best.size).astype(np.int32)
+        return
+    at_base, step_row, step_column = depth
+    along = np.take(step_column, tri)
+    at_row = np.take(at_base, tri)
+    at_row += np.take(step_row, tri) * k
+    at_row += along * first.astype(np.float32)
+    column = np.arange(pixel.size, dtype=np.intp) - np.repeat(run_start, counts)
+    key = np.repeat(along, counts) * column.astype(np.float32)
+    key += np.repeat(at_row, counts)
+    owner = np.repeat(tri, counts)
+    np.minimum.at(best, pixel, (_order_key(key) << 32) | owner)
+
+
+def _row_owners(
+    chunk: np.ndarray, live: _Triangles, bounds: tuple[np.ndarray, ...], width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's covered pixels and the live triangle covering each (int32), in drawing order."""
+    pixel, counts, tri, *_ = _row_pixels(chunk, live, bounds, width)
+    return pixel, np.repeat(tri.astype(np.int32), counts)
+
+
+def _row_pixels(
+    chunk: np.ndarray, live: _Triangles, bounds: tuple[np.ndarray, ...], width: int
+) -> tuple[np.ndarray, ...]:
+    """Triangles to rows, rows to exactly their covered pixels: the pixels, the pixel count of
+    each row, and per row its triangle, row within it (float32), first column and the offset
+    of its pixels among the chunk's."""
     heights = live.heights[chunk]
     tri = np.repeat(chunk, heights)
     row = np.repeat(np.cumsum(heights) - heights, heights)  # each row's offset in the chunk
@@ -391,19 +452,4 @@ def _rasterize_rows(
     run_start = np.cumsum(counts) - counts
     pixel = np.repeat(start - run_start, counts)
     pixel += np.arange(pixel.size, dtype=np.intp)
-    if count:
-        best += np.bincount(pixel, minlength=best.size).astype(np.int32)
-        return
-    if depth is None:
-        best[pixel] = np.repeat(tri.astype(np.int32), counts)
-        return
-    at_base, step_row, step_column = depth
-    along = np.take(step_column, tri)
-    at_row = np.take(at_base, tri)
-    at_row += np.take(step_row, tri) * k
-    at_row += along * first.astype(np.float32)
-    column = np.arange(pixel.size, dtype=np.intp) - np.repeat(run_start, counts)
-    key = np.repeat(along, counts) * column.astype(np.float32)
-    key += np.repeat(at_row, counts)
-    owner = np.repeat(tri, counts)
-    np.minimum.at(best, pixel, (_order_key(key) << 32) | owner)
+    return pixel, counts, tri, k, first, run_start
