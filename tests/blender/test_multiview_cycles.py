@@ -277,11 +277,22 @@ def near_grey(pixels: np.ndarray) -> np.ndarray:
 
 
 def assert_filled(run: Run, reference: np.ndarray) -> None:
-    """Every island texel has colour (alpha 1) and none is left at the unfilled grey."""
+    """Every island texel has colour (alpha 1), and none the views did not see (the texels the
+    fill colours) is left at the unfilled grey.
+
+    Texels a view saw are left out of the grey test: a projected colour may round to the grey
+    itself (measured: one texel of 515,125 on the cow under Blender 4.2, between a bright and a
+    dark texel); how close they are to the truth is what the PSNR figures measure.
+    """
     island = run.island
     assert np.all(run.written[..., 3][island] == 1.0), "island texels left without colour"
-    grey = near_grey(run.written[..., :3]) & island & ~near_grey(reference)
-    assert not grey.any(), f"{int(grey.sum())} island texels still hold the unfilled grey"
+    size = run.surface.size
+    seen = np.zeros(size * size, dtype=bool)
+    seen[run.surface.texel[run.seen]] = True
+    unseen = island & ~seen.reshape(size, size)
+    assert unseen.any(), "no unseen texel left to check the fill on"
+    grey = near_grey(run.written[..., :3]) & unseen & ~near_grey(reference)
+    assert not grey.any(), f"{int(grey.sum())} unseen island texels still hold the unfilled grey"
 
 
 def field_reference(run: Run) -> np.ndarray:
