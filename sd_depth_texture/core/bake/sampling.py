@@ -19,13 +19,19 @@ def _bilinear_corners(
 
     In the order top-left, top-right, bottom-left, bottom-right; pixel centres at i + 0.5.
     """
-    x = np.clip(xy[:, 0] - 0.5, 0, width - 1).astype(np.float32)
-    y = np.clip(xy[:, 1] - 0.5, 0, height - 1).astype(np.float32)
-    x0 = np.minimum(x.astype(np.intp), max(width - 2, 0))
-    y0 = np.minimum(y.astype(np.intp), max(height - 2, 0))
-    fx, fy = x - x0.astype(np.float32), y - y0.astype(np.float32)
+    # In place where the result is the same: this runs on every texel a view paints.
+    x, y = xy[:, 0] - 0.5, xy[:, 1] - 0.5
+    np.clip(x, 0, width - 1, out=x)
+    np.clip(y, 0, height - 1, out=y)
+    x, y = x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+    x0 = x.astype(np.intp)
+    np.minimum(x0, max(width - 2, 0), out=x0)
+    top_left = y.astype(np.intp)
+    np.minimum(top_left, max(height - 2, 0), out=top_left)
+    fx, fy = x - x0.astype(np.float32), y - top_left.astype(np.float32)
     gx, gy = 1.0 - fx, 1.0 - fy
-    top_left = y0 * width + x0
+    top_left *= width
+    top_left += x0
     step_x, step_y = (1 if width > 1 else 0), (width if height > 1 else 0)
     index = [top_left, top_left + step_x, top_left + step_y, top_left + (step_x + step_y)]
     return index, [gx * gy, fx * gy, gx * fy, fx * fy]
@@ -49,7 +55,12 @@ def _gather(image: np.ndarray, index: list[np.ndarray], weight: list[np.ndarray]
 
     result = pick(index[0]) * weight[0][:, None]
     for at, scale in zip(index[1:], weight[1:], strict=True):
-        result += pick(at) * scale[:, None]
+        picked = pick(at)
+        if picked.dtype == result.dtype:  # weighted in place, the same products
+            picked *= scale[:, None]
+            result += picked
+        else:
+            result += picked * scale[:, None]
     return result.astype(np.float32, copy=False).reshape((-1, *image.shape[2:]))
 
 

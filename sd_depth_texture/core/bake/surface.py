@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from ..geometry.mesh import digest_arrays
-from ..geometry.raster import barycentric_columns, coverage_counts, rasterize
+from ..geometry.raster import barycentric_columns, coverage_counts, in_threads, rasterize
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +64,18 @@ def texel_surface(
     # Per triangle: corner 2 and the edges to corners 0 and 1, one flat column per axis, so
     # each texel is corner 2 + b0 * edge 0 + b1 * edge 1, gathered with cheap 1-D takes.
     corner, edge0, edge1 = _triangle_frames(vertices, triangles)
-    texel_triangle = triangle.astype(np.intp)
-    b0, b1 = raster.pixel_weights
+    frames = [[column.astype(np.float32) for column in axes] for axes in (edge0, edge1, corner)]
     position = np.empty((triangle.size, 3), dtype=np.float32)
-    # Two scratch columns serve every axis: fresh memory costs as much as the arithmetic.
-    value = np.empty(triangle.size, dtype=np.float32)
-    along = np.empty(triangle.size, dtype=np.float32)
-    for axis in range(3):
-        np.take(edge0[axis].astype(np.float32), texel_triangle, out=value, mode="clip")
-        value *= b0
-        np.take(edge1[axis].astype(np.float32), texel_triangle, out=along, mode="clip")
-        along *= b1
-        value += along
-        np.take(corner[axis].astype(np.float32), texel_triangle, out=along, mode="clip")
-        value += along
-        position[:, axis] = value
-    del value, along
+    # The texels in two halves, one per thread (the halves are disjoint).
+    halves = (slice(0, triangle.size // 2), slice(triangle.size // 2, triangle.size))
+    list(
+        in_threads(
+            lambda half: _texel_positions(
+                frames, triangle[half], raster.pixel_weights, half, position
+            ),
+            halves,
+        )
+    )
     normal = _unit_normals(edge0, edge1)
     offset = normal[:, 0] * corner[0]
     scratch = normal[:, 1] * corner[1]
@@ -95,6 +91,32 @@ def texel_surface(
         triangle_normal=normal,
         triangle_offset=offset,
     )
+
+
+def _texel_positions(
+    frames: list[list[np.ndarray]],
+    triangle: np.ndarray,
+    weights: tuple[np.ndarray, np.ndarray],
+    part: slice,
+    position: np.ndarray,
+) -> None:
+    """Fill ``position[part]``: corner 2 + b0 * edge 0 + b1 * edge 1 of each texel's triangle,
+    from ``frames`` (float32 columns per axis of edge 0, edge 1 and corner 2)."""
+    edge0, edge1, corner = frames
+    texel_triangle = triangle.astype(np.intp)
+    b0, b1 = (weight[part] for weight in weights)
+    # Two scratch columns serve every axis: fresh memory costs as much as the arithmetic.
+    value = np.empty(triangle.size, dtype=np.float32)
+    along = np.empty(triangle.size, dtype=np.float32)
+    for axis in range(3):
+        np.take(edge0[axis], texel_triangle, out=value, mode="clip")
+        value *= b0
+        np.take(edge1[axis], texel_triangle, out=along, mode="clip")
+        along *= b1
+        value += along
+        np.take(corner[axis], texel_triangle, out=along, mode="clip")
+        value += along
+        position[part, axis] = value
 
 
 def _pixel_uv(uv: np.ndarray, size: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry.depth import DepthCapture
+from ..geometry.raster import in_threads
 from .surface import TexelSurface
 
 # Surfaces seen more obliquely than this are rejected; up to FULL_ANGLE they are fully written.
@@ -23,8 +24,9 @@ DEPTH_TOLERANCE = 0.001
 # ...and this many pixels' worth of depth, for the neighbouring triangles of a curved surface.
 SURFACE_SLACK = 0.5
 
-# Texels projected at a time: big enough to vectorise well, small enough to reuse memory.
-_TEXELS_PER_BLOCK = 1 << 20
+# Texels projected at a time: big enough to vectorise well, small enough to reuse memory, and
+# several blocks for the threads to share on a 2048^2 layout.
+_TEXELS_PER_BLOCK = 1 << 19
 
 DEPTH_EDGE_RATIO = 0.03  # neighbouring depths differing by more than this mark an edge
 
@@ -72,12 +74,13 @@ def texel_facing(
     along = np.take(per_triangle, np.take(surface.triangle, index))
     if view.is_orthographic:
         return along
-    eye = view.eye
-    squared = np.zeros(index.size, dtype=np.float32)
-    for axis in range(3):
-        offset = np.take(surface.position[:, axis], index)
-        offset -= np.float32(eye[axis])
-        squared += offset * offset
+    # The texels' points in one take of whole rows (a take from one column of ``position``
+    # would first copy that column whole, for every block of texels).
+    offset = np.take(surface.position, index, axis=0)
+    offset -= view.eye.astype(np.float32)
+    squared = offset[:, 0] * offset[:, 0]
+    for axis in (1, 2):
+        squared += offset[:, axis] * offset[:, axis]
     distance = np.sqrt(squared)
     np.maximum(distance, 1e-12, out=distance)
     return along / distance
@@ -89,14 +92,20 @@ def seen_texels(surface: TexelSurface, capture: DepthCapture) -> SeenTexels:
     Sidedness is ignored (|cos|): Blender shows both sides of a face with one texture, and the
     depth test already hides the far side of closed meshes. The Z-buffer's surface is evaluated at
     each texel's exact sub-pixel position, so the test needs only a tight tolerance. Texels go
-    through in blocks, which keeps the temporaries small enough to be reused, not re-faulted.
+    through in blocks, which keeps the temporaries small enough to be reused, not re-faulted,
+    shared by two threads (the blocks are independent and joined in order).
     """
     count = surface.texel.size
     per_triangle = triangle_facing(capture.view, surface)
-    blocks = [
-        _seen_block(surface, capture, per_triangle, start, min(start + _TEXELS_PER_BLOCK, count))
-        for start in range(0, count, _TEXELS_PER_BLOCK)
-    ] or [_seen_block(surface, capture, per_triangle, 0, 0)]
+    capture.pixel_depth_planes()  # made once here, not by each thread
+    blocks = list(
+        in_threads(
+            lambda start: _seen_block(
+                surface, capture, per_triangle, start, min(start + _TEXELS_PER_BLOCK, count)
+            ),
+            range(0, count, _TEXELS_PER_BLOCK),
+        )
+    ) or [_seen_block(surface, capture, per_triangle, 0, 0)]
     if len(blocks) == 1:
         return blocks[0]
     return SeenTexels(

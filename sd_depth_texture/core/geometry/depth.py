@@ -146,12 +146,19 @@ class DepthCapture:
         The covering triangle of each point's pixel is evaluated at the point itself rather
         than at the pixel centre, so a slanted surface compares exactly with itself.
         """
-        x, y = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
-        col = np.clip(x.astype(np.intp), 0, self.view.width - 1)
-        row = np.clip(y.astype(np.intp), 0, self.view.height - 1)
-        dx = x - col.astype(np.float32) - np.float32(0.5)
-        dy = y - row.astype(np.float32) - np.float32(0.5)
-        pixel = row * self.view.width + col
+        # In place throughout: this runs on every texel a view may see (millions).
+        dx, dy = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
+        col = dx.astype(np.intp)
+        np.clip(col, 0, self.view.width - 1, out=col)
+        pixel = dy.astype(np.intp)
+        np.clip(pixel, 0, self.view.height - 1, out=pixel)
+        dx -= col.astype(np.float32)
+        dx -= np.float32(0.5)
+        dy -= pixel.astype(np.float32)
+        dy -= np.float32(0.5)
+        pixel *= self.view.width
+        pixel += col
+        del col
         at_centre, slope_x, slope_y = (np.take(plane, pixel) for plane in self.pixel_depth_planes())
         slope_x *= dx
         slope_y *= dy

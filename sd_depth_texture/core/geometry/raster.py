@@ -9,7 +9,11 @@ covered pixels and there is no Python loop per triangle or pixel.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,6 +26,9 @@ _ROWS_PER_CHUNK = 262_144
 _PIXELS_PER_BAND = 1 << 19
 _EDGE_EPS = 1e-5
 _EMPTY_KEY = np.iinfo(np.int64).max
+# Threads for the UV layout's independent parts (numpy's takes, repeats and arithmetic release
+# the GIL); results are used in the order of the parts, so they are the same as on one thread.
+_WORKERS = min(os.cpu_count() or 1, 2)
 
 
 @dataclass
@@ -109,42 +116,85 @@ class _Triangles:
 
 def _live_triangles(xy: np.ndarray, triangles: np.ndarray, width: int, height: int) -> _Triangles:
     """Triangles whose bounding box holds a pixel centre and whose area is not zero."""
+    # Every step writes into arrays it owns (in place): at a million triangles each fresh
+    # float64 column is 8 MB of memory to fault in, as much work as the arithmetic on it.
     x_of, y_of = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
-    xs = [np.take(x_of, triangles[:, k]) for k in range(3)]
-    ys = [np.take(y_of, triangles[:, k]) for k in range(3)]
-    x_min = np.ceil(np.minimum(np.minimum(xs[0], xs[1]), xs[2]) - 0.5).clip(0, width)
-    x_max = np.floor(np.maximum(np.maximum(xs[0], xs[1]), xs[2]) - 0.5).clip(-1, width - 1)
-    y_min = np.ceil(np.minimum(np.minimum(ys[0], ys[1]), ys[2]) - 0.5).clip(0, height)
-    y_max = np.floor(np.maximum(np.maximum(ys[0], ys[1]), ys[2]) - 0.5).clip(-1, height - 1)
+    corners = [np.ascontiguousarray(triangles[:, k]) for k in range(3)]
+    xs = [np.take(x_of, corner) for corner in corners]
+    ys = [np.take(y_of, corner) for corner in corners]
+    del corners
+    x_min, x_max = _pixel_range(xs, width)
+    y_min, y_max = _pixel_range(ys, height)
     with np.errstate(over="ignore", invalid="ignore"):  # a corner at NaN or inf: dropped below
-        edge_x = [(xs[k] - xs[2]).astype(np.float32) for k in range(2)]
-        edge_y = [(ys[k] - ys[2]).astype(np.float32) for k in range(2)]
-        area = edge_x[0] * edge_y[1] - edge_x[1] * edge_y[0]
+        edge_x = [_float32_difference(xs[k], xs[2]) for k in range(2)]
+        edge_y = [_float32_difference(ys[k], ys[2]) for k in range(2)]
+        area = edge_x[0] * edge_y[1]
+        area -= edge_x[1] * edge_y[0]
     live = (x_max >= x_min) & (y_max >= y_min) & (area != 0) & np.isfinite(area)
     ids = np.flatnonzero(live)
-    if ids.size < live.size:
-        xs[2], ys[2], x_min, x_max, y_min, y_max, area = (
-            np.take(values, ids) for values in (xs[2], ys[2], x_min, x_max, y_min, y_max, area)
-        )
+    del live
+    corner_x, corner_y = xs[2], ys[2]
+    del xs, ys
+    if ids.size < area.size:
+        # One column at a time, each dropped as its live part is taken.
+        corner_x, corner_y = np.take(corner_x, ids), np.take(corner_y, ids)
+        x_min, x_max = np.take(x_min, ids), np.take(x_max, ids)
+        y_min, y_max = np.take(y_min, ids), np.take(y_max, ids)
+        area = np.take(area, ids)
         edge_x = [np.take(values, ids) for values in edge_x]
         edge_y = [np.take(values, ids) for values in edge_y]
     # (x - x2, y - y2) = b0 * edge 0 + b1 * edge 1, solved for b0 and b1.
     inverse = np.reciprocal(area)
     a0, c0 = edge_y[1] * inverse, -edge_x[1] * inverse
     a1, c1 = -edge_y[0] * inverse, edge_x[0] * inverse
+    del inverse, area, edge_x, edge_y
     top = y_min.astype(np.intp)
+    base = top * width
+    base += x_min.astype(np.intp)
+    heights = y_max.astype(np.intp)
+    heights -= top
+    heights += 1
+    del top
+    x_max -= x_min
+    x_min += 0.5
+    x_min -= corner_x
+    y_min += 0.5
+    y_min -= corner_y
     return _Triangles(
         ids=ids,
-        corner_x=xs[2].astype(np.float32),
-        corner_y=ys[2].astype(np.float32),
+        corner_x=corner_x.astype(np.float32),
+        corner_y=corner_y.astype(np.float32),
         a=(a0, a1, -a0 - a1),
         c=(c0, c1, -c0 - c1),
-        base=top * width + x_min.astype(np.intp),
-        heights=y_max.astype(np.intp) - top + 1,
-        last_column=(x_max - x_min).astype(np.float32),
-        ref_x=(x_min + 0.5 - xs[2]).astype(np.float32),
-        ref_y=(y_min + 0.5 - ys[2]).astype(np.float32),
+        base=base,
+        heights=heights,
+        last_column=x_max.astype(np.float32),
+        ref_x=x_min.astype(np.float32),
+        ref_y=y_min.astype(np.float32),
     )
+
+
+def _pixel_range(coordinates: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last pixel centre (float64) inside the triangles' extent along one axis,
+    clipped to the image: first at most ``size``, last at least -1 (first > last: none)."""
+    first = np.minimum(coordinates[0], coordinates[1])
+    np.minimum(first, coordinates[2], out=first)
+    first -= 0.5
+    np.ceil(first, out=first)
+    np.clip(first, 0, size, out=first)
+    last = np.maximum(coordinates[0], coordinates[1])
+    np.maximum(last, coordinates[2], out=last)
+    last -= 0.5
+    np.floor(last, out=last)
+    np.clip(last, -1, size - 1, out=last)
+    return first, last
+
+
+def _float32_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b).astype(np.float32)`` without the float64 temporary (rounded the same way)."""
+    difference = np.empty(a.shape, dtype=np.float32)
+    np.subtract(a, b, out=difference, casting="same_kind")
+    return difference
 
 
 def _row_bounds(live: _Triangles) -> tuple[np.ndarray, ...]:
@@ -214,29 +264,47 @@ def rasterize(
         if nearest_wins
         else np.full(width * height, NO_TRIANGLE, dtype=np.int32)
     )
-    heights = live.heights
-    splits = np.searchsorted(
-        np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
-    )
-    for chunk in np.split(np.arange(live.ids.size), splits):
-        if chunk.size:
+    chunks = _row_chunks(live)
+    if nearest_wins:
+        for chunk in chunks:
             _rasterize_rows(chunk, live, bounds, depth, width, best)
+    else:
+        # Any covering triangle wins: each chunk's pixels are found on the threads and written
+        # here in chunk order, so the last triangle drawn on a pixel wins as on one thread.
+        owners = functools.partial(_row_owners, live=live, bounds=bounds, width=width)
+        for pixel, owner in in_threads(owners, chunks):
+            best[pixel] = owner
+        del owners
 
+    del bounds, depth  # their memory serves the results below
     empty = _EMPTY_KEY if nearest_wins else NO_TRIANGLE
     covered = best != empty
-    # Resolve the covered pixels in bands of rows, so the temporaries stay small.
+    # Resolve the covered pixels in bands of rows, so the temporaries stay small, each band
+    # written straight into its place in the results (the bands are disjoint, so they share
+    # the threads).
     band = max(1, _PIXELS_PER_BAND // width)
-    parts = [
-        _resolve_band(best[top * width : (top + band) * width], covered, top, width, live)
-        for top in range(0, height, band)
-    ]
-    pixel, live_index, b0, b1 = (np.concatenate(column) for column in zip(*parts, strict=True))
+    tops = range(0, height, band)
+    ends = np.cumsum([np.count_nonzero(covered[t * width : (t + band) * width]) for t in tops])
+    total = int(ends[-1]) if len(ends) else 0
+    pixel = np.empty(total, dtype=np.intp)
+    pixel_triangle = np.empty(total, dtype=np.int32)
+    b0, b1 = np.empty(total, dtype=np.float32), np.empty(total, dtype=np.float32)
     all_live = live.ids.size == triangles.shape[0]
+
+    def resolve(number: int) -> None:
+        top = tops[number]
+        part = _resolve_band(best[top * width : (top + band) * width], covered, top, width, live)
+        at = slice(int(ends[number]) - part[0].size, int(ends[number]))
+        pixel[at] = part[0]
+        pixel_triangle[at] = part[1] if all_live else np.take(live.ids, part[1])
+        b0[at], b1[at] = part[2], part[3]
+
+    list(in_threads(resolve, range(len(tops))))
     return Raster(
         width=width,
         height=height,
         pixel=pixel,
-        pixel_triangle=(live_index if all_live else np.take(live.ids, live_index)).astype(np.int32),
+        pixel_triangle=pixel_triangle,
         pixel_weights=(b0, b1),
     )
 
@@ -249,14 +317,28 @@ def coverage_counts(xy: np.ndarray, triangles: np.ndarray, width: int, height: i
     live = _live_triangles(xy, triangles, width, height)
     bounds = _row_bounds(live)
     counts = np.zeros(width * height, dtype=np.int32)
+    for chunk in _row_chunks(live):
+        _rasterize_rows(chunk, live, bounds, None, width, counts, count=True)
+    return counts
+
+
+def _row_chunks(live: _Triangles) -> list[np.ndarray]:
+    """The live triangles in consecutive chunks of about :data:`_ROWS_PER_CHUNK` rows."""
     heights = live.heights
     splits = np.searchsorted(
         np.cumsum(heights), np.arange(_ROWS_PER_CHUNK, heights.sum(), _ROWS_PER_CHUNK)
     )
-    for chunk in np.split(np.arange(live.ids.size), splits):
-        if chunk.size:
-            _rasterize_rows(chunk, live, bounds, None, width, counts, count=True)
-    return counts
+    return [chunk for chunk in np.split(np.arange(live.ids.size), splits) if chunk.size]
+
+
+def in_threads(work: Callable, parts: Iterable) -> Iterator:
+    """``work`` on each part, on :data:`_WORKERS` threads, the results in the parts' order."""
+    parts = list(parts)
+    if _WORKERS < 2 or len(parts) < 2:
+        yield from map(work, parts)
+        return
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        yield from pool.map(work, parts)
 
 
 def _resolve_band(
@@ -315,8 +397,39 @@ def _rasterize_rows(
     On each row the covered span is the intersection of the triangle's half-planes; only
     pixels inside it are ever generated. With ``depth`` (the key at each triangle's top-left
     pixel, and its steps per row and column) the nearest triangle wins each pixel; with
-    ``count``, ``best`` counts the triangles covering each pixel instead.
+    ``count`` (or without ``depth``), ``best`` counts the triangles covering each pixel
+    instead. (Without a depth, :func:`rasterize` uses :func:`_row_owners`.)
     """
+    pixel, counts, tri, k, first, run_start = _row_pixels(chunk, live, bounds, width)
+    if count or depth is None:
+        best += np.bincount(pixel, minlength=best.size).astype(np.int32)
+        return
+    at_base, step_row, step_column = depth
+    along = np.take(step_column, tri)
+    at_row = np.take(at_base, tri)
+    at_row += np.take(step_row, tri) * k
+    at_row += along * first.astype(np.float32)
+    column = np.arange(pixel.size, dtype=np.intp) - np.repeat(run_start, counts)
+    key = np.repeat(along, counts) * column.astype(np.float32)
+    key += np.repeat(at_row, counts)
+    owner = np.repeat(tri, counts)
+    np.minimum.at(best, pixel, (_order_key(key) << 32) | owner)
+
+
+def _row_owners(
+    chunk: np.ndarray, live: _Triangles, bounds: tuple[np.ndarray, ...], width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's covered pixels and the live triangle covering each (int32), in drawing order."""
+    pixel, counts, tri, *_ = _row_pixels(chunk, live, bounds, width)
+    return pixel, np.repeat(tri.astype(np.int32), counts)
+
+
+def _row_pixels(
+    chunk: np.ndarray, live: _Triangles, bounds: tuple[np.ndarray, ...], width: int
+) -> tuple[np.ndarray, ...]:
+    """Triangles to rows, rows to exactly their covered pixels: the pixels, the pixel count of
+    each row, and per row its triangle, row within it (float32), first column and the offset
+    of its pixels among the chunk's."""
     heights = live.heights[chunk]
     tri = np.repeat(chunk, heights)
     row = np.repeat(np.cumsum(heights) - heights, heights)  # each row's offset in the chunk
@@ -339,19 +452,4 @@ def _rasterize_rows(
     run_start = np.cumsum(counts) - counts
     pixel = np.repeat(start - run_start, counts)
     pixel += np.arange(pixel.size, dtype=np.intp)
-    if count:
-        best += np.bincount(pixel, minlength=best.size).astype(np.int32)
-        return
-    if depth is None:
-        best[pixel] = np.repeat(tri.astype(np.int32), counts)
-        return
-    at_base, step_row, step_column = depth
-    along = np.take(step_column, tri)
-    at_row = np.take(at_base, tri)
-    at_row += np.take(step_row, tri) * k
-    at_row += along * first.astype(np.float32)
-    column = np.arange(pixel.size, dtype=np.intp) - np.repeat(run_start, counts)
-    key = np.repeat(along, counts) * column.astype(np.float32)
-    key += np.repeat(at_row, counts)
-    owner = np.repeat(tri, counts)
-    np.minimum.at(best, pixel, (_order_key(key) << 32) | owner)
+    return pixel, counts, tri, k, first, run_start
