@@ -19,6 +19,7 @@ import huggingface_hub
 import pytest
 import torch
 from diffusers import StableDiffusionDepth2ImgPipeline
+from safetensors.torch import save_file
 from support.fake_hub import FakeHub, hub_environment
 
 from sd_depth_texture.core.diffusion import device, hub, sources
@@ -425,8 +426,8 @@ def test_a_fifo_next_to_a_single_file_is_refused_at_once(
     os.mkfifo(checkpoint)
     try:
         as_weights = load_quickly(ModelSpec(source=str(checkpoint), config=str(config)))
-        real = tmp_path / "real.safetensors"
-        real.write_bytes(b"")
+        real = tmp_path / "real.safetensors"  # an SD2 checkpoint's header: its family is read
+        save_file({"cond_stage_model.model.positional_embedding": torch.zeros(1)}, str(real))
         as_config = load_quickly(ModelSpec(source=str(real), config=str(config)))
     finally:
         unblock_fifos(tmp_path)
