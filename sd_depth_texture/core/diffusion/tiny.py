@@ -138,22 +138,6 @@ def tiny_vae() -> AutoencoderKL:
     ).eval()
 
 
-#: The tiny SDXL UNet's and ControlNet's shared shape (diffusers' own SDXL ControlNet fast test,
-#: with a sample size of 8 so the native size is 64 px and tests stay quick).
-_SDXL_SHAPE = {
-    "block_out_channels": (32, 64),
-    "layers_per_block": 2,
-    "in_channels": 4,
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "attention_head_dim": (2, 4),
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 8,
-    "transformer_layers_per_block": (1, 2),
-    "projection_class_embeddings_input_dim": 80,  # 6 x 8 time ids + 32 pooled text
-    "cross_attention_dim": 64,  # the two text encoders' 32 + 32
-    "norm_num_groups": 8,
-}
 _SD15_SHAPE = {
     "block_out_channels": (32, 64),
     "layers_per_block": 2,
@@ -163,6 +147,16 @@ _SD15_SHAPE = {
     "use_linear_projection": True,
     "cross_attention_dim": 32,
     "norm_num_groups": 8,
+}
+#: The tiny SDXL UNet's and ControlNet's shared shape (diffusers' own SDXL ControlNet fast test,
+#: with a sample size of 8 so the native size is 64 px and tests stay quick).
+_SDXL_SHAPE = {
+    **_SD15_SHAPE,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 8,
+    "transformer_layers_per_block": (1, 2),
+    "projection_class_embeddings_input_dim": 80,  # 6 x 8 time ids + 32 pooled text
+    "cross_attention_dim": 64,  # the two text encoders' 32 + 32
 }
 #: Four entries: three stride-2 steps, as the 4-block VAE's factor of 8.
 _CONDITIONING_CHANNELS = (8, 16, 16, 32)
