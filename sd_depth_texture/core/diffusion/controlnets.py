@@ -34,6 +34,7 @@ from .safe_files import (
     pickle_refusal,
     read_json,
     require_regular_files,
+    safetensors_in,
 )
 from .settings import ModelSpec
 
@@ -125,12 +126,8 @@ def _folder_weights(folder: Path, dtype: torch.dtype) -> list[Path]:
     """One set of ``.safetensors`` weights (fp16 when running fp16 and present); pickles never."""
     if not (folder / _CONFIG).exists():
         raise TextureError(f"{folder} is not a ControlNet folder (no {_CONFIG})")
-    files = [p for p in folder.iterdir() if p.is_file()]
-    weights = sorted(p for p in files if p.name.endswith(".safetensors"))
+    weights = safetensors_in(folder)
     if not weights:
-        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
-        if pickles:
-            raise pickle_refusal(pickles[0])
         raise TextureError(f"The ControlNet folder {folder} has no .safetensors weights")
     fp16 = [p for p in weights if hub.FP16_NAME.search(p.name)]
     full = [p for p in weights if not hub.FP16_NAME.search(p.name)]

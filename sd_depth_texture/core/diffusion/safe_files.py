@@ -51,6 +51,18 @@ def pickle_refusal(path: Path) -> TextureError:
     )
 
 
+def safetensors_in(directory: Path) -> list[Path]:
+    """The ``.safetensors`` files in ``directory``, sorted; refuses one whose weights are only
+    pickles. Empty when it holds no weights at all (the caller says what is missing)."""
+    files = [path for path in directory.iterdir() if path.is_file()]
+    weights = sorted(path for path in files if path.name.endswith(".safetensors"))
+    if not weights:
+        pickles = [path for path in files if path.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles:
+            raise pickle_refusal(pickles[0])
+    return weights
+
+
 def refuse_special_files(folder: Path, components: tuple[str, ...]) -> None:
     """Only regular files and folders: a pipe, socket or device would hang or break the load."""
     for component in components:

@@ -68,6 +68,7 @@ from .safe_files import (
     model_licence,
     pickle_refusal,
     read_json,
+    safetensors_in,
 )
 from .safe_files import check_safetensors as _check_safetensors
 from .safe_files import refuse_special_files as _refuse_special_files
@@ -366,12 +367,8 @@ def _component_weights(folder: Path, component: str) -> list[Path]:
     directory = folder / component
     if not directory.is_dir():
         raise IncompleteModelError(f"Model folder {folder} has no '{component}' folder")
-    files = [p for p in directory.iterdir() if p.is_file()]
-    weights = sorted(p for p in files if p.name.endswith(".safetensors"))
+    weights = safetensors_in(directory)
     if not weights:
-        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
-        if pickles:
-            raise pickle_refusal(pickles[0])
         raise IncompleteModelError(f"Model folder {folder} has no weights in '{component}'")
     return weights
 
